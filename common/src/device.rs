@@ -1,0 +1,129 @@
+//! Devices: how a request names one, what the agent reports about one, and
+//! the typed specification of a soft device to create.
+//!
+//! `DeviceSpec` is typed so that validation (unknown key, bad value) happens
+//! in the controller before any request is sent; the agent only turns it
+//! into netlink messages.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A device by name inside a namespace (`None`: the agent's own).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DevRef {
+    pub netns: Option<String>,
+    pub name: String,
+}
+
+/// `ip -s -d link show` condensed: what a recipe reads from a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub ifindex: u32,
+    pub name: String,
+    /// Link kind (`veth`, `bridge`, ...), `""` for a physical NIC.
+    pub kind: String,
+    /// Driver name from `ETHTOOL_GDRVINFO` (`""` when it has none).
+    pub driver: String,
+    /// `aa:bb:cc:dd:ee:ff`
+    pub mac: String,
+    pub mtu: u32,
+    /// Administrative state (IFF_UP).
+    pub up: bool,
+    pub carrier: bool,
+    /// `addr/prefix`, IPv4 then IPv6, kernel order.
+    pub ips: Vec<String>,
+    /// Name of the master device (bridge, bond), if any.
+    pub master: Option<String>,
+    pub stats: LinkStats,
+}
+
+/// The counters of `ip -s link`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStats {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+}
+
+/// A soft device to create: `ip link add NAME type KIND ...`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DeviceSpec {
+    /// `type veth peer name PEER [netns NS]`
+    Veth {
+        peer: String,
+        peer_netns: Option<String>,
+    },
+    /// `type bridge [stp_state 0|1] [vlan_filtering 0|1]`
+    Bridge {
+        stp: Option<bool>,
+        vlan_filtering: Option<bool>,
+    },
+    /// `type bond [mode M] [miimon N] [xmit_hash_policy P] [lacp_rate R]`
+    Bond {
+        mode: Option<String>,
+        miimon: Option<u32>,
+        xmit_hash_policy: Option<String>,
+        lacp_rate: Option<String>,
+    },
+    /// team devices are made by teamd; the kernel part is `type team`.
+    Team { runner: Option<String> },
+    /// `link LINK type vlan id ID [protocol 802.1Q|802.1ad]`
+    Vlan {
+        link: String,
+        id: u16,
+        protocol: Option<String>,
+    },
+    /// `link LINK type macvlan [mode M]`
+    Macvlan { link: String, mode: Option<String> },
+    /// `link LINK type ipvlan [mode M]`
+    Ipvlan { link: String, mode: Option<String> },
+    /// `type vxlan id ID [dev LINK] [local A] [remote A | group A] [dstport P] [ttl T]`
+    Vxlan {
+        id: u32,
+        link: Option<String>,
+        local: Option<String>,
+        remote: Option<String>,
+        group: Option<String>,
+        dstport: Option<u16>,
+        ttl: Option<u8>,
+    },
+    /// `type geneve id ID remote A [dstport P]`
+    Geneve {
+        id: u32,
+        remote: String,
+        dstport: Option<u16>,
+    },
+    /// `type gre|gretap|ipip|sit|ip6gre|ip6tnl|vti local A remote A [key K] [ttl T] [dev LINK]`
+    Tunnel {
+        kind: TunnelKind,
+        local: Option<String>,
+        remote: Option<String>,
+        key: Option<u32>,
+        ttl: Option<u8>,
+        link: Option<String>,
+    },
+    /// `type dummy`
+    Dummy,
+    /// `type vrf table T`
+    Vrf { table: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TunnelKind {
+    Gre,
+    Gretap,
+    Ipip,
+    Sit,
+    Ip6gre,
+    Ip6tnl,
+    Vti,
+}
+
+/// A feature map as `ethtool -k` shows it (`"gro" → true`).
+pub type Features = BTreeMap<String, bool>;

@@ -1,0 +1,24 @@
+//! The lnst wire protocol, shared by `lnst-ctl` and `lnst-agent`.
+//!
+//! Data only: the messages both ends exchange, the types they carry and the
+//! one codec that turns them into length-prefixed frames. No netlink, no
+//! processes, no runtime.
+//!
+//! Reading order:
+//! - [`handshake`]: the fixed preamble that carries the protocol version;
+//! - [`proto`]: the message enums (controller → agent, agent → controller);
+//! - [`job`], [`device`], [`host`]: what requests and replies carry;
+//! - [`error`]: the error type that crosses the wire;
+//! - [`codec`]: frames, size limits and the bincode configuration.
+
+pub mod codec;
+pub mod device;
+pub mod error;
+pub mod handshake;
+pub mod host;
+pub mod job;
+pub mod proto;
+
+pub use error::{ErrorKind, WireError};
+pub use handshake::PROTOCOL_VERSION;
+pub use proto::{Event, Request, Response, ToAgent, ToController};

@@ -1,0 +1,1 @@
+//! `lnst-ctl`: runs Rhai recipes against lnst agents.
