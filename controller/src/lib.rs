@@ -1,1 +1,14 @@
-//! `lnst-ctl`: runs Rhai recipes against lnst agents.
+//! `lnst-ctl` as a library: the pieces of the controller, in data-flow order.
+//!
+//! - [`params`], [`pool`], [`mapper`]: pure inputs — params, pool files, and
+//!   the requirements → machines mapping;
+//! - [`recipe`]: the Rhai engine, the declaration phase and the script API;
+//! - [`lab`]: the netns lab that stands in for a pool;
+//! - [`session`]: the connected agents of one run and their teardown;
+//! - [`report`]: summary, JSON, JUnit and the run directory;
+//! - [`commands`]: one file per subcommand; [`exit`]: exit codes.
+
+pub mod exit;
+pub mod mapper;
+pub mod params;
+pub mod pool;
