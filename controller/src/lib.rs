@@ -3,11 +3,14 @@
 //! - [`params`], [`pool`], [`mapper`]: pure inputs — params, pool files, and
 //!   the requirements → machines mapping;
 //! - [`recipe`]: the Rhai engine, the declaration phase and the script API;
+//! - [`client`]: the connection to one agent (handshake, requests, events,
+//!   heartbeats, loss detection);
 //! - [`lab`]: the netns lab that stands in for a pool;
 //! - [`session`]: the connected agents of one run and their teardown;
 //! - [`report`]: summary, JSON, JUnit and the run directory;
 //! - [`commands`]: one file per subcommand; [`exit`]: exit codes.
 
+pub mod client;
 pub mod exit;
 pub mod mapper;
 pub mod params;

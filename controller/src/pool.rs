@@ -202,23 +202,16 @@ pub fn parse_machine(id: &str, file: &Path, text: &str) -> Result<Machine, PoolE
     })
 }
 
-/// Checks the form of an agent address: `HOST:PORT` or `unix:/path`.
+/// Checks the form of an agent address: `ADDR:PORT` or `unix:/path`, as
+/// [`crate::client::AgentAddr`] parses it.
 pub fn check_address(a: &str) -> Result<(), String> {
-    if let Some(p) = a.strip_prefix("unix:") {
-        return if p.starts_with('/') {
-            Ok(())
-        } else {
-            Err(format!(
-                "address {a:?}: a unix socket path must be absolute"
-            ))
-        };
+    let parsed: crate::client::AgentAddr = a.parse()?;
+    if let crate::client::AgentAddr::Unix(p) = parsed {
+        if !p.is_absolute() {
+            return Err(format!("address {a:?}: a unix socket path must be absolute"));
+        }
     }
-    match a.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(format!(
-            "address {a:?} is neither \"HOST:PORT\" nor \"unix:/path\""
-        )),
-    }
+    Ok(())
 }
 
 /// TOML to JSON (datetimes become strings).
@@ -291,7 +284,7 @@ name = "ens1f1"
     #[test]
     fn addresses() {
         assert!(check_address("unix:/run/a.sock").is_ok());
-        assert!(check_address("agent1.lab:9999").is_ok());
+        assert!(check_address("192.0.2.1:9999").is_ok());
         assert!(check_address("[fd00::1]:9999").is_ok());
         assert!(check_address("unix:rel").is_err());
         assert!(check_address("1.2.3.4").is_err());
