@@ -15,3 +15,5 @@ pub mod exit;
 pub mod mapper;
 pub mod params;
 pub mod pool;
+pub mod recipe;
+pub mod report;

@@ -208,7 +208,9 @@ pub fn check_address(a: &str) -> Result<(), String> {
     let parsed: crate::client::AgentAddr = a.parse()?;
     if let crate::client::AgentAddr::Unix(p) = parsed {
         if !p.is_absolute() {
-            return Err(format!("address {a:?}: a unix socket path must be absolute"));
+            return Err(format!(
+                "address {a:?}: a unix socket path must be absolute"
+            ));
         }
     }
     Ok(())

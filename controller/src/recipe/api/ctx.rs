@@ -1,0 +1,85 @@
+//! `m`, the run context passed to `fn test(m)` (RECIPES.md §4): the
+//! matched hosts, the params, and the result-recording calls.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use rhai::{Array, Dynamic, Engine, Map};
+
+use super::host::Host;
+use super::{err, Core, R};
+use crate::recipe::value::to_json;
+
+/// The run context of one match.
+#[derive(Clone)]
+pub struct Ctx(pub Rc<CtxInner>);
+
+pub struct CtxInner {
+    pub core: Rc<Core>,
+    /// In declaration order.
+    pub hosts: Vec<Host>,
+    pub params: Map,
+}
+
+impl Ctx {
+    fn host(&mut self, name: &str) -> R<Host> {
+        match self.0.hosts.iter().find(|h| h.0.name == name) {
+            Some(h) => Ok(h.clone()),
+            None => err(format!(
+                "m has no host or member {name:?}; hosts: {}; members: hosts, params, check, result, sleep",
+                self.0.hosts.iter().map(|h| h.0.name.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+}
+
+fn secs(v: Dynamic) -> R<f64> {
+    let s = if let Some(f) = v.clone().try_cast::<f64>() {
+        f
+    } else if let Some(i) = v.clone().try_cast::<i64>() {
+        i as f64
+    } else {
+        return err(format!(
+            "expected seconds as a number, got {}",
+            v.type_name()
+        ));
+    };
+    if !(0.0..=1e7).contains(&s) || s.is_nan() {
+        return err(format!("seconds out of range: {s}"));
+    }
+    Ok(s)
+}
+
+/// Seconds from a Rhai int or float (for timeouts and sleeps).
+pub fn seconds(v: Dynamic) -> R<Duration> {
+    Ok(Duration::from_secs_f64(secs(v)?))
+}
+
+/// Registers `m`'s surface.
+pub fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<Ctx>("Ctx");
+    engine.register_indexer_get(|m: &mut Ctx, name: &str| m.host(name));
+    engine.register_get("hosts", |m: &mut Ctx| {
+        m.0.hosts
+            .iter()
+            .cloned()
+            .map(Dynamic::from)
+            .collect::<Array>()
+    });
+    engine.register_get("params", |m: &mut Ctx| m.0.params.clone());
+    engine.register_fn("check", |m: &mut Ctx, ok: bool, desc: &str| {
+        m.0.core.check(ok, desc.to_string(), Default::default());
+        ok
+    });
+    engine.register_fn("result", |m: &mut Ctx, ok: bool, desc: &str, data: Map| {
+        let data = data
+            .iter()
+            .map(|(k, v)| (k.to_string(), to_json(v)))
+            .collect();
+        m.0.core.check(ok, desc.to_string(), data);
+    });
+    engine.register_fn("sleep", |m: &mut Ctx, s: Dynamic| -> R<()> {
+        let d = seconds(s)?;
+        m.0.core.block(tokio::time::sleep(d))
+    });
+}

@@ -1,0 +1,218 @@
+//! The test-phase API: what `fn test(m)` sees. One file per script-visible
+//! type — [`ctx`] (`m`), [`host`] (`m.h1`), [`device`] (`m.h1.eth0`),
+//! [`job`] (`h.run(..)`) — each declaring its whole surface in its
+//! `register` function, all called from [`register_all`]. [`API`] is the
+//! reference that `lnst-ctl api` prints.
+//!
+//! The types are cheap handles (`Rc` inside): Rhai clones values, and a
+//! handle makes `m.h1.eth0.mtu = 9000` change the one shared device.
+//! Native calls reach the agents through [`Core::request`], which blocks
+//! the recipe thread on the runtime and gives up on Ctrl-C.
+
+pub mod ctx;
+pub mod device;
+pub mod host;
+pub mod job;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use lnst_common::{Request, Response};
+use rhai::{Engine, EvalAltResult};
+
+use crate::client::{AgentClient, ClientError};
+use crate::report::{ResultRec, Verdict};
+
+use super::engine::Cancel;
+
+/// Result type of native functions.
+pub type R<T> = Result<T, Box<EvalAltResult>>;
+
+/// A runtime error for the recipe (it may `catch` it).
+pub fn err<T>(msg: impl Into<String>) -> R<T> {
+    Err(msg.into().into())
+}
+
+/// Shared state of one match's test phase.
+pub struct Core {
+    /// Runtime that owns the agent clients.
+    pub rt: tokio::runtime::Handle,
+    pub cancel: Cancel,
+    /// Result lines in order.
+    pub results: RefCell<Vec<ResultRec>>,
+    /// First infrastructure failure (an agent lost): the run exits 3.
+    pub infra: RefCell<Option<String>>,
+    /// `jobs/` of the run directory, for each job's stdout and stderr.
+    pub jobs_dir: Option<PathBuf>,
+    /// Every job started, to kill and note those still running at the end.
+    pub jobs: RefCell<Vec<job::Job>>,
+    pub started: Instant,
+    /// Shows what is running (a TTY status line), or does nothing.
+    pub status: Box<dyn Fn(&str)>,
+}
+
+impl Core {
+    /// Runs an async operation to completion on the runtime, or stops at
+    /// Ctrl-C.
+    pub fn block<T>(&self, fut: impl Future<Output = T>) -> R<T> {
+        let cancel = self.cancel.clone();
+        self.rt
+            .block_on(async move {
+                tokio::select! {
+                    r = fut => Some(r),
+                    _ = cancel.cancelled() => None,
+                }
+            })
+            .ok_or_else(|| {
+                EvalAltResult::ErrorTerminated("interrupted".into(), rhai::Position::NONE).into()
+            })
+    }
+
+    /// One request to an agent. An error reply becomes a catchable runtime
+    /// error; a lost or broken agent also marks the run as an
+    /// infrastructure failure.
+    pub fn request(&self, client: &AgentClient, req: Request) -> R<Response> {
+        let c = client.clone();
+        match self.block(async move { c.request(req).await })? {
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.client_error(e)),
+        }
+    }
+
+    /// Converts a client error, noting infrastructure failures.
+    pub fn client_error(&self, e: ClientError) -> Box<EvalAltResult> {
+        if e.remote().is_none() {
+            self.infra.borrow_mut().get_or_insert_with(|| e.to_string());
+        }
+        e.to_string().into()
+    }
+
+    /// Appends a result line; returns its index.
+    pub fn push_result(&self, mut r: ResultRec) -> usize {
+        r.at = self.started.elapsed().as_secs_f64();
+        let mut v = self.results.borrow_mut();
+        v.push(r);
+        v.len() - 1
+    }
+
+    /// Records a PASS/FAIL line with no host or job.
+    pub fn check(&self, ok: bool, desc: String, data: serde_json::Map<String, serde_json::Value>) {
+        self.push_result(ResultRec {
+            host: None,
+            job: None,
+            desc,
+            result: Verdict::from_bool(ok),
+            data,
+            note: None,
+            at: 0.0,
+        });
+    }
+}
+
+/// Registers every script-visible type and function of the test phase.
+pub fn register_all(engine: &mut Engine) {
+    ctx::register(engine);
+    host::register(engine);
+    device::register(engine);
+    job::register(engine);
+}
+
+/// One entry of the API reference.
+pub struct ApiItem {
+    pub sig: &'static str,
+    pub doc: &'static str,
+}
+
+const fn item(sig: &'static str, doc: &'static str) -> ApiItem {
+    ApiItem { sig, doc }
+}
+
+/// The recipe API, printed by `lnst-ctl api`. A unit test checks that each
+/// function named here is registered.
+pub const API: &[ApiItem] = &[
+    item("param(name: string, default) -> value", "Declares a param; its type is the default's (int, float, bool, string, array, map). Returns the effective value (`-- name=value` overrides)."),
+    item("param(name: string, default, help: string) -> value", "Same, with a help line shown by `lnst-ctl validate`. A `()` default makes the param required (a string)."),
+    item("host(name: string) -> HostRequirement", "Declares a host requirement; in `test`, `m.NAME` is the matched host."),
+    item("host(name: string, params: map) -> HostRequirement", "Same; each key must equal the pool machine's param (an array means one of)."),
+    item("HostRequirement.nic(name: string) -> HostRequirement", "Declares an interface requirement; in `test`, `h.NAME` is the matched device."),
+    item("HostRequirement.nic(name: string, attrs: map) -> HostRequirement", "Same; `net` is a network label (NICs with one label share an L2 network), other keys match the pool NIC's attributes (driver, speed, ..)."),
+    item("print(value)", "Writes a line to the run log, with the recipe line."),
+    item("debug(value)", "Writes a debug line to the run log, with the recipe line."),
+    item("Ctx.NAME -> Host", "The matched host for requirement NAME (also `m[\"NAME\"]`)."),
+    item("Ctx.hosts -> array", "All matched hosts, in declaration order."),
+    item("Ctx.params -> map", "Every param with its effective value."),
+    item("Ctx.check(cond: bool, desc: string) -> bool", "Records a PASS or FAIL result; returns cond; does not stop the test."),
+    item("Ctx.result(passed: bool, desc: string, data: map)", "Records a result with data (shown in the summary and JSON)."),
+    item("Ctx.sleep(seconds: float|int)", "Sleeps (Ctrl-C interrupts)."),
+    item("Host.name -> string", "Requirement name."),
+    item("Host.machine -> string", "Pool machine id."),
+    item("Host.params -> map", "Pool machine params."),
+    item("Host.NIC -> Device", "The matched NIC named NIC in the recipe (also `h[\"NIC\"]`)."),
+    item("Host.devices -> array", "Every device now on the host (`ip link show`)."),
+    item("Host.run(command: string) -> Job", "Runs `sh -c command` on the host; a result line. Foreground: waits (timeout 60 s)."),
+    item("Host.run(command: string, opts: map) -> Job", "Options: bg (bool), timeout (seconds, foreground), expect_fail (bool), cwd (string), env (map), json (parse stdout into job.result), desc (string), netns (name)."),
+    item("Job.id -> int", "Agent job id."),
+    item("Job.finished -> bool", "Whether the job has ended."),
+    item("Job.passed -> bool", "Exit 0 (inverted by expect_fail); a job killed by its timeout fails; one stopped with kill() passes."),
+    item("Job.exit_code -> int|()", "Exit code, () while running or when killed by a signal."),
+    item("Job.signal -> int|()", "The signal that ended it, or ()."),
+    item("Job.stdout -> string", "Standard output (so far, while running)."),
+    item("Job.stderr -> string", "Standard error (when finished)."),
+    item("Job.result -> value", "Parsed JSON stdout (`json: true`) or a module's result; () otherwise."),
+    item("Job.duration -> float", "Seconds from start to end (or until now)."),
+    item("Job.wait()", "Waits until the job ends."),
+    item("Job.wait(timeout: float|int) -> bool", "Waits up to timeout seconds; returns whether it finished."),
+    item("Job.kill()", "SIGTERM to the job's process group, then waits for it; the job passes."),
+    item("Job.kill(signal: string)", "Same with a signal name (\"SIGINT\", \"KILL\", ..)."),
+    item("Job.wait_output(regex: string, timeout: float|int) -> bool", "Waits until stdout matches regex (e.g. a server is ready); returns whether it did."),
+    item("Device.name -> string", "Interface name (`ip link show DEV`)."),
+    item("Device.ifindex -> int", "Interface index."),
+    item("Device.kind -> string", "Link kind, \"\" for a physical NIC."),
+    item("Device.driver -> string", "Driver name (`ethtool -i`)."),
+    item("Device.mac -> string", "MAC address; settable (`ip link set DEV address MAC`)."),
+    item("Device.mtu -> int", "MTU; settable (`ip link set DEV mtu N`)."),
+    item("Device.state -> string", "\"up\" or \"down\" (administrative)."),
+    item("Device.carrier -> bool", "Carrier (refreshed on each read)."),
+    item("Device.ips -> array", "Addresses as \"addr/prefix\" (`ip addr show DEV`)."),
+    item("Device.master -> string|()", "Master device name; settable to a Device or () (`ip link set DEV master M|nomaster`)."),
+    item("Device.stats -> map", "rx/tx bytes, packets, dropped, errors (`ip -s link`), refreshed on each read."),
+    item("Device.features -> map", "ethtool features (`ethtool -k DEV`)."),
+    item("Device.up()", "`ip link set DEV up`."),
+    item("Device.down()", "`ip link set DEV down`."),
+    item("Device.ip_add(cidr: string)", "`ip addr add CIDR dev DEV`."),
+    item("Device.ip_del(cidr: string)", "`ip addr del CIDR dev DEV`."),
+    item("Device.ip_flush()", "`ip addr flush dev DEV`."),
+    item("Device.set_features(features: map)", "`ethtool -K DEV gro off ..`."),
+    item("Device.wait_carrier(timeout: float|int) -> bool", "Waits until the device has carrier."),
+    item("Device.move_to(netns: string)", "`ip link set DEV netns NS`."),
+    item("Device.destroy()", "`ip link del DEV`."),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every function or property in [`API`] is registered under that name.
+    #[test]
+    fn api_table_matches_registration() {
+        let state = crate::recipe::declare::DeclState::new(Default::default());
+        let engine =
+            crate::recipe::engine::new("t.rhai", state, std::rc::Rc::new(|_| {}), Cancel::new());
+        let sigs = engine.gen_fn_signatures(false).join("\n");
+        for it in API {
+            let head = it.sig.split(['(', ' ']).next().unwrap_or("");
+            let name = head.rsplit('.').next().unwrap_or(head);
+            if name == "NAME" || name == "NIC" || name == "debug" {
+                continue; // indexer fallback / built-in
+            }
+            let getter = format!("get${name}");
+            assert!(
+                sigs.contains(&format!("{name}(")) || sigs.contains(&getter),
+                "{} is not registered",
+                it.sig
+            );
+        }
+    }
+}
