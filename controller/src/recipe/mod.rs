@@ -104,3 +104,107 @@ impl Loaded {
             .map_err(|e| engine::eval_error(&self.file, &e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    fn write(name: &str, src: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("lnst-recipe-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join(name);
+        std::fs::write(&p, src).unwrap();
+        p
+    }
+
+    fn ov(a: &[(&str, &str)]) -> BTreeMap<String, String> {
+        a.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const SPEC: &str = r#"//! Two hosts on one link ping each other at a configurable MTU.
+
+let mtu = param("mtu", 1500, "MTU of both test NICs");
+param("count", 5);
+print(`mtu ${mtu}`);
+
+let h1 = host("h1");
+h1.nic("eth0", #{ net: "net1" });
+let h2 = host("h2", #{ arch: ["x86_64", "aarch64"] });
+h2.nic("eth0", #{ net: "net1", driver: "veth" });
+
+fn test(m) {
+    m.h1.eth0.mtu = m.params.mtu;
+}
+"#;
+
+    #[test]
+    fn declares_the_spec_recipe() {
+        let p = write("spec.rhai", SPEC);
+        let lines = Rc::new(RefCell::new(Vec::new()));
+        let l2 = Rc::clone(&lines);
+        let log: LogSink = Rc::new(move |l| l2.borrow_mut().push(l));
+        let r = load(&p, &ov(&[("mtu", "9000")]), log, Cancel::new()).unwrap();
+        let d = &r.declared;
+        assert_eq!(d.description, "Two hosts on one link ping each other at a configurable MTU.");
+        assert_eq!(d.params.len(), 2);
+        assert_eq!(d.params[0].value, Some(serde_json::json!(9000)));
+        assert_eq!(d.params[1].value, Some(serde_json::json!(5)));
+        let hs = &d.requirements.hosts;
+        assert_eq!(hs.len(), 2);
+        assert_eq!(hs[1].params["arch"], serde_json::json!(["x86_64", "aarch64"]));
+        assert_eq!(hs[1].nics[0].net.as_deref(), Some("net1"));
+        assert_eq!(hs[1].nics[0].attrs["driver"], "veth");
+        let lines = lines.borrow();
+        assert_eq!(lines[0].text, "mtu 9000");
+        assert_eq!(lines[0].line, Some(5));
+    }
+
+    #[test]
+    fn errors_carry_file_line_col() {
+        let p = write("syn.rhai", "let a = 1;\nlet b = ;\nfn test(m) {}\n");
+        let e = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new()).err().unwrap().to_string();
+        assert!(e.starts_with("syn.rhai:2:"), "{e}");
+        let p = write("bad.rhai", "param(\"mtu\", 1500);\nfn test(m) {}\n");
+        let e = load(&p, &ov(&[("mtu", "x")]), Rc::new(|_| {}), Cancel::new()).err().unwrap().to_string();
+        assert!(e.starts_with("bad.rhai:1:") && e.contains("\"mtu\""), "{e}");
+        let p = write("thr.rhai", "let x = 1;\n  throw \"boom\";\nfn test(m) {}\n");
+        let e = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new()).err().unwrap().to_string();
+        assert!(e.starts_with("thr.rhai:2:3: thrown: boom"), "{e}");
+        let p = write("notest.rhai", "host(\"h1\");\n");
+        assert!(matches!(load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new()), Err(RecipeError::NoTest { .. })));
+        let p = write("dup.rhai", "host(\"h1\");\nhost(\"h1\");\nfn test(m) {}\n");
+        let e = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new()).err().unwrap().to_string();
+        assert!(e.starts_with("dup.rhai:2:") && e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn test_fn_runs_without_rerunning_top_level() {
+        let p = write(
+            "twice.rhai",
+            "print(\"top\");\nfn test(m) { print(`test ${m}`); if m == 2 { throw \"bad\" } }\n",
+        );
+        let lines = Rc::new(RefCell::new(Vec::new()));
+        let l2 = Rc::clone(&lines);
+        let r = load(&p, &ov(&[]), Rc::new(move |l| l2.borrow_mut().push(l.text)), Cancel::new()).unwrap();
+        r.call_test(Dynamic::from(1_i64)).unwrap();
+        let e = r.call_test(Dynamic::from(2_i64)).unwrap_err();
+        assert!(e.starts_with("twice.rhai:2:") && e.contains("thrown: bad"), "{e}");
+        assert_eq!(*lines.borrow(), ["top", "test 1", "test 2"]);
+    }
+
+    #[test]
+    fn cancel_stops_a_busy_loop() {
+        let p = write("loop.rhai", "fn test(m) { loop { } }\n");
+        let c = Cancel::new();
+        let r = load(&p, &ov(&[]), Rc::new(|_| {}), c.clone()).unwrap();
+        let c2 = c.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            c2.cancel();
+        });
+        let e = r.call_test(Dynamic::UNIT).unwrap_err();
+        t.join().unwrap();
+        assert!(engine::is_interrupt(&e), "{e}");
+    }
+}
