@@ -11,9 +11,12 @@
 //! - [`commands`]: one file per subcommand; [`exit`]: exit codes.
 
 pub mod client;
+pub mod commands;
 pub mod exit;
+pub mod lab;
 pub mod mapper;
 pub mod params;
 pub mod pool;
 pub mod recipe;
 pub mod report;
+pub mod session;

@@ -119,7 +119,9 @@ mod tests {
     }
 
     fn ov(a: &[(&str, &str)]) -> BTreeMap<String, String> {
-        a.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        a.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     const SPEC: &str = r#"//! Two hosts on one link ping each other at a configurable MTU.
@@ -146,13 +148,19 @@ fn test(m) {
         let log: LogSink = Rc::new(move |l| l2.borrow_mut().push(l));
         let r = load(&p, &ov(&[("mtu", "9000")]), log, Cancel::new()).unwrap();
         let d = &r.declared;
-        assert_eq!(d.description, "Two hosts on one link ping each other at a configurable MTU.");
+        assert_eq!(
+            d.description,
+            "Two hosts on one link ping each other at a configurable MTU."
+        );
         assert_eq!(d.params.len(), 2);
         assert_eq!(d.params[0].value, Some(serde_json::json!(9000)));
         assert_eq!(d.params[1].value, Some(serde_json::json!(5)));
         let hs = &d.requirements.hosts;
         assert_eq!(hs.len(), 2);
-        assert_eq!(hs[1].params["arch"], serde_json::json!(["x86_64", "aarch64"]));
+        assert_eq!(
+            hs[1].params["arch"],
+            serde_json::json!(["x86_64", "aarch64"])
+        );
         assert_eq!(hs[1].nics[0].net.as_deref(), Some("net1"));
         assert_eq!(hs[1].nics[0].attrs["driver"], "veth");
         let lines = lines.borrow();
@@ -163,18 +171,33 @@ fn test(m) {
     #[test]
     fn errors_carry_file_line_col() {
         let p = write("syn.rhai", "let a = 1;\nlet b = ;\nfn test(m) {}\n");
-        let e = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new()).err().unwrap().to_string();
+        let e = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.starts_with("syn.rhai:2:"), "{e}");
         let p = write("bad.rhai", "param(\"mtu\", 1500);\nfn test(m) {}\n");
-        let e = load(&p, &ov(&[("mtu", "x")]), Rc::new(|_| {}), Cancel::new()).err().unwrap().to_string();
+        let e = load(&p, &ov(&[("mtu", "x")]), Rc::new(|_| {}), Cancel::new())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.starts_with("bad.rhai:1:") && e.contains("\"mtu\""), "{e}");
         let p = write("thr.rhai", "let x = 1;\n  throw \"boom\";\nfn test(m) {}\n");
-        let e = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new()).err().unwrap().to_string();
+        let e = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.starts_with("thr.rhai:2:3: thrown: boom"), "{e}");
         let p = write("notest.rhai", "host(\"h1\");\n");
-        assert!(matches!(load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new()), Err(RecipeError::NoTest { .. })));
+        assert!(matches!(
+            load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new()),
+            Err(RecipeError::NoTest { .. })
+        ));
         let p = write("dup.rhai", "host(\"h1\");\nhost(\"h1\");\nfn test(m) {}\n");
-        let e = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new()).err().unwrap().to_string();
+        let e = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.starts_with("dup.rhai:2:") && e.contains("twice"), "{e}");
     }
 
@@ -186,10 +209,19 @@ fn test(m) {
         );
         let lines = Rc::new(RefCell::new(Vec::new()));
         let l2 = Rc::clone(&lines);
-        let r = load(&p, &ov(&[]), Rc::new(move |l| l2.borrow_mut().push(l.text)), Cancel::new()).unwrap();
+        let r = load(
+            &p,
+            &ov(&[]),
+            Rc::new(move |l| l2.borrow_mut().push(l.text)),
+            Cancel::new(),
+        )
+        .unwrap();
         r.call_test(Dynamic::from(1_i64)).unwrap();
         let e = r.call_test(Dynamic::from(2_i64)).unwrap_err();
-        assert!(e.starts_with("twice.rhai:2:") && e.contains("thrown: bad"), "{e}");
+        assert!(
+            e.starts_with("twice.rhai:2:") && e.contains("thrown: bad"),
+            "{e}"
+        );
         assert_eq!(*lines.borrow(), ["top", "test 1", "test 2"]);
     }
 

@@ -1,1 +1,94 @@
+//! The human summary on stdout: per match the mapping, then every result
+//! in order (verdict, host, job id, description, key figures), then the
+//! overall result.
 
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::{ResultRec, RunReport};
+
+fn figure(k: &str, v: &Value) -> Option<String> {
+    Some(match (k, v) {
+        ("duration", Value::Number(n)) => format!("{:.2} s", n.as_f64()?),
+        ("exit_code", Value::Null) => return None,
+        ("exit_code", v) => format!("exit {v}"),
+        ("signal", v) => format!("signal {v}"),
+        (k, Value::Number(n)) if n.is_f64() => format!("{k} {:.3}", n.as_f64()?),
+        (k, Value::String(s)) => format!("{k} {s}"),
+        (_, Value::Array(_)) | (_, Value::Object(_)) => return None,
+        (k, v) => format!("{k} {v}"),
+    })
+}
+
+/// The key figures of a result, one short line.
+pub fn figures(r: &ResultRec) -> String {
+    let mut parts: Vec<String> = r.data.iter().filter_map(|(k, v)| figure(k, v)).collect();
+    if let Some(n) = &r.note {
+        parts.push(format!("({n})"));
+    }
+    parts.join(", ")
+}
+
+/// Renders the summary.
+pub fn render(r: &RunReport) -> String {
+    let mut s = String::new();
+    let n = r.matches.len();
+    for (i, m) in r.matches.iter().enumerate() {
+        let _ = writeln!(s, "match {}/{} on {}:", i + 1, n, r.pool);
+        for (h, hm) in &m.mapping {
+            let nics: Vec<String> = hm.nics.iter().map(|(a, b)| format!("{a}={b}")).collect();
+            let _ = writeln!(s, "  {h} -> {} [{}]", hm.machine, nics.join(" "));
+        }
+        for res in &m.results {
+            let host = res.host.as_deref().unwrap_or("-");
+            let job = res
+                .job
+                .map(|j| format!("job {j}"))
+                .unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                s,
+                "  {:<5} {:<8} {:<7} {}{}",
+                res.result.as_str(),
+                host,
+                job,
+                res.desc,
+                match figures(res) {
+                    f if f.is_empty() => String::new(),
+                    f => format!("  [{f}]"),
+                }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  match {}: {} in {:.2} s",
+            i + 1,
+            m.result.as_str(),
+            m.duration
+        );
+    }
+    let total: usize = r.matches.iter().map(|m| m.results.len()).sum();
+    let failed: usize = r
+        .matches
+        .iter()
+        .flat_map(|m| &m.results)
+        .filter(|x| x.result != super::Verdict::Pass)
+        .count();
+    let _ = writeln!(
+        s,
+        "{}: {} ({} results, {} not passed) in {:.2} s{}",
+        r.recipe,
+        r.result.as_str(),
+        total,
+        failed,
+        r.duration,
+        r.run_dir
+            .as_deref()
+            .map(|d| format!("; run dir {d}"))
+            .unwrap_or_default()
+    );
+    for e in &r.cleanup_errors {
+        let _ = writeln!(s, "cleanup error: {e}");
+    }
+    s
+}

@@ -1,0 +1,173 @@
+//! The command line (RECIPES.md §9): one file per subcommand, each with an
+//! `exec`. This file holds the clap definitions and the runtime set-up
+//! shared by the commands that talk to agents: a tokio runtime on the main
+//! thread (which also watches for Ctrl-C) and the work — the Rhai engine
+//! included — on one plain OS thread.
+
+pub mod api;
+pub mod lab_clean;
+pub mod pool_check;
+pub mod run;
+pub mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::{ExitCode, Failure, EXIT_HELP};
+use crate::recipe::Cancel;
+
+/// Runs Rhai network test recipes on lnst agents: a pool of machines, or a
+/// netns lab built on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "lnst-ctl", version, after_help = EXIT_HELP)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v info, -vv debug); recipe print() lines too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Runs a recipe: `lnst-ctl run recipe.rhai -- mtu=9000`.
+    #[command(after_help = EXIT_HELP)]
+    Run(RunArgs),
+    /// Shows a recipe's description, params, requirements and (with
+    /// --pool) its mapping, without contacting any agent.
+    #[command(after_help = EXIT_HELP)]
+    Validate(ValidateArgs),
+    /// Pool maintenance.
+    #[command(subcommand)]
+    Pool(PoolCmd),
+    /// Netns lab maintenance.
+    #[command(subcommand)]
+    Lab(LabCmd),
+    /// Prints the recipe API: every function and property with its doc.
+    Api,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The recipe file (.rhai).
+    pub recipe: PathBuf,
+    /// Pool directory (one TOML file per machine); without it, the netns lab.
+    #[arg(long, value_name = "DIR")]
+    pub pool: Option<PathBuf>,
+    /// The lab to build when no --pool is given (only `netns`).
+    #[arg(long, value_name = "KIND", value_parser = ["netns"])]
+    pub lab: Option<String>,
+    /// Run the test once for every match, not only the first.
+    #[arg(long)]
+    pub all_matches: bool,
+    /// Where run directories go (default ./lnst-runs).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The lnst-agent binary for the netns lab (default: beside lnst-ctl).
+    #[arg(long, value_name = "PATH")]
+    pub agent_bin: Option<PathBuf>,
+    /// Params: `-- name=value ...` (arrays and maps as JSON).
+    #[arg(last = true, value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    pub recipe: PathBuf,
+    /// Pool directory to map the requirements onto.
+    #[arg(long, value_name = "DIR")]
+    pub pool: Option<PathBuf>,
+    #[arg(last = true, value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCmd {
+    /// Connects to every machine of a pool: reachable, protocol version,
+    /// NICs present as the file says.
+    Check {
+        #[arg(long, value_name = "DIR", default_value = "pools")]
+        pool: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCmd {
+    /// Removes labs (namespaces, agents) left by a controller that died.
+    Clean,
+}
+
+/// Dispatches a parsed command line.
+pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
+    let v = cli.verbose;
+    match cli.cmd {
+        Cmd::Run(a) => on_thread(move |rt, cancel| run::exec(a, v, rt, cancel)),
+        Cmd::Validate(a) => validate::exec(a),
+        Cmd::Pool(PoolCmd::Check { pool }) => on_thread(move |rt, _| pool_check::exec(&pool, rt)),
+        Cmd::Lab(LabCmd::Clean) => lab_clean::exec(),
+        Cmd::Api => api::exec(),
+    }
+}
+
+/// Runs `work` on its own OS thread with a runtime handle; the main thread
+/// drives the runtime and turns Ctrl-C / SIGTERM into cancellation, then
+/// waits for `work` to clean up and return.
+fn on_thread(
+    work: impl FnOnce(tokio::runtime::Handle, Cancel) -> Result<ExitCode, Failure> + Send + 'static,
+) -> Result<ExitCode, Failure> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::new(
+                ExitCode::Infra,
+                anyhow::anyhow!("cannot start the async runtime: {e}"),
+            )
+        })?;
+    let cancel = Cancel::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let handle = rt.handle().clone();
+    let c = cancel.clone();
+    let thread = std::thread::Builder::new()
+        .name("lnst-run".into())
+        .spawn(move || {
+            let _ = tx.send(work(handle, c));
+        })
+        .map_err(|e| {
+            Failure::new(
+                ExitCode::Infra,
+                anyhow::anyhow!("cannot start the run thread: {e}"),
+            )
+        })?;
+    let result = rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut rx = rx;
+        loop {
+            tokio::select! {
+                r = &mut rx => return r,
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("\nlnst-ctl: interrupted; cleaning up (the run exits 130)");
+                    cancel.cancel();
+                }
+                Some(_) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {
+                    eprintln!("lnst-ctl: SIGTERM; cleaning up (the run exits 130)");
+                    cancel.cancel();
+                }
+            }
+        }
+    });
+    let _ = thread.join();
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result.unwrap_or_else(|_| {
+        Err(Failure::new(
+            ExitCode::Infra,
+            anyhow::anyhow!("the run thread ended without a result (a bug; see the log)"),
+        ))
+    })
+}

@@ -1,0 +1,376 @@
+//! `lnst-ctl run RECIPE`: params → declaration phase → mapping → run
+//! directory → lab (or pool) → per match: connect, `test(m)`, end the
+//! session → reports. Runs on the run thread (see [`super::on_thread`]);
+//! every exit path after the lab exists tears it down.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use rhai::Dynamic;
+use tokio::runtime::Handle;
+
+use crate::client::AgentAddr;
+use crate::commands::RunArgs;
+use crate::exit::{Classify, ExitCode, Failure};
+use crate::lab::{self, Lab};
+use crate::mapper::{self, Mapping};
+use crate::recipe::api::{
+    ctx::{Ctx, CtxInner},
+    host::Host,
+    job, Core,
+};
+use crate::recipe::engine::LogLine;
+use crate::recipe::value::map_to_dynamic;
+use crate::recipe::{self, Cancel};
+use crate::report::{
+    self, json, junit, rundir, summary, MatchReport, ResultRec, RunReport, Verdict,
+};
+use crate::session::Session;
+use crate::{params, pool};
+
+/// Most matches `--all-matches` runs.
+const MAX_MATCHES: usize = 10_000;
+
+/// The run log (`controller.log`): recipe print/debug lines and run
+/// events, buffered until the run directory exists; echoed to stderr
+/// with -v.
+struct RunLog {
+    file: Option<fs::File>,
+    buf: Vec<String>,
+    echo: bool,
+    t0: Instant,
+    recipe: String,
+}
+
+impl RunLog {
+    fn line(&mut self, s: String) {
+        let s = format!("[{:8.3}] {s}", self.t0.elapsed().as_secs_f64());
+        if self.echo {
+            eprintln!("{s}");
+        }
+        match &mut self.file {
+            Some(f) => {
+                let _ = writeln!(f, "{s}");
+            }
+            None => self.buf.push(s),
+        }
+    }
+    fn attach(&mut self, path: &Path) {
+        if let Ok(mut f) = fs::File::create(path) {
+            for l in self.buf.drain(..) {
+                let _ = writeln!(f, "{l}");
+            }
+            self.file = Some(f);
+        }
+    }
+}
+
+fn write_json(path: &Path, v: &impl serde::Serialize) -> anyhow::Result<()> {
+    let s = serde_json::to_string_pretty(v)?;
+    fs::write(path, s + "\n").with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn agent_bin(a: &RunArgs) -> PathBuf {
+    a.agent_bin.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .map(|p| p.with_file_name("lnst-agent"))
+            .unwrap_or_else(|_| PathBuf::from("lnst-agent"))
+    })
+}
+
+pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitCode, Failure> {
+    let t0 = Instant::now();
+    let overrides = params::parse_overrides(&a.params).usage()?;
+    for l in lab::clean_stale() {
+        eprintln!("lnst-ctl: removed a leftover lab: {l}");
+    }
+    let file = a
+        .recipe
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let log = Rc::new(RefCell::new(RunLog {
+        file: None,
+        buf: Vec::new(),
+        echo: verbose > 0,
+        t0,
+        recipe: file.clone(),
+    }));
+    let l2 = Rc::clone(&log);
+    let sink = Rc::new(move |l: LogLine| {
+        let mut lg = l2.borrow_mut();
+        let at = l
+            .line
+            .map(|n| format!("{}:{n}", lg.recipe))
+            .unwrap_or_else(|| lg.recipe.clone());
+        lg.line(format!(
+            "{at}: {}{}",
+            if l.debug { "debug: " } else { "" },
+            l.text
+        ));
+    });
+    let loaded = recipe::load(&a.recipe, &overrides, sink, cancel.clone()).usage()?;
+    params::check(&loaded.declared.params, &overrides).usage()?;
+    let req = loaded.declared.requirements.clone();
+    let (pool, pool_name) = match &a.pool {
+        Some(d) => (pool::load_dir(d).usage()?, d.display().to_string()),
+        None => (lab::pool_for(&req), "netns lab".to_string()),
+    };
+    let mappings: Vec<Mapping> = if a.all_matches {
+        mapper::map_all(&req, &pool, MAX_MATCHES)
+    } else {
+        mapper::map_first(&req, &pool).map(|m| vec![m])
+    }
+    .map_err(|e| anyhow!("{e}"))
+    .with_context(|| format!("{file}: no mapping onto the {pool_name}"))
+    .usage()?;
+    let param_values = params::values(&loaded.declared.params);
+
+    // The run directory.
+    let base = a.out.clone().unwrap_or_else(|| PathBuf::from("lnst-runs"));
+    let dir = rundir::create(&base, &a.recipe)
+        .with_context(|| format!("cannot create a run directory under {}", base.display()))
+        .infra()?;
+    log.borrow_mut().attach(&dir.join("controller.log"));
+    let _ = fs::write(dir.join(&file), &loaded.source);
+    write_json(&dir.join("params.json"), &param_values).infra()?;
+    write_json(&dir.join("mapping.json"), &mappings).infra()?;
+    let jobs_dir = dir.join("jobs");
+
+    // The lab, or the pool's addresses.
+    let mut the_lab: Option<Lab> = None;
+    if a.pool.is_none() {
+        let bin = agent_bin(&a);
+        let l = Lab::build(&req, &bin, &dir)
+            .context("cannot build the netns lab")
+            .infra()?;
+        log.borrow_mut().line(format!(
+            "lab {} up in {:.1} ms: namespaces {}",
+            l.runid,
+            l.build_time.as_secs_f64() * 1e3,
+            l.namespaces.join(", ")
+        ));
+        the_lab = Some(l);
+    }
+    let addr_of = |machine: &str| -> Result<AgentAddr, Failure> {
+        if let Some(l) = &the_lab {
+            return l.addrs.get(machine).cloned().ok_or_else(|| {
+                Failure::new(ExitCode::Infra, anyhow!("lab has no agent for {machine}"))
+            });
+        }
+        let m = pool
+            .machines
+            .iter()
+            .find(|m| m.id == machine)
+            .ok_or_else(|| {
+                Failure::new(ExitCode::Infra, anyhow!("pool has no machine {machine}"))
+            })?;
+        m.address
+            .parse::<AgentAddr>()
+            .map_err(|e| Failure::new(ExitCode::Usage, anyhow!("{}: {e}", m.file.display())))
+    };
+
+    let tty = std::io::stderr().is_terminal() && verbose == 0;
+    let mut matches = Vec::new();
+    let mut cleanup_errors = Vec::new();
+    let mut infra: Option<String> = None;
+    let mut rpcs: BTreeMap<String, u64> = BTreeMap::new();
+    for (i, mapping) in mappings.iter().enumerate() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let mt0 = Instant::now();
+        log.borrow_mut().line(format!(
+            "match {}: {}",
+            i + 1,
+            serde_json::to_string(mapping).unwrap_or_default()
+        ));
+        let mut addrs = BTreeMap::new();
+        for (h, hm) in mapping {
+            addrs.insert(h.clone(), addr_of(&hm.machine)?);
+        }
+        let connected = rt.block_on(async {
+            tokio::select! {
+                r = Session::connect(&addrs) => Some(r),
+                _ = cancel.cancelled() => None,
+            }
+        });
+        let session = match connected {
+            None => break,
+            Some(Err(e)) => {
+                infra = Some(e.to_string());
+                matches.push(MatchReport {
+                    mapping: mapping.clone(),
+                    result: Verdict::Error,
+                    results: vec![ResultRec {
+                        host: None,
+                        job: None,
+                        desc: format!("connect to agents: {e}"),
+                        result: Verdict::Error,
+                        data: Default::default(),
+                        note: None,
+                        at: 0.0,
+                    }],
+                    duration: mt0.elapsed().as_secs_f64(),
+                });
+                break;
+            }
+            Some(Ok(s)) => s,
+        };
+        log.borrow_mut().line(format!(
+            "connected to {} agent(s) in {:.1} ms",
+            session.clients.len(),
+            mt0.elapsed().as_secs_f64() * 1e3
+        ));
+        let status: Box<dyn Fn(&str)> = if tty {
+            Box::new(|s: &str| {
+                let s: String = s.chars().take(100).collect();
+                eprint!("\r\x1b[2K> {s}");
+            })
+        } else {
+            Box::new(|_: &str| {})
+        };
+        let core = Rc::new(Core {
+            rt: rt.clone(),
+            cancel: cancel.clone(),
+            results: RefCell::new(Vec::new()),
+            infra: RefCell::new(None),
+            jobs_dir: Some(jobs_dir.clone()),
+            jobs: RefCell::new(Vec::new()),
+            started: Instant::now(),
+            status,
+        });
+        let hosts: Vec<Host> = req
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                let hm = mapping.get(&h.name)?;
+                let client = session.clients.get(&h.name)?.clone();
+                let machine = pool.machines.iter().find(|m| m.id == hm.machine);
+                let params = machine
+                    .map(|m| map_to_dynamic(&m.params))
+                    .unwrap_or_default();
+                Some(Host::new(
+                    h.name.clone(),
+                    hm.machine.clone(),
+                    params,
+                    client,
+                    Rc::clone(&core),
+                    &hm.nics,
+                ))
+            })
+            .collect();
+        let ctx = Ctx(Rc::new(CtxInner {
+            core: Rc::clone(&core),
+            hosts,
+            params: map_to_dynamic(&param_values),
+        }));
+        let outcome = loaded.call_test(Dynamic::from(ctx));
+        job::end_of_test(&core);
+        if tty {
+            eprint!("\r\x1b[2K");
+        }
+        if let Err(msg) = outcome {
+            let interrupted = recipe::engine::is_interrupt(&msg) || cancel.is_cancelled();
+            log.borrow_mut().line(format!("test: {msg}"));
+            core.push_result(ResultRec {
+                host: None,
+                job: None,
+                desc: msg,
+                result: Verdict::Error,
+                data: Default::default(),
+                note: interrupted.then(|| "interrupted".to_string()),
+                at: 0.0,
+            });
+        }
+        if let Some(e) = core.infra.borrow().clone() {
+            infra.get_or_insert(e);
+        }
+        // Undo the match on every agent, even after Ctrl-C (bounded).
+        let ended = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(60), async {
+                let mut e = session.end().await;
+                e.extend(session.close().await);
+                e
+            })
+            .await
+            .unwrap_or_else(|_| vec!["agents did not finish cleaning up within 60 s".into()])
+        });
+        cleanup_errors.extend(ended);
+        for (h, n) in session.rpcs() {
+            *rpcs.entry(h).or_default() += n;
+        }
+        let results = core.results.borrow().clone();
+        for r in &results {
+            log.borrow_mut().line(format!(
+                "{} {} {} {} {}",
+                r.result.as_str(),
+                r.host.as_deref().unwrap_or("-"),
+                r.job.map(|j| j.to_string()).unwrap_or_else(|| "-".into()),
+                r.desc,
+                summary::figures(r)
+            ));
+        }
+        matches.push(MatchReport {
+            mapping: mapping.clone(),
+            result: report::overall(results.iter().map(|r| &r.result)),
+            results,
+            duration: mt0.elapsed().as_secs_f64(),
+        });
+        if infra.is_some() {
+            break;
+        }
+    }
+    if let Some(mut l) = the_lab.take() {
+        let errs = l.teardown();
+        cleanup_errors.extend(errs);
+    }
+    let result = report::overall(matches.iter().map(|m| &m.result));
+    let rep = RunReport {
+        recipe: file,
+        params: param_values,
+        result: if matches.is_empty() {
+            Verdict::Error
+        } else {
+            result
+        },
+        matches,
+        pool: pool_name,
+        duration: t0.elapsed().as_secs_f64(),
+        rpcs,
+        run_dir: Some(dir.display().to_string()),
+        cleanup_errors,
+    };
+    let _ = fs::write(dir.join("summary.json"), json::render(&rep) + "\n");
+    let _ = fs::write(dir.join("junit.xml"), junit::render(&rep));
+    log.borrow_mut().line(format!(
+        "result {} in {:.3} s",
+        rep.result.as_str(),
+        rep.duration
+    ));
+    if a.json {
+        println!("{}", json::render(&rep));
+    } else {
+        print!("{}", summary::render(&rep));
+    }
+    if cancel.is_cancelled() {
+        return Ok(ExitCode::Interrupted);
+    }
+    if let Some(e) = infra {
+        return Err(Failure::new(
+            ExitCode::Infra,
+            anyhow!("{e}; results so far are in {}", dir.display()),
+        ));
+    }
+    Ok(if rep.result == Verdict::Pass {
+        ExitCode::Pass
+    } else {
+        ExitCode::Fail
+    })
+}

@@ -1,0 +1,114 @@
+//! The agents of one run: connected together, ended together.
+//!
+//! [`Session::connect`] opens every agent in parallel; [`Session::end`]
+//! asks each agent to undo the match (`EndSession`: kill jobs, replay the
+//! undo journal) and [`Session::close`] says goodbye. Both keep going past
+//! an error and return every error met, so one broken host never stops
+//! the others from being cleaned up.
+
+use std::collections::BTreeMap;
+
+use lnst_common::{Request, Response};
+
+use crate::client::{AgentAddr, AgentClient, ClientError};
+
+/// Connected agents by requirement host name.
+pub struct Session {
+    pub clients: BTreeMap<String, AgentClient>,
+}
+
+impl Session {
+    /// Connects to every agent at once; the first failure wins (the others
+    /// are closed again).
+    pub async fn connect(addrs: &BTreeMap<String, AgentAddr>) -> Result<Session, ClientError> {
+        let futs = addrs.iter().map(|(host, addr)| async move {
+            AgentClient::connect(host, addr)
+                .await
+                .map(|c| (host.clone(), c))
+        });
+        let results = futures_join_all(futs).await;
+        let mut clients = BTreeMap::new();
+        let mut first_err = None;
+        for r in results {
+            match r {
+                Ok((h, c)) => {
+                    clients.insert(h, c);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            let s = Session { clients };
+            s.close().await;
+            return Err(e);
+        }
+        Ok(Session { clients })
+    }
+
+    /// `EndSession` on every agent in parallel: jobs killed, changes undone.
+    pub async fn end(&self) -> Vec<String> {
+        let futs = self.clients.iter().map(|(h, c)| async move {
+            match c.request(Request::EndSession).await {
+                Ok(Response::Teardown { errors }) => {
+                    errors.into_iter().map(|e| format!("{h}: {e}")).collect()
+                }
+                Ok(other) => vec![format!("{h}: unexpected reply {other:?} to EndSession")],
+                Err(e) => vec![format!("{h}: cleanup failed: {e}")],
+            }
+        });
+        futures_join_all(futs).await.into_iter().flatten().collect()
+    }
+
+    /// Goodbye to every agent in parallel; returns the errors.
+    pub async fn close(&self) -> Vec<String> {
+        let futs = self
+            .clients
+            .values()
+            .map(|c| async move { c.close().await });
+        futures_join_all(futs)
+            .await
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect()
+    }
+
+    /// Requests sent to each agent.
+    pub fn rpcs(&self) -> BTreeMap<String, u64> {
+        self.clients
+            .iter()
+            .map(|(h, c)| (h.clone(), c.requests_sent()))
+            .collect()
+    }
+}
+
+/// Runs futures concurrently on the current task and collects their
+/// outputs in order (a small `join_all`, to avoid a dependency).
+pub async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
