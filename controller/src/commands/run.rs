@@ -327,6 +327,8 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             break;
         }
     }
+    let lab_id = the_lab.as_ref().map(|l| l.runid.clone());
+    let lab_ms = the_lab.as_ref().map(|l| l.build_time.as_secs_f64() * 1e3);
     if let Some(mut l) = the_lab.take() {
         let errs = l.teardown();
         cleanup_errors.extend(errs);
@@ -345,6 +347,8 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
         duration: t0.elapsed().as_secs_f64(),
         rpcs,
         run_dir: Some(dir.display().to_string()),
+        lab: lab_id,
+        lab_ms,
         cleanup_errors,
     };
     let _ = fs::write(dir.join("summary.json"), json::render(&rep) + "\n");

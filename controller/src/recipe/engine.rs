@@ -151,7 +151,7 @@ pub fn eval_error(file: &str, e: &EvalAltResult) -> String {
     }
     let pos = e.position();
     let msg = match e {
-        EvalAltResult::ErrorRuntime(v, _) => format!("thrown: {}", v),
+        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
         EvalAltResult::ErrorTerminated(..) => "interrupted".to_string(),
         other => {
             // Display appends " (line L, position C)"; the position is

@@ -90,6 +90,10 @@ pub struct RunReport {
     pub rpcs: BTreeMap<String, u64>,
     /// The run directory.
     pub run_dir: Option<String>,
+    /// The netns lab's run id (namespaces `lnst-<id>-<host>`), if any.
+    pub lab: Option<String>,
+    /// Milliseconds to build the lab and start its agents.
+    pub lab_ms: Option<f64>,
     /// Errors met while cleaning up (never hidden).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cleanup_errors: Vec<String>,
