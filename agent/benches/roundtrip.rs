@@ -47,7 +47,11 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing
     // useful: run a short version then.
     let full = std::env::args().any(|a| a == "--bench");
-    let (jobs_n, pings_n, rss_jobs) = if full { (500, 5000, 1000) } else { (20, 100, 50) };
+    let (jobs_n, pings_n, rss_jobs) = if full {
+        (500, 5000, 1000)
+    } else {
+        (20, 100, 50)
+    };
 
     let dir = std::env::temp_dir().join(format!("lnst-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -166,7 +170,10 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 
     println!("lnst-agent benchmark (medians; {jobs_n} jobs, {pings_n} pings)");
-    println!("{:<44} {:>12} {:>12} {:>8} {:>6}", "measure", "agent", "floor", "ratio", "goal");
+    println!(
+        "{:<44} {:>12} {:>12} {:>8} {:>6}",
+        "measure", "agent", "floor", "ratio", "goal"
+    );
     println!(
         "{:<44} {:>10.0}us {:>10.0}us {:>7.2}x {:>6}",
         "job `true` round trip vs fork/exec `true`",
@@ -192,8 +199,21 @@ fn main() {
         "<=2x"
     );
     let mib = |k: u64| k as f64 / 1024.0;
-    println!("{:<44} {:>10.1}MiB {:>23}", "agent RSS idle", mib(idle), "goal <=8MiB");
-    println!("{:<44} {:>10.1}MiB", format!("agent RSS after {rss_jobs} more jobs"), mib(r1));
-    println!("{:<44} {:>10.1}MiB", format!("agent RSS after {} more jobs", 2 * rss_jobs), mib(r2));
+    println!(
+        "{:<44} {:>10.1}MiB {:>23}",
+        "agent RSS idle",
+        mib(idle),
+        "goal <=8MiB"
+    );
+    println!(
+        "{:<44} {:>10.1}MiB",
+        format!("agent RSS after {rss_jobs} more jobs"),
+        mib(r1)
+    );
+    println!(
+        "{:<44} {:>10.1}MiB",
+        format!("agent RSS after {} more jobs", 2 * rss_jobs),
+        mib(r2)
+    );
     println!("{:<44} {:>10.1}MiB", "agent RSS after session end", mib(rc));
 }

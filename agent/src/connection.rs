@@ -131,3 +131,67 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lnst_common::{Request, ToAgent};
+    use tokio::io::AsyncWriteExt;
+
+    fn frames() -> Vec<u8> {
+        let mut b = Vec::new();
+        for id in 0..50u64 {
+            let m = ToAgent::Request {
+                id,
+                req: Request::JournalTest {
+                    path: "x".repeat(id as usize * 37),
+                    marker: id.to_string(),
+                },
+            };
+            b.extend(codec::encode_frame(&m).unwrap());
+        }
+        b
+    }
+
+    /// Frames split at every chunk size from 1 byte up decode the same.
+    #[tokio::test]
+    async fn frames_survive_any_chunking() {
+        let all = frames();
+        for chunk in [1usize, 2, 3, 7, 64, 1000, 1 << 20] {
+            let (mut a, b) = tokio::io::duplex(256);
+            let data = all.clone();
+            let w = tokio::spawn(async move {
+                for c in data.chunks(chunk) {
+                    a.write_all(c).await.unwrap();
+                }
+            });
+            let mut r = FrameReader::new(b);
+            for id in 0..50u64 {
+                match r.read::<ToAgent>().await.unwrap() {
+                    ToAgent::Request { id: got, .. } => assert_eq!(got, id, "chunk {chunk}"),
+                    other => panic!("{other:?}"),
+                }
+            }
+            w.await.unwrap();
+            assert!(matches!(r.read::<ToAgent>().await, Err(ConnError::Closed)));
+        }
+    }
+
+    #[tokio::test]
+    async fn closed_mid_frame_is_truncated_not_closed() {
+        let f = codec::encode_frame(&ToAgent::Goodbye).unwrap();
+        for cut in 1..f.len() {
+            let (mut a, b) = tokio::io::duplex(1 << 16);
+            a.write_all(&f[..cut]).await.unwrap();
+            drop(a);
+            let mut r = FrameReader::new(b);
+            match r.read::<ToAgent>().await {
+                Err(ConnError::Truncated { got, want }) => {
+                    assert_eq!(got, cut);
+                    assert!(want > got);
+                }
+                other => panic!("cut {cut}: {other:?}"),
+            }
+        }
+    }
+}
