@@ -81,11 +81,18 @@ pub fn driver_name(sock: &OwnedFd, dev: &str) -> Result<String, WireError> {
     Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
-/// `ETHTOOL_SFEATURES`: sets feature bits (`index → on`). Returns the
-/// ioctl's non-negative result (flags such as `ETHTOOL_F_UNSUPPORTED`).
-pub fn set_feature_bits(sock: &OwnedFd, dev: &str, bits: &[(u32, bool)]) -> Result<i32, WireError> {
-    let max = bits.iter().map(|b| b.0).max().unwrap_or(0);
-    let blocks = (max / 32 + 1) as usize;
+/// `ETHTOOL_SFEATURES`: sets feature bits (`index → on`). `count` is the
+/// number of feature strings ([`feature_bits`]); the kernel insists on
+/// exactly its number of 32-bit words. Returns the ioctl's non-negative
+/// result (flags such as `ETHTOOL_F_UNSUPPORTED`).
+pub fn set_feature_bits(
+    sock: &OwnedFd,
+    dev: &str,
+    count: usize,
+    bits: &[(u32, bool)],
+) -> Result<i32, WireError> {
+    let max = bits.iter().map(|b| b.0 as usize + 1).max().unwrap_or(0);
+    let blocks = count.max(max).div_ceil(32);
     // struct ethtool_sfeatures { u32 cmd; u32 size; { u32 valid; u32 requested; } features[size]; }
     let mut buf = vec![0u32; 2 + 2 * blocks];
     buf[0] = ETHTOOL_SFEATURES;
@@ -110,6 +117,8 @@ const ETH_GSTRING_LEN: usize = 32;
 /// One feature as `ETHTOOL_GFEATURES` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeatureBit {
+    /// Number of feature strings of the device (same for every bit).
+    pub count: usize,
     /// Kernel name (`rx-gro`, `tx-checksum-ipv4`, ...).
     pub name: String,
     pub index: u32,
@@ -158,6 +167,7 @@ pub fn feature_bits(sock: &OwnedFd, dev: &str) -> Result<Vec<FeatureBit>, WireEr
         let (b, m) = (i / 32, 1u32 << (i % 32));
         let word = |k: usize| gf[2 + 4 * b + k] & m != 0;
         out.push(FeatureBit {
+            count,
             name,
             index: i as u32,
             changeable: word(0) && !word(3),

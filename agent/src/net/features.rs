@@ -162,7 +162,12 @@ pub async fn set_features(
         dev: dev.clone(),
         features: old,
     })?;
-    set_feature_bits(&conn.inet, &dev.name, &set)?;
+    set_feature_bits(
+        &conn.inet,
+        &dev.name,
+        bits.first().map_or(0, |b| b.count),
+        &set,
+    )?;
     let after = feature_bits(&conn.inet, &dev.name)?;
     for &(i, on) in &set {
         if let Some(b) = after.iter().find(|b| b.index == i) {
@@ -194,7 +199,12 @@ pub(crate) async fn apply_raw(
         .filter_map(|(n, &on)| bits.iter().find(|b| &b.name == n).map(|b| (b.index, on)))
         .collect();
     if !set.is_empty() {
-        set_feature_bits(&conn.inet, &dev.name, &set)?;
+        set_feature_bits(
+            &conn.inet,
+            &dev.name,
+            bits.first().map_or(0, |b| b.count),
+            &set,
+        )?;
     }
     Ok(())
 }

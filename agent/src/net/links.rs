@@ -104,9 +104,19 @@ pub async fn set_mac(
     let bytes = parse_mac(mac)?;
     let conn = nets.conn(dev.netns.as_deref()).await?;
     let link = get_link(&conn, dev).await?;
+    // A new MAC can bring a new IPv6 link-local address (EUI-64); the
+    // undo puts back the link-local addresses of now.
+    let link_local = addrs::dump(&conn.rt, dev.netns.as_deref(), Some(link.header.index))
+        .await?
+        .remove(&link.header.index)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| addrs::is_link_local(c))
+        .collect();
     rec.record(NetUndo::RestoreMac {
         dev: dev.clone(),
         mac: link_mac(&link),
+        link_local,
     })?;
     let msg = LinkUnspec::new_with_index(link.header.index)
         .address(bytes)
@@ -133,9 +143,27 @@ pub async fn set_state(
 ) -> Result<DeviceInfo, WireError> {
     let conn = nets.conn(dev.netns.as_deref()).await?;
     let link = get_link(&conn, dev).await?;
+    let was_up = link.header.flags.contains(LinkFlags::Up);
+    if was_up && !up {
+        // Going down drops the IPv6 addresses (unless keep_addr_on_down):
+        // re-add them after the state is restored (replay is in reverse).
+        let ips = addrs::dump(&conn.rt, dev.netns.as_deref(), Some(link.header.index))
+            .await?
+            .remove(&link.header.index)
+            .unwrap_or_default();
+        for cidr in ips
+            .iter()
+            .filter(|c| c.contains(':') && !addrs::is_link_local(c))
+        {
+            rec.record(NetUndo::AddAddress {
+                dev: dev.clone(),
+                cidr: cidr.clone(),
+            })?;
+        }
+    }
     rec.record(NetUndo::RestoreState {
         dev: dev.clone(),
-        up: link.header.flags.contains(LinkFlags::Up),
+        up: was_up,
     })?;
     apply_state(&conn, dev, link.header.index, up).await?;
     device_of(&conn, dev.netns.as_deref(), &get_link(&conn, dev).await?).await

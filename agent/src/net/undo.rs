@@ -23,8 +23,13 @@ pub enum NetUndo {
     DeleteLink { netns: Option<String>, name: String },
     /// `ip link set DEV mtu OLD`
     RestoreMtu { dev: DevRef, mtu: u32 },
-    /// `ip link set DEV address OLD`
-    RestoreMac { dev: DevRef, mac: String },
+    /// `ip link set DEV address OLD`, then the IPv6 link-local addresses
+    /// of then (the kernel derives them from the MAC).
+    RestoreMac {
+        dev: DevRef,
+        mac: String,
+        link_local: Vec<String>,
+    },
     /// `ip link set DEV up|down`
     RestoreState { dev: DevRef, up: bool },
     /// `ip link set DEV master OLD` / `nomaster`
@@ -94,7 +99,7 @@ impl NetUndo {
                 name: name.clone(),
             }),
             NetUndo::RestoreMtu { dev, mtu } => format!("mtu {mtu} on {}", d(dev)),
-            NetUndo::RestoreMac { dev, mac } => format!("address {mac} on {}", d(dev)),
+            NetUndo::RestoreMac { dev, mac, .. } => format!("address {mac} on {}", d(dev)),
             NetUndo::RestoreState { dev, up } => {
                 format!("{} {}", d(dev), if *up { "up" } else { "down" })
             }
@@ -132,22 +137,11 @@ impl NetUndo {
                 }
                 .await,
             ),
-            NetUndo::RestoreMac { dev, mac } => gone_ok(
-                async {
-                    let conn = nets.conn(dev.netns.as_deref()).await?;
-                    let l = get_link(&conn, dev).await?;
-                    let msg = rtnetlink::LinkUnspec::new_with_index(l.header.index)
-                        .address(super::links::parse_mac(mac)?)
-                        .build();
-                    conn.rt
-                        .link()
-                        .set(msg)
-                        .execute()
-                        .await
-                        .map_err(|e| super::error::nl_error(e, "ip link set address"))
-                }
-                .await,
-            ),
+            NetUndo::RestoreMac {
+                dev,
+                mac,
+                link_local,
+            } => gone_ok(restore_mac(nets, dev, mac, link_local).await),
             NetUndo::RestoreState { dev, up } => gone_ok(
                 async {
                     let conn = nets.conn(dev.netns.as_deref()).await?;
@@ -231,6 +225,36 @@ impl NetUndo {
             NetUndo::DeleteLink { .. } | NetUndo::DeleteNetns { .. }
         )
     }
+}
+
+async fn restore_mac(
+    nets: &Nets,
+    dev: &DevRef,
+    mac: &str,
+    link_local: &[String],
+) -> Result<(), WireError> {
+    let conn = nets.conn(dev.netns.as_deref()).await?;
+    let l = get_link(&conn, dev).await?;
+    let msg = rtnetlink::LinkUnspec::new_with_index(l.header.index)
+        .address(super::links::parse_mac(mac)?)
+        .build();
+    conn.rt.link().set(msg).execute().await.map_err(|e| {
+        super::error::nl_error(e, format!("ip link set {} address {mac}", dev.name))
+    })?;
+    let now = addrs::dump(&conn.rt, dev.netns.as_deref(), Some(l.header.index))
+        .await?
+        .remove(&l.header.index)
+        .unwrap_or_default();
+    for c in now
+        .iter()
+        .filter(|c| addrs::is_link_local(c) && !link_local.contains(c))
+    {
+        addrs::apply_del(nets, dev, c, true).await?;
+    }
+    for c in link_local.iter().filter(|c| !now.contains(c)) {
+        addrs::apply_add(nets, dev, c, true).await?;
+    }
+    Ok(())
 }
 
 fn ns_exists(netns: Option<&str>) -> Result<(), WireError> {
