@@ -278,6 +278,93 @@ async fn delete_link(nets: &Nets, netns: Option<&str>, name: &str) -> Result<(),
     }
 }
 
+/// Deletes a run of `DeleteLink`/`DeleteNetns` entries: the links of each
+/// namespace in one batch (`ip link set DEV group G` for each, then
+/// `ip link del group G`, so the kernel unregisters them together instead
+/// of paying its ~20 ms per device), namespaces concurrently afterwards.
+async fn delete_many(nets: &Nets, run: &[NetUndo]) -> Vec<String> {
+    let mut by_ns: BTreeMap<Option<String>, Vec<&NetUndo>> = BTreeMap::new();
+    let mut namespaces = Vec::new();
+    for u in run {
+        match u {
+            NetUndo::DeleteLink { netns, .. } => by_ns.entry(netns.clone()).or_default().push(u),
+            _ => namespaces.push(u),
+        }
+    }
+    let per_ns = by_ns.into_iter().map(|(netns, us)| async move {
+        match group_delete(nets, netns.as_deref(), &us).await {
+            Ok(()) => vec![],
+            // fall back to one by one, collecting every error
+            Err(_) => join_all(us.iter().map(|u| u.undo(nets)))
+                .await
+                .into_iter()
+                .filter_map(Result::err)
+                .collect(),
+        }
+    });
+    let mut errors: Vec<String> = join_all(per_ns).await.into_iter().flatten().collect();
+    let ns_results = join_all(namespaces.iter().map(|u| u.undo(nets))).await;
+    errors.extend(ns_results.into_iter().filter_map(Result::err));
+    errors
+}
+
+static GROUP_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+async fn group_delete(nets: &Nets, netns: Option<&str>, us: &[&NetUndo]) -> Result<(), WireError> {
+    let conn = match nets.conn(netns).await {
+        Ok(c) => c,
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // A group number no one else uses: high bit pattern, pid and a counter.
+    let group = 0x4000_0000
+        | ((std::process::id() & 0x3fff) << 16)
+        | (GROUP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xffff);
+    let mut any = false;
+    for u in us {
+        let NetUndo::DeleteLink { name, .. } = u else {
+            continue;
+        };
+        let dev = DevRef {
+            netns: netns.map(str::to_string),
+            name: name.clone(),
+        };
+        let l = match get_link(&conn, &dev).await {
+            Ok(l) => l,
+            Err(e) if e.kind == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let msg = rtnetlink::LinkUnspec::new_with_index(l.header.index)
+            .link_group(group)
+            .build();
+        match conn.rt.link().set(msg).execute().await {
+            Ok(()) => any = true,
+            // a veth peer deleted along with its other end
+            Err(e) if super::error::errno_of(&e) == Some(nix::errno::Errno::ENODEV) => {}
+            Err(e) => {
+                return Err(super::error::nl_error(
+                    e,
+                    format!("ip link set {name} group {group}"),
+                ))
+            }
+        }
+    }
+    if !any {
+        return Ok(());
+    }
+    let mut msg = netlink_packet_route::link::LinkMessage::default();
+    msg.attributes
+        .push(netlink_packet_route::link::LinkAttribute::Group(group));
+    match conn.rt.link().del_with_message(msg).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if super::error::errno_of(&e) == Some(nix::errno::Errno::ENODEV) => Ok(()),
+        Err(e) => Err(super::error::nl_error(
+            e,
+            format!("ip link del group {group}"),
+        )),
+    }
+}
+
 /// Replays `entries` (in the order they were recorded) in reverse,
 /// deleting consecutive runs of devices and namespaces concurrently. Keeps
 /// going after errors and returns all of them.
@@ -292,8 +379,7 @@ pub async fn undo_all(nets: &Nets, entries: Vec<NetUndo>) -> Vec<String> {
             while j < rev.len() && rev[j].is_deletion() {
                 j += 1;
             }
-            let results = join_all(rev[i..j].iter().map(|u| u.undo(nets))).await;
-            errors.extend(results.into_iter().filter_map(Result::err));
+            errors.extend(delete_many(nets, &rev[i..j]).await);
             i = j;
         } else {
             if let Err(e) = rev[i].undo(nets).await {
