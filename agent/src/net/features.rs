@@ -215,6 +215,7 @@ mod tests {
 
     fn bit(name: &str, index: u32, active: bool, changeable: bool) -> FeatureBit {
         FeatureBit {
+            count: 64,
             name: name.into(),
             index,
             active,
