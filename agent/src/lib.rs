@@ -13,6 +13,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod jobs;
 pub mod journal;
+pub mod net;
 pub mod server;
 pub mod session;
 pub mod time;
