@@ -17,6 +17,7 @@ pub mod net;
 pub mod server;
 pub mod session;
 pub mod time;
+pub mod tools;
 pub mod todo_net;
 pub mod undo;
 

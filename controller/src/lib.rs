@@ -4,3 +4,4 @@
 //!   heartbeats, loss detection).
 
 pub mod client;
+pub mod modules;
