@@ -87,7 +87,7 @@ impl Agent {
     /// logged (nobody is connected to hear them).
     pub async fn start(config: AgentConfig) -> Result<Agent, JournalError> {
         let journal = Journal::open(&config.state_dir)?;
-        let undo_ctx = UndoCtx::default();
+        let undo_ctx = UndoCtx::new(format!("lnst-{}-", std::process::id()));
         let r = journal.replay(&undo_ctx).await;
         if r.entries > 0 {
             tracing::warn!(entries = r.entries, errors = r.errors.len(), dir = %config.state_dir.display(),

@@ -1,17 +1,18 @@
 //! Requests to handlers: one `match` over [`Request`] with no catch-all
 //! arm, so a new request variant does not compile until it is routed.
 //! Session and job requests are handled here and in [`crate::jobs`];
-//! device, host and file requests go to [`crate::todo_net`] until the
-//! netlink layer replaces it.
+//! device, host and file requests go to [`crate::net`], with the journal
+//! as the recorder of how to undo each change.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use lnst_common::device::DeviceInfo;
 use lnst_common::{Request, Response, WireError};
 
 use crate::agent::Agent;
 use crate::jobs::EventTx;
-use crate::todo_net as net;
+use crate::net;
 use crate::undo::UndoEntry;
 
 /// What a handler knows about the request's session.
@@ -25,6 +26,8 @@ pub struct SessionCtx {
 
 /// Handles one request.
 pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireError> {
+    let nets = &ctx.agent.undo_ctx.nets;
+    let rec = &ctx.agent.journal;
     match req {
         Request::Ping => Ok(Response::Pong),
         Request::EndSession => end_session(ctx).await,
@@ -53,34 +56,77 @@ pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireEr
             Ok(Response::Done)
         }
 
-        Request::Devices { netns } => net::devices(ctx, netns).await,
-        Request::SetMtu { dev, mtu } => net::set_mtu(ctx, dev, mtu).await,
-        Request::SetMac { dev, mac } => net::set_mac(ctx, dev, mac).await,
-        Request::SetState { dev, up } => net::set_state(ctx, dev, up).await,
-        Request::SetMaster { dev, master } => net::set_master(ctx, dev, master).await,
-        Request::IpAdd { dev, cidr } => net::ip_add(ctx, dev, cidr).await,
-        Request::IpDel { dev, cidr } => net::ip_del(ctx, dev, cidr).await,
-        Request::IpFlush { dev } => net::ip_flush(ctx, dev).await,
-        Request::Features { dev } => net::features(ctx, dev).await,
-        Request::SetFeatures { dev, features } => net::set_features(ctx, dev, features).await,
-        Request::WaitCarrier { dev, timeout_ms } => net::wait_carrier(ctx, dev, timeout_ms).await,
-        Request::MoveTo { dev, netns } => net::move_to(ctx, dev, netns).await,
-        Request::Destroy { dev } => net::destroy(ctx, dev).await,
-        Request::Create { netns, name, spec } => net::create(ctx, netns, name, spec).await,
-        Request::NetnsCreate { name } => net::netns_create(ctx, name).await,
-        Request::SysctlGet { netns, key } => net::sysctl_get(ctx, netns, key).await,
-        Request::SysctlSet { netns, key, value } => net::sysctl_set(ctx, netns, key, value).await,
-        Request::FileRead { netns, path } => net::file_read(ctx, netns, path).await,
-        Request::FileWrite { netns, path, data } => net::file_write(ctx, netns, path, data).await,
-        Request::RouteAdd { netns, route } => net::route_add(ctx, netns, route).await,
-        Request::RouteDel { netns, route } => net::route_del(ctx, netns, route).await,
+        Request::Devices { netns } => Ok(Response::Devices(
+            net::devices(nets, netns.as_deref()).await?,
+        )),
+        Request::SetMtu { dev, mtu } => device(net::set_mtu(nets, rec, &dev, mtu).await),
+        Request::SetMac { dev, mac } => device(net::set_mac(nets, rec, &dev, &mac).await),
+        Request::SetState { dev, up } => device(net::set_state(nets, rec, &dev, up).await),
+        Request::SetMaster { dev, master } => {
+            device(net::set_master(nets, rec, &dev, master.as_deref()).await)
+        }
+        Request::IpAdd { dev, cidr } => device(net::ip_add(nets, rec, &dev, &cidr).await),
+        Request::IpDel { dev, cidr } => device(net::ip_del(nets, rec, &dev, &cidr).await),
+        Request::IpFlush { dev } => device(net::ip_flush(nets, rec, &dev).await),
+        Request::Features { dev } => Ok(Response::Features(net::features(nets, &dev).await?)),
+        Request::SetFeatures { dev, features } => Ok(Response::Features(
+            net::set_features(nets, rec, &dev, &features).await?,
+        )),
+        Request::WaitCarrier { dev, timeout_ms } => Ok(Response::Bool(
+            net::wait_carrier(nets, &dev, timeout_ms).await?,
+        )),
+        Request::MoveTo { dev, netns } => {
+            device(net::move_to(nets, rec, &dev, netns.as_deref()).await)
+        }
+        Request::Destroy { dev } => {
+            net::destroy(nets, rec, &dev).await?;
+            Ok(Response::Done)
+        }
+        Request::Create { netns, name, spec } => {
+            device(net::create(nets, rec, netns.as_deref(), &name, &spec).await)
+        }
+        Request::NetnsCreate { name } => {
+            // Per session too, so a later session of this agent never meets
+            // a leftover of an earlier one.
+            let name = format!("s{}-{name}", ctx.session);
+            Ok(Response::Netns {
+                name: net::netns_create(nets, rec, &name).await?,
+            })
+        }
+        Request::SysctlGet { netns, key } => Ok(Response::Text(
+            net::sysctl_get(nets, netns.as_deref(), &key).await?,
+        )),
+        Request::SysctlSet { netns, key, value } => Ok(Response::Text(
+            net::sysctl_set(nets, rec, netns.as_deref(), &key, &value).await?,
+        )),
+        Request::FileRead { netns, path } => Ok(Response::Bytes(
+            net::file_read(nets, netns.as_deref(), &path).await?,
+        )),
+        Request::FileWrite { netns, path, data } => {
+            net::file_write(nets, rec, netns.as_deref(), &path, &data).await?;
+            Ok(Response::Done)
+        }
+        Request::RouteAdd { netns, route } => {
+            net::route_add(nets, rec, netns.as_deref(), &route).await?;
+            Ok(Response::Done)
+        }
+        Request::RouteDel { netns, route } => {
+            net::route_del(nets, rec, netns.as_deref(), &route).await?;
+            Ok(Response::Done)
+        }
         Request::FilePut {
             path,
             offset,
             data,
             last,
-        } => net::file_put(ctx, path, offset, data, last).await,
-        Request::FileGet { path, offset, len } => net::file_get(ctx, path, offset, len).await,
+        } => {
+            net::file_put(nets, rec, &path, offset, &data, last).await?;
+            Ok(Response::Done)
+        }
+        Request::FileGet { path, offset, len } => {
+            let (data, eof) = net::file_get(nets, &path, offset, len).await?;
+            Ok(Response::FileChunk { data, eof })
+        }
     }
 }
 
@@ -96,4 +142,9 @@ async fn end_session(ctx: &SessionCtx) -> Result<Response, WireError> {
 fn journal_test(ctx: &SessionCtx, path: String, marker: String) -> Result<Response, WireError> {
     ctx.agent.journal.record(UndoEntry::Test { path, marker })?;
     Ok(Response::Done)
+}
+
+/// A changed device's reply: the device as it is now.
+fn device(r: Result<DeviceInfo, WireError>) -> Result<Response, WireError> {
+    r.map(Response::Device)
 }

@@ -24,6 +24,7 @@ use std::sync::Mutex;
 use lnst_common::WireError;
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::net::{NetUndo, Recorder};
 use crate::undo::{UndoCtx, UndoEntry};
 
 /// Journal file name inside the state dir.
@@ -195,15 +196,7 @@ impl Journal {
         }
         let entries = parse(&snapshot, &self.path);
         out.entries = entries.len();
-        for entry in entries.iter().rev() {
-            match entry.undo(ctx).await {
-                Ok(()) => tracing::info!(entry = %entry.describe(), "undone"),
-                Err(e) => {
-                    tracing::warn!(entry = %entry.describe(), error = %e, "undo failed");
-                    out.errors.push(e);
-                }
-            }
-        }
+        out.errors = crate::undo::undo_all(ctx, &entries).await;
         if let Err(e) = self.drop_prefix(snapshot.len() as u64) {
             out.errors.push(format!(
                 "cannot truncate undo journal {}: {e}",
@@ -349,7 +342,7 @@ mod tests {
             j.record(test_entry(&marker, m)).unwrap();
         }
         assert_eq!(j.entries().unwrap().len(), 3);
-        let r = j.replay(&UndoCtx::default()).await;
+        let r = j.replay(&UndoCtx::new("lnsttest-".into())).await;
         assert_eq!(
             r,
             Replay {
@@ -359,7 +352,7 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "c\nb\na\n");
         assert_eq!(std::fs::metadata(j.path()).unwrap().len(), 0);
-        assert_eq!(j.replay(&UndoCtx::default()).await.entries, 0);
+        assert_eq!(j.replay(&UndoCtx::new("lnsttest-".into())).await.entries, 0);
     }
 
     #[tokio::test]
@@ -370,7 +363,7 @@ mod tests {
         j.record(test_entry(&marker, "first")).unwrap();
         j.record(test_entry(Path::new("/nonexistent-dir/x"), "bad"))
             .unwrap();
-        let r = j.replay(&UndoCtx::default()).await;
+        let r = j.replay(&UndoCtx::new("lnsttest-".into())).await;
         assert_eq!(r.entries, 2);
         assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
         assert!(r.errors[0].contains("/nonexistent-dir/x"));
@@ -424,5 +417,13 @@ mod tests {
         assert_eq!(j.entries().unwrap(), vec![test_entry(&marker, "new")]);
         j.record(test_entry(&marker, "newer")).unwrap();
         assert_eq!(j.entries().unwrap().len(), 2);
+    }
+}
+
+/// The network layer records through the journal: each change is on disk
+/// (fsynced) before it is applied.
+impl Recorder for Journal {
+    fn record(&self, undo: NetUndo) -> Result<(), WireError> {
+        Journal::record(self, UndoEntry::Net(undo))
     }
 }

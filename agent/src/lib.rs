@@ -4,7 +4,7 @@
 //! [`connection`] exchanges the preamble and turns bytes into frames →
 //! [`session`] runs the hello, heartbeats and the request loop →
 //! [`dispatch`] maps each request to its domain module ([`jobs`],
-//! [`todo_net`]) → the domain modules change the host, recording every
+//! [`net`], [`tools`] for the module helpers) → the domain modules change the host, recording every
 //! change in the [`journal`] first (as an [`undo::UndoEntry`]) so it can be
 //! undone when the session ends, the controller is lost or the agent dies.
 
@@ -18,7 +18,6 @@ pub mod server;
 pub mod session;
 pub mod time;
 pub mod tools;
-pub mod todo_net;
 pub mod undo;
 
 pub use agent::{Agent, AgentConfig};

@@ -53,6 +53,14 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Helper tools that test modules run as jobs (`lnst-agent capture ...`);
+    // not part of the daemon's own command line.
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    match raw.first().map(String::as_str) {
+        Some("capture") => return exit_code(lnst_agent::tools::capture_main(&raw[1..])),
+        Some("cpu-stat") => return exit_code(lnst_agent::tools::cpu_stat_main(&raw[1..])),
+        _ => {}
+    }
     let args = Args::parse();
     init_logging(args.verbose);
     if args.listen.is_none() && args.unix.is_none() {
@@ -192,4 +200,8 @@ async fn wait_for_signal() -> &'static str {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -5,6 +5,7 @@
 
 mod agent {
     pub mod bad_input;
+    pub mod devices;
     pub mod harness;
     pub mod jobs;
     pub mod loss;

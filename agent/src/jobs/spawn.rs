@@ -44,10 +44,21 @@ pub fn command(spec: &JobSpec) -> Result<Command, WireError> {
         }
         cmd.current_dir(cwd);
     }
+    // Modules run the agent's own helper tools (`"$LNST_AGENT_BIN" capture
+    // ...`); tell every job where this binary is.
+    if let Some(exe) = agent_exe() {
+        cmd.env("LNST_AGENT_BIN", exe);
+    }
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
     Ok(cmd)
+}
+
+/// This agent's executable, resolved once.
+fn agent_exe() -> Option<&'static std::path::Path> {
+    static EXE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| std::env::current_exe().ok()).as_deref()
 }
 
 fn spawn_error(spec: &JobSpec, e: std::io::Error) -> WireError {

@@ -58,7 +58,7 @@ async fn exit_code_exact_output_env_cwd() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn job_ids_unknown_ids_and_unsupported_requests() {
+async fn job_ids_unknown_ids_and_unknown_netns() {
     let a = Agent::start();
     let c = a.client().await;
     let id1 = start_bg(&c, JobSpec::shell("true")).await;
@@ -79,10 +79,13 @@ async fn job_ids_unknown_ids_and_unsupported_requests() {
         assert!(e.to_string().contains("999"), "{e}");
     }
     let e = c
-        .request(Request::Devices { netns: None })
+        .request(Request::Devices {
+            netns: Some("lnsttest-no-such-netns".into()),
+        })
         .await
         .unwrap_err();
-    assert_eq!(e.remote().unwrap().kind, ErrorKind::Unsupported, "{e}");
+    assert_eq!(e.remote().unwrap().kind, ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("lnsttest-no-such-netns"), "{e}");
     assert!(matches!(
         c.request(Request::Ping).await.unwrap(),
         Response::Pong
