@@ -1,7 +1,25 @@
 //! `lnst-agent`: the daemon on each test host that `lnst-ctl` drives.
 //!
 //! Data flow: [`server`] accepts connections (one controller at a time) →
-//! [`session`] runs the handshake, heartbeats and the request loop →
-//! [`dispatch`] maps each request to its domain module → the domain
-//! modules change the host, journaling every change in [`journal`] first so
-//! it can be undone.
+//! [`connection`] exchanges the preamble and turns bytes into frames →
+//! [`session`] runs the hello, heartbeats and the request loop →
+//! [`dispatch`] maps each request to its domain module ([`jobs`],
+//! [`net`], [`tools`] for the module helpers) → the domain modules change the host, recording every
+//! change in the [`journal`] first (as an [`undo::UndoEntry`]) so it can be
+//! undone when the session ends, the controller is lost or the agent dies.
+
+pub mod agent;
+pub mod connection;
+pub mod dispatch;
+pub mod jobs;
+pub mod journal;
+pub mod net;
+pub mod server;
+pub mod session;
+pub mod time;
+pub mod tools;
+pub mod undo;
+
+pub use agent::{Agent, AgentConfig};
+pub use journal::Journal;
+pub use undo::{UndoCtx, UndoEntry};

@@ -8,6 +8,7 @@
 //! - [`lab`]: the netns lab that stands in for a pool;
 //! - [`session`]: the connected agents of one run and their teardown;
 //! - [`report`]: summary, JSON, JUnit and the run directory;
+//! - [`modules`]: typed test tools (`ping(#{..})`, iperf, ...) for `h.run`;
 //! - [`commands`]: one file per subcommand; [`exit`]: exit codes.
 
 pub mod client;
@@ -15,6 +16,7 @@ pub mod commands;
 pub mod exit;
 pub mod lab;
 pub mod mapper;
+pub mod modules;
 pub mod params;
 pub mod pool;
 pub mod recipe;

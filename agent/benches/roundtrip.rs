@@ -1,0 +1,219 @@
+//! `cargo bench -p lnst-agent --bench roundtrip`: the agent against raw
+//! floors measured in the same run.
+//!
+//! - job round trip (`JobStart` of `true` with `wait`) vs a raw std
+//!   fork/exec of `true` (goal ≤ 3×);
+//! - `Ping` request/reply vs a raw unix-socket echo of the same frame
+//!   bytes (goal ≤ 2×);
+//! - agent RSS (VmRSS) idle and after 1000 and 2000 jobs (goal ≤ 8 MiB,
+//!   flat).
+//!
+//! Prints a table of medians. Starts the real `lnst-agent` binary on a
+//! unix socket in a temp dir.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lnst_common::codec;
+use lnst_common::job::JobSpec;
+use lnst_common::{Request, Response, ToAgent};
+use lnst_ctl::client::{AgentAddr, AgentClient};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing
+    // useful: run a short version then.
+    let full = std::env::args().any(|a| a == "--bench");
+    let (jobs_n, pings_n, rss_jobs) = if full {
+        (500, 5000, 1000)
+    } else {
+        (20, 100, 50)
+    };
+
+    let dir = std::env::temp_dir().join(format!("lnst-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("agent.sock");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_lnst-agent"))
+        .arg("--unix")
+        .arg(&sock)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start lnst-agent");
+    let mut line = String::new();
+    BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("READY"), "{line}");
+    let pid = agent.id();
+
+    // The client on one thread: the request future and the client's
+    // reader/writer tasks then wake each other without crossing cores.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rows = rt.block_on(async {
+        let c = AgentClient::connect("bench", &AgentAddr::Unix(sock.clone()))
+            .await
+            .unwrap();
+        let rss_idle = rss_kib(pid);
+
+        // Job round trip vs raw fork/exec.
+        let mut spec = JobSpec::shell("true");
+        spec.wait = true;
+        for _ in 0..20 {
+            c.request(Request::JobStart(spec.clone())).await.unwrap();
+        }
+        // Interleaved, so that load from elsewhere hits all three alike.
+        let (mut agent_job, mut raw_job, mut raw_sh) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..jobs_n {
+            let t = Instant::now();
+            let r = c.request(Request::JobStart(spec.clone())).await.unwrap();
+            agent_job.push(t.elapsed());
+            assert!(matches!(r, Response::Job(s) if s.exit.as_ref().and_then(|e| e.exit_code) == Some(0)));
+            let t = Instant::now();
+            let st = Command::new("true").status().unwrap();
+            raw_job.push(t.elapsed());
+            assert!(st.success());
+            let t = Instant::now();
+            Command::new("/bin/sh").args(["-c", "true"]).status().unwrap();
+            raw_sh.push(t.elapsed());
+        }
+
+        // Ping vs raw echo of the same bytes.
+        for _ in 0..100 {
+            c.request(Request::Ping).await.unwrap();
+        }
+        let frame = codec::encode_frame(&ToAgent::Request { id: 12345, req: Request::Ping }).unwrap();
+        let echo_path: PathBuf = dir.join("echo.sock");
+        let l = UnixListener::bind(&echo_path).unwrap();
+        let flen = frame.len();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut b = vec![0u8; flen];
+            while s.read_exact(&mut b).is_ok() {
+                if s.write_all(&b).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut e = UnixStream::connect(&echo_path).unwrap();
+        let mut back = vec![0u8; flen];
+        let (mut agent_ping, mut raw_echo) = (Vec::new(), Vec::new());
+        for _ in 0..100 {
+            e.write_all(&frame).unwrap();
+            e.read_exact(&mut back).unwrap();
+        }
+        for _ in 0..pings_n {
+            let t = Instant::now();
+            c.request(Request::Ping).await.unwrap();
+            agent_ping.push(t.elapsed());
+            let t = Instant::now();
+            e.write_all(&frame).unwrap();
+            e.read_exact(&mut back).unwrap();
+            raw_echo.push(t.elapsed());
+        }
+
+        // RSS after many jobs.
+        for _ in 0..rss_jobs {
+            c.request(Request::JobStart(spec.clone())).await.unwrap();
+        }
+        let rss_1 = rss_kib(pid);
+        for _ in 0..rss_jobs {
+            c.request(Request::JobStart(spec.clone())).await.unwrap();
+        }
+        let rss_2 = rss_kib(pid);
+        c.close().await.unwrap();
+        let rss_after_close = rss_kib(pid);
+        (
+            median(agent_job),
+            median(raw_job),
+            median(raw_sh),
+            median(agent_ping),
+            median(raw_echo),
+            rss_idle,
+            rss_1,
+            rss_2,
+            rss_after_close,
+        )
+    });
+    let (aj, rj, rsh, ap, re, idle, r1, r2, rc) = rows;
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = agent.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!("lnst-agent benchmark (medians; {jobs_n} jobs, {pings_n} pings)");
+    println!(
+        "{:<44} {:>12} {:>12} {:>8} {:>6}",
+        "measure", "agent", "floor", "ratio", "goal"
+    );
+    println!(
+        "{:<44} {:>10.0}us {:>10.0}us {:>7.2}x {:>6}",
+        "job `true` round trip vs fork/exec `true`",
+        us(aj),
+        us(rj),
+        us(aj) / us(rj),
+        "<=3x"
+    );
+    println!(
+        "{:<44} {:>10.0}us {:>10.0}us {:>7.2}x {:>6}",
+        "  (same, floor = fork/exec `sh -c true`)",
+        us(aj),
+        us(rsh),
+        us(aj) / us(rsh),
+        ""
+    );
+    println!(
+        "{:<44} {:>10.1}us {:>10.1}us {:>7.2}x {:>6}",
+        "Ping request/reply vs unix echo",
+        us(ap),
+        us(re),
+        us(ap) / us(re),
+        "<=2x"
+    );
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "{:<44} {:>10.1}MiB {:>23}",
+        "agent RSS idle",
+        mib(idle),
+        "goal <=8MiB"
+    );
+    println!(
+        "{:<44} {:>10.1}MiB",
+        format!("agent RSS after {rss_jobs} more jobs"),
+        mib(r1)
+    );
+    println!(
+        "{:<44} {:>10.1}MiB",
+        format!("agent RSS after {} more jobs", 2 * rss_jobs),
+        mib(r2)
+    );
+    println!("{:<44} {:>10.1}MiB", "agent RSS after session end", mib(rc));
+}

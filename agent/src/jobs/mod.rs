@@ -1,0 +1,389 @@
+//! Jobs: shell commands the controller runs on this host.
+//!
+//! [`Jobs::start`] spawns `sh -c COMMAND` in its own process group
+//! ([`spawn`]), then a supervisor task per job pumps stdout and stderr into
+//! bounded buffers ([`output`]) while streaming them as
+//! `Event::JobOutput`, enforces the timeout (TERM to the group, KILL after
+//! [`KILL_GRACE`]), and on exit publishes the [`JobExit`] and sends
+//! `Event::JobFinished`. Signals always go to the whole group (`kill
+//! -SIG -PGID`), so grandchildren go too. Job ids are unique per agent
+//! process, from 1.
+
+pub mod output;
+pub mod spawn;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lnst_common::job::{JobExit, JobId, JobSpec, JobStatus, Stream};
+use lnst_common::{Event, ToController, WireError};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Child;
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use output::Bounded;
+use spawn::NetnsSpawners;
+
+/// Between TERM and KILL when a job is stopped for a timeout or at teardown.
+pub const KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// After the job's shell exited, how long its output pipes may stay open
+/// (a grandchild still holding them) before the job is reported finished
+/// with what was read so far.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
+
+/// Where a job's events go: the writer of the session that started it.
+pub type EventTx = mpsc::Sender<ToController>;
+
+/// One job.
+struct Job {
+    id: JobId,
+    /// Process group id (= the shell's pid).
+    pgid: i32,
+    /// The session that started it; its teardown kills the job.
+    session: u64,
+    /// A std mutex: held only to append a chunk or copy the output out.
+    out: Mutex<(Bounded, Bounded)>,
+    /// `None` while running; set once by the supervisor.
+    exit: watch::Receiver<Option<JobExit>>,
+}
+
+impl Job {
+    fn status(&self) -> JobStatus {
+        let exit = self.exit.borrow().clone();
+        let (stdout, stderr) = match self.out.lock() {
+            Ok(o) => (o.0.bytes().to_vec(), o.1.bytes().to_vec()),
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        JobStatus {
+            id: self.id,
+            exit,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+}
+
+/// The agent's jobs.
+#[derive(Default)]
+pub struct Jobs {
+    next_id: AtomicU64,
+    /// A std mutex: held only for lookups and inserts.
+    table: Mutex<HashMap<JobId, Arc<Job>>>,
+    spawners: NetnsSpawners,
+}
+
+impl Jobs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn get(&self, id: JobId) -> Result<Arc<Job>, WireError> {
+        self.table
+            .lock()
+            .map_err(|_| WireError::internal("job table poisoned"))?
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| WireError::not_found(format!("no job with id {id} on this agent")))
+    }
+
+    /// Starts `spec` for `session`; its output and exit are sent to
+    /// `events`. Returns at once with the id (the caller waits if
+    /// `spec.wait`).
+    pub async fn start(
+        &self,
+        spec: JobSpec,
+        session: u64,
+        events: EventTx,
+    ) -> Result<JobId, WireError> {
+        let mut child = self.spawners.spawn(&spec).await?;
+        let started = Instant::now();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let pgid = child
+            .id()
+            .ok_or_else(|| WireError::internal("spawned job has no pid"))?
+            as i32;
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let job = Arc::new(Job {
+            id,
+            pgid,
+            session,
+            out: Mutex::new((Bounded::default(), Bounded::default())),
+            exit: exit_rx,
+        });
+        self.table
+            .lock()
+            .map_err(|_| WireError::internal("job table poisoned"))?
+            .insert(id, job.clone());
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let timeout = spec.timeout_ms.map(Duration::from_millis);
+        let span = tracing::info_span!("job", id, pgid);
+        span.in_scope(|| tracing::info!(command = %spec.command, netns = ?spec.netns, "started"));
+        tokio::spawn(
+            supervise(
+                job, child, stdout, stderr, timeout, started, exit_tx, events,
+            )
+            .instrument(span),
+        );
+        Ok(id)
+    }
+
+    /// Waits up to `timeout` (forever if `None`) for job `id` to end and
+    /// returns its state and output (`exit` is `None` if it still runs).
+    pub async fn wait(&self, id: JobId, timeout: Option<Duration>) -> Result<JobStatus, WireError> {
+        let job = self.get(id)?;
+        let mut rx = job.exit.clone();
+        let done = async {
+            let _ = rx.wait_for(Option::is_some).await;
+        };
+        match timeout {
+            Some(t) => {
+                let _ = tokio::time::timeout(t, done).await;
+            }
+            None => done.await,
+        }
+        Ok(job.status())
+    }
+
+    /// `kill -SIGNAL -PGID`: signals the job's whole process group. A job
+    /// that already ended is not an error.
+    pub fn kill(&self, id: JobId, signal: i32) -> Result<(), WireError> {
+        let job = self.get(id)?;
+        match killpg(job.pgid, signal) {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(nix::errno::Errno::EINVAL) => Err(WireError::invalid(format!(
+                "invalid signal number {signal}"
+            ))),
+            Err(e) => Err(WireError::os(format!(
+                "kill -{signal} -{} (job {id}): {e}",
+                job.pgid
+            ))),
+        }
+    }
+
+    /// Kills every job of `session` (TERM to each group, KILL after
+    /// [`KILL_GRACE`] to those still there), waits for them, and forgets
+    /// them. Groups of jobs whose shell already ended are signalled too if
+    /// processes of theirs remain (`sh -c "server &"`). Returns errors met.
+    pub async fn end_session(&self, session: u64) -> Vec<String> {
+        let mut errors = Vec::new();
+        let jobs: Vec<Arc<Job>> = match self.table.lock() {
+            Ok(mut t) => {
+                let ids: Vec<JobId> = t
+                    .values()
+                    .filter(|j| j.session == session)
+                    .map(|j| j.id)
+                    .collect();
+                ids.iter().filter_map(|id| t.remove(id)).collect()
+            }
+            Err(_) => {
+                errors.push("job table poisoned".to_string());
+                return errors;
+            }
+        };
+        self.spawners.clear();
+        if jobs.is_empty() {
+            return errors;
+        }
+        let live = live_pgids();
+        let targets: Vec<&Arc<Job>> = jobs
+            .iter()
+            .filter(|j| !j.finished() || live.contains(&j.pgid))
+            .collect();
+        for j in &targets {
+            tracing::info!(job = j.id, pgid = j.pgid, "killing at session end");
+            let _ = killpg(j.pgid, libc::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + KILL_GRACE;
+        let mut still = Vec::new();
+        for j in &targets {
+            let mut rx = j.exit.clone();
+            let gone = tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await;
+            if gone.is_err() || group_alive(j.pgid) {
+                still.push(*j);
+            }
+        }
+        for j in &still {
+            let _ = killpg(j.pgid, libc::SIGKILL);
+        }
+        for j in &still {
+            let mut rx = j.exit.clone();
+            if tokio::time::timeout(Duration::from_secs(5), rx.wait_for(Option::is_some))
+                .await
+                .is_err()
+            {
+                errors.push(format!(
+                    "job {} (pgid {}) did not end after SIGKILL",
+                    j.id, j.pgid
+                ));
+            }
+        }
+        errors
+    }
+
+    /// Lets go of the thread for namespace `name` (call before deleting it).
+    pub fn forget_netns(&self, name: &str) {
+        self.spawners.forget(name);
+    }
+
+    /// Number of jobs remembered (all sessions).
+    pub fn len(&self) -> usize {
+        self.table.lock().map_or(0, |t| t.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn killpg(pgid: i32, signal: i32) -> Result<(), nix::errno::Errno> {
+    // SAFETY: killpg has no memory-safety preconditions.
+    let r = unsafe { libc::killpg(pgid, signal) };
+    nix::errno::Errno::result(r).map(drop)
+}
+
+fn group_alive(pgid: i32) -> bool {
+    killpg(pgid, 0).is_ok()
+}
+
+/// Process groups that have members now (from `/proc/*/stat`).
+fn live_pgids() -> HashSet<i32> {
+    let mut out = HashSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...; comm may hold spaces and ')'.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            if let Some(pgrp) = rest.split_whitespace().nth(2).and_then(|s| s.parse().ok()) {
+                out.insert(pgrp);
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn supervise(
+    job: Arc<Job>,
+    mut child: Child,
+    stdout: Option<tokio::process::ChildStdout>,
+    stderr: Option<tokio::process::ChildStderr>,
+    timeout: Option<Duration>,
+    started: Instant,
+    exit_tx: watch::Sender<Option<JobExit>>,
+    events: EventTx,
+) {
+    let mut pumps = Vec::new();
+    if let Some(s) = stdout {
+        pumps.push(tokio::spawn(pump(
+            s,
+            Stream::Stdout,
+            job.clone(),
+            events.clone(),
+        )));
+    }
+    if let Some(s) = stderr {
+        pumps.push(tokio::spawn(pump(
+            s,
+            Stream::Stderr,
+            job.clone(),
+            events.clone(),
+        )));
+    }
+    let mut timed_out = false;
+    let status = match timeout {
+        None => child.wait().await,
+        Some(t) => match tokio::time::timeout(t, child.wait()).await {
+            Ok(s) => s,
+            Err(_) => {
+                timed_out = true;
+                tracing::info!(timeout = ?t, "timed out; SIGTERM to the group");
+                let _ = killpg(job.pgid, libc::SIGTERM);
+                match tokio::time::timeout(KILL_GRACE, child.wait()).await {
+                    Ok(s) => {
+                        // The shell is gone; members that ignore TERM go now.
+                        let _ = killpg(job.pgid, libc::SIGKILL);
+                        s
+                    }
+                    Err(_) => {
+                        tracing::info!("still there after grace; SIGKILL to the group");
+                        let _ = killpg(job.pgid, libc::SIGKILL);
+                        child.wait().await
+                    }
+                }
+            }
+        },
+    };
+    let drain = async {
+        for p in pumps.iter_mut() {
+            let _ = p.await;
+        }
+    };
+    if tokio::time::timeout(DRAIN_AFTER_EXIT, drain).await.is_err() {
+        tracing::debug!("output still open after exit (a child holds it); not waiting");
+        for p in &pumps {
+            p.abort();
+        }
+    }
+    let (exit_code, signal) = match &status {
+        Ok(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            (s.code(), s.signal())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot wait for job");
+            (None, None)
+        }
+    };
+    let exit = JobExit {
+        id: job.id,
+        exit_code,
+        signal,
+        timed_out,
+        duration: started.elapsed().as_secs_f64(),
+    };
+    tracing::info!(?exit_code, ?signal, timed_out, "finished");
+    exit_tx.send_replace(Some(exit.clone()));
+    let _ = events
+        .send(ToController::Event(Event::JobFinished(exit)))
+        .await;
+}
+
+async fn pump<R: AsyncRead + Unpin>(mut r: R, stream: Stream, job: Arc<Job>, events: EventTx) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let added = match job.out.lock() {
+            Ok(mut o) => match stream {
+                Stream::Stdout => o.0.push(&buf[..n]),
+                Stream::Stderr => o.1.push(&buf[..n]),
+            },
+            Err(_) => return,
+        };
+        if !added.is_empty() {
+            let _ = events
+                .send(ToController::Event(Event::JobOutput {
+                    id: job.id,
+                    stream,
+                    data: added,
+                }))
+                .await;
+        }
+    }
+}

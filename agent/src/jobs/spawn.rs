@@ -1,0 +1,190 @@
+//! Starting a job's process: `sh -c COMMAND` in its own process group with
+//! piped output, either from the runtime (the agent's own namespace) or
+//! from a long-lived OS thread that entered a named network namespace.
+//!
+//! A process inherits the network namespace of the *thread* that forks it.
+//! `setns` must never run on a tokio worker (they are reused for other
+//! tasks), so each named namespace gets one dedicated thread, cached and
+//! reused (spawning from it keeps the fast vfork path). The thread checks
+//! before each spawn that `/run/netns/NAME` is still the namespace it is
+//! in: a namespace deleted and re-created under the same name gets a fresh
+//! thread. [`NetnsSpawners::clear`] lets the threads go so they stop
+//! pinning namespaces (at session end).
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use lnst_common::job::JobSpec;
+use lnst_common::WireError;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+/// Builds the command for `spec` (not yet spawned).
+pub fn command(spec: &JobSpec) -> Result<Command, WireError> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(&spec.command)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(false);
+    if let Some(cwd) = &spec.cwd {
+        match std::fs::metadata(cwd) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(WireError::invalid(format!(
+                    "job cwd {cwd} is not a directory"
+                )))
+            }
+            Err(e) => return Err(WireError::not_found(format!("job cwd {cwd}: {e}"))),
+        }
+        cmd.current_dir(cwd);
+    }
+    // Modules run the agent's own helper tools (`"$LNST_AGENT_BIN" capture
+    // ...`); tell every job where this binary is.
+    if let Some(exe) = agent_exe() {
+        cmd.env("LNST_AGENT_BIN", exe);
+    }
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    Ok(cmd)
+}
+
+/// This agent's executable, resolved once.
+fn agent_exe() -> Option<&'static std::path::Path> {
+    static EXE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| std::env::current_exe().ok()).as_deref()
+}
+
+fn spawn_error(spec: &JobSpec, e: std::io::Error) -> WireError {
+    WireError::os(format!("cannot start job `{}`: {e}", spec.command))
+}
+
+/// Path of a named namespace: a bare name is `/run/netns/NAME` (as `ip
+/// netns` makes them); a path (`/proc/PID/ns/net`) is used as it is.
+pub fn netns_path(name: &str) -> PathBuf {
+    if name.contains('/') {
+        PathBuf::from(name)
+    } else {
+        PathBuf::from("/run/netns").join(name)
+    }
+}
+
+type SpawnReq = (Command, oneshot::Sender<std::io::Result<Child>>);
+
+/// A thread sitting in one namespace, spawning what it is sent.
+struct NetnsThread {
+    tx: std::sync::mpsc::Sender<SpawnReq>,
+    /// (st_dev, st_ino) of the namespace the thread entered.
+    ns_id: (u64, u64),
+}
+
+/// The cache of namespace threads, by namespace name.
+#[derive(Default)]
+pub struct NetnsSpawners {
+    /// A std mutex: held only to look up or insert, never across an await.
+    threads: Mutex<HashMap<String, NetnsThread>>,
+}
+
+impl NetnsSpawners {
+    /// Spawns `spec` in `netns` (None: here, from the runtime).
+    pub async fn spawn(&self, spec: &JobSpec) -> Result<Child, WireError> {
+        let mut cmd = command(spec)?;
+        let Some(ns) = &spec.netns else {
+            return cmd.spawn().map_err(|e| spawn_error(spec, e));
+        };
+        let path = netns_path(ns);
+        let meta = std::fs::metadata(&path).map_err(|e| {
+            WireError::not_found(format!("network namespace {ns} ({}): {e}", path.display()))
+        })?;
+        let ns_id = (meta.dev(), meta.ino());
+        let (reply_tx, reply_rx) = oneshot::channel();
+        {
+            let mut threads = self
+                .threads
+                .lock()
+                .map_err(|_| WireError::internal("netns thread table poisoned"))?;
+            let stale = threads.get(ns).is_some_and(|t| t.ns_id != ns_id);
+            if stale {
+                threads.remove(ns);
+            }
+            let t = match threads.entry(ns.clone()) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(start_thread(ns, path.clone(), ns_id)?)
+                }
+            };
+            if let Err(std::sync::mpsc::SendError((c, r))) = t.tx.send((cmd, reply_tx)) {
+                // The thread died (setns failed earlier); start a new one.
+                threads.remove(ns);
+                let t = start_thread(ns, path.clone(), ns_id)?;
+                t.tx.send((c, r))
+                    .map_err(|_| WireError::internal("netns thread gone"))?;
+                threads.insert(ns.clone(), t);
+            }
+        }
+        reply_rx
+            .await
+            .map_err(|_| {
+                WireError::os(format!(
+                    "cannot enter network namespace {ns} ({})",
+                    path.display()
+                ))
+            })?
+            .map_err(|e| spawn_error(spec, e))
+    }
+
+    /// Lets every namespace thread end, so none pins a namespace.
+    pub fn clear(&self) {
+        if let Ok(mut t) = self.threads.lock() {
+            t.clear();
+        }
+    }
+
+    /// Lets the thread for `name` end (call before deleting that namespace).
+    pub fn forget(&self, name: &str) {
+        if let Ok(mut t) = self.threads.lock() {
+            t.remove(name);
+        }
+    }
+}
+
+fn start_thread(ns: &str, path: PathBuf, ns_id: (u64, u64)) -> Result<NetnsThread, WireError> {
+    let (tx, rx) = std::sync::mpsc::channel::<SpawnReq>();
+    let rt = tokio::runtime::Handle::current();
+    let name = ns.to_string();
+    std::thread::Builder::new()
+        .name(format!("netns-{ns}"))
+        .spawn(move || {
+            let entered = std::fs::File::open(&path).and_then(|f| {
+                nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)
+            });
+            if let Err(e) = entered {
+                tracing::error!(netns = %name, path = %path.display(), error = %e,
+                    "cannot enter network namespace");
+                if let Ok((_, reply)) = rx.recv() {
+                    let _ = reply.send(Err(std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot enter network namespace {name} ({}): {e}",
+                            path.display()
+                        ),
+                    )));
+                }
+                return;
+            }
+            // Spawning registers the child's pipes with the runtime's reactor.
+            let _rt = rt.enter();
+            while let Ok((mut cmd, reply)) = rx.recv() {
+                let _ = reply.send(cmd.spawn());
+            }
+        })
+        .map_err(|e| WireError::os(format!("cannot start a thread for netns {ns}: {e}")))?;
+    Ok(NetnsThread { tx, ns_id })
+}

@@ -1,0 +1,133 @@
+//! Running code inside a network namespace, and the per-namespace sockets.
+//!
+//! A socket belongs to the namespace its creating thread was in. So for a
+//! named namespace we start a short-lived OS thread, `setns` it into
+//! `/run/netns/NAME` (like `ip netns exec`), open the sockets there and hand
+//! them back to the tokio runtime, which drives them from any worker.
+//! Never `setns` a tokio worker or blocking-pool thread: they are reused.
+//! The same thread trick reads `/proc/sys/net/...` as seen from inside.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+use lnst_common::WireError;
+use nix::sched::{setns, CloneFlags};
+use rtnetlink::sys::AsyncSocket;
+
+/// Where `ip netns` keeps its namespace files.
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// Identity of a namespace file: `(st_dev, st_ino)` of its nsfs inode.
+pub type NsIdent = (u64, u64);
+
+/// The sockets opened inside one namespace.
+pub struct NsConn {
+    /// Which namespace they were opened in (`None`: the agent's own).
+    pub ident: Option<NsIdent>,
+    /// rtnetlink (`ip link/addr/route`), extended ACK enabled.
+    pub rt: rtnetlink::Handle,
+    /// An AF_INET datagram socket for `SIOCETHTOOL` ioctls; ioctls act on
+    /// the namespace the socket was created in.
+    pub inet: OwnedFd,
+}
+
+/// `/run/netns/NAME`
+pub fn netns_path(name: &str) -> String {
+    format!("{NETNS_DIR}/{name}")
+}
+
+/// The identity of `/run/netns/NAME`, or `NotFound` naming it.
+pub fn netns_ident(name: &str) -> Result<NsIdent, WireError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(WireError::invalid(format!(
+            "invalid network namespace name {name:?}"
+        )));
+    }
+    let path = netns_path(name);
+    let md = std::fs::metadata(&path).map_err(|e| {
+        WireError::not_found(format!("network namespace {name} not found ({path}: {e})"))
+    })?;
+    Ok((md.dev(), md.ino()))
+}
+
+/// Enters `/run/netns/NAME` on the calling thread (`ip netns exec NAME`).
+/// Only for threads made for the purpose.
+pub fn enter(name: &str) -> Result<(), WireError> {
+    let path = netns_path(name);
+    let file = std::fs::File::open(&path).map_err(|e| {
+        WireError::not_found(format!("network namespace {name} not found ({path}: {e})"))
+    })?;
+    setns(&file, CloneFlags::CLONE_NEWNET)
+        .map_err(|e| WireError::os(format!("setns into network namespace {name}: {e}")))
+}
+
+/// Runs blocking `f` inside `netns` (`None`: the agent's own namespace, on
+/// the blocking pool) and returns its result.
+pub async fn run_in<T, F>(netns: Option<&str>, f: F) -> Result<T, WireError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, WireError> + Send + 'static,
+{
+    match netns {
+        None => tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| WireError::internal(format!("blocking task failed: {e}")))?,
+        Some(name) => {
+            let name = name.to_string();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("netns-{name}"))
+                .spawn(move || {
+                    let r = enter(&name).and_then(|()| f());
+                    let _ = tx.send(r);
+                })
+                .map_err(|e| WireError::os(format!("cannot start a thread: {e}")))?;
+            rx.await
+                .map_err(|_| WireError::internal("namespace thread died"))?
+        }
+    }
+}
+
+/// Opens the sockets of [`NsConn`] inside `netns` and starts driving the
+/// netlink connections on the current runtime.
+pub async fn open(netns: Option<&str>) -> Result<NsConn, WireError> {
+    let rt = tokio::runtime::Handle::current();
+    let label = super::ns_label(netns);
+    let ident = match netns {
+        Some(n) => Some(netns_ident(n)?),
+        None => None,
+    };
+    let ((rt_conn, rt_handle), inet) = run_in(netns, move || {
+        // Registering the sockets with the reactor needs the runtime
+        // context; the sockets themselves are created in this thread's
+        // namespace.
+        let _guard = rt.enter();
+        let os = |what: &str, e: std::io::Error| {
+            WireError::os(format!("cannot open a {what} socket in {label}: {e}"))
+        };
+        let (mut c, h, _) = rtnetlink::new_connection().map_err(|e| os("rtnetlink", e))?;
+        {
+            let s = c.socket_mut().socket_mut();
+            // Extended ACK: the kernel's own error text ("Unknown device
+            // type"); capped ACK keeps error replies short. Best effort.
+            let _ = s.set_ext_ack(true);
+            let _ = s.set_cap_ack(true);
+        }
+        // SAFETY: plain syscall; the result is checked below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(os("AF_INET", std::io::Error::last_os_error()));
+        }
+        // SAFETY: fd is a freshly created descriptor owned by nobody else.
+        let inet = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(((c, h), inet))
+    })
+    .await?;
+    tokio::spawn(rt_conn);
+    tracing::debug!(netns = ?netns, fd = inet.as_raw_fd(), "opened netlink sockets");
+    Ok(NsConn {
+        ident,
+        rt: rt_handle,
+        inet,
+    })
+}
