@@ -23,7 +23,24 @@ fn figure(k: &str, v: &Value) -> Option<String> {
 
 /// The key figures of a result, one short line.
 pub fn figures(r: &ResultRec) -> String {
-    let mut parts: Vec<String> = r.data.iter().filter_map(|(k, v)| figure(k, v)).collect();
+    // A module's own short text replaces its raw fields.
+    let mut parts: Vec<String> = match r.data.get("figures").and_then(|f| f.as_str()) {
+        Some(f) => {
+            let mut p = vec![f.to_string()];
+            p.extend(r.data.get("duration").and_then(|d| figure("duration", d)));
+            p
+        }
+        None => {
+            let mut p: Vec<String> = r
+                .data
+                .iter()
+                .filter(|(k, _)| *k != "duration")
+                .filter_map(|(k, v)| figure(k, v))
+                .collect();
+            p.extend(r.data.get("duration").and_then(|d| figure("duration", d)));
+            p
+        }
+    };
     if let Some(n) = &r.note {
         parts.push(format!("({n})"));
     }

@@ -57,6 +57,7 @@ pub struct JobWatch {
 #[derive(Default)]
 struct Live {
     stdout: Vec<u8>,
+    stderr: Vec<u8>,
     exit: Option<JobExit>,
 }
 
@@ -94,14 +95,14 @@ impl JobWatch {
         {
             let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             match ev {
-                Event::JobOutput {
-                    id,
-                    stream: Stream::Stdout,
-                    data,
-                } => {
+                Event::JobOutput { id, stream, data } => {
                     let l = live.entry(id).or_default();
-                    if l.stdout.len() < LIVE_MAX {
-                        l.stdout.extend_from_slice(&data);
+                    let buf = match stream {
+                        Stream::Stdout => &mut l.stdout,
+                        Stream::Stderr => &mut l.stderr,
+                    };
+                    if buf.len() < LIVE_MAX {
+                        buf.extend_from_slice(&data);
                     }
                 }
                 Event::JobFinished(exit) => {
@@ -459,19 +460,38 @@ impl Job {
     }
 
     fn wait_output(&self, re: &str, timeout: Dynamic) -> R<bool> {
+        let t = seconds(timeout)?;
+        self.wait_stream(false, re, t.as_secs_f64())
+    }
+
+    /// The job's description in the results.
+    pub fn desc(&self) -> String {
+        self.core().results.borrow()[self.0.line].desc.clone()
+    }
+
+    /// Waits until stdout (or stderr) matches `re`, the job ends, or
+    /// `timeout` seconds pass. Event-driven: wakes on each output event.
+    pub fn wait_stream(&self, stderr: bool, re: &str, timeout: f64) -> R<bool> {
         let re = regex::Regex::new(re).map_err(|e| format!("wait_output: bad regex: {e}"))?;
-        let deadline = tokio::time::Instant::now() + seconds(timeout)?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
+        let pick = move |out: &[u8], errb: &[u8]| text_of(if stderr { errb } else { out });
         let Some(id) = self.0.id.get() else {
-            return Ok(self.stdout_now().map(|s| re.is_match(&s))?);
+            return Ok(self
+                .0
+                .state
+                .borrow()
+                .status
+                .as_ref()
+                .is_some_and(|st| re.is_match(&pick(&st.stdout, &st.stderr))));
         };
         let watch = Arc::clone(&self.0.host.0.watch);
         loop {
             let mut rx = watch.tick.subscribe();
             if let Some(st) = &self.0.state.borrow().status {
-                return Ok(re.is_match(&text_of(&st.stdout)));
+                return Ok(re.is_match(&pick(&st.stdout, &st.stderr)));
             }
             let (matched, exited) = watch.with(id, |l| match l {
-                Some(l) => (re.is_match(&text_of(&l.stdout)), l.exit.is_some()),
+                Some(l) => (re.is_match(&pick(&l.stdout, &l.stderr)), l.exit.is_some()),
                 None => (false, false),
             });
             if matched {

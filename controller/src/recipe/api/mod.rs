@@ -13,6 +13,7 @@ pub mod ctx;
 pub mod device;
 pub mod host;
 pub mod job;
+pub mod module;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -117,6 +118,7 @@ pub fn register_all(engine: &mut Engine) {
     host::register(engine);
     device::register(engine);
     job::register(engine);
+    module::register(engine);
 }
 
 /// One entry of the API reference.
@@ -153,6 +155,13 @@ pub const API: &[ApiItem] = &[
     item("Host.devices -> array", "Every device now on the host (`ip link show`)."),
     item("Host.run(command: string) -> Job", "Runs `sh -c command` on the host; a result line. Foreground: waits (timeout 60 s)."),
     item("Host.run(command: string, opts: map) -> Job", "Options: bg (bool), timeout (seconds, foreground), expect_fail (bool), cwd (string), env (map), json (parse stdout into job.result), desc (string), netns (name)."),
+    item("Host.run(module: Module) -> Job", "Runs a test module (see below); background modules (servers, captures) start in the background and return once ready."),
+    item("Host.run(module: Module, opts: map) -> Job", "Same with run options (desc, timeout, netns, ..)."),
+    item("ping(opts: map) -> Module", "#{ dst, count, interval, size, iface, max_loss }; result #{ sent, received, loss, rtt_min, rtt_avg, rtt_max, rtt_mdev }; passes when loss <= max_loss (default 0)."),
+    item("iperf_server(opts: map) -> Module", "#{ bind, port }; runs in the background, ready when it listens."),
+    item("iperf_client(opts: map) -> Module", "#{ server, port, duration, proto, parallel, bitrate, reverse }; result #{ bps, retransmits, cpu_local, cpu_remote, intervals }."),
+    item("packet_assert(opts: map) -> Module", "#{ iface, filter, min, max }; background, stop with kill(); result #{ packets }; passes when min <= packets <= max."),
+    item("cpu_stat(opts: map) -> Module", "#{ interval }; background; per-CPU utilisation samples."),
     item("Job.id -> int", "Agent job id."),
     item("Job.finished -> bool", "Whether the job has ended."),
     item("Job.passed -> bool", "Exit 0 (inverted by expect_fail); a job killed by its timeout fails; one stopped with kill() passes."),

@@ -1,0 +1,104 @@
+//! Test modules in recipes: the constructors `ping(#{..})`,
+//! `iperf_server(#{..})`, `iperf_client(#{..})`, `packet_assert(#{..})`,
+//! `cpu_stat(#{..})` return a checked [`Module`] (unknown or mistyped
+//! options fail here, before anything runs), and `h.run(module[, opts])`
+//! runs it as a job whose result the module judges ([`JobModule`]).
+
+use lnst_common::job::{JobStatus, Stream};
+use rhai::{Dynamic, Engine, Map};
+
+use super::host::Host;
+use super::job::{self, Job, JobModule, RunOpts};
+use super::{err, R};
+use crate::modules::{Module, ModuleKind, Opts};
+use crate::recipe::value::{to_dynamic, to_json};
+
+/// How long `run` waits for a background module to be ready.
+const READY_TIMEOUT_S: f64 = 10.0;
+
+impl JobModule for Module {
+    fn command(&self) -> String {
+        Module::command(self)
+    }
+    fn desc(&self) -> String {
+        Module::desc(self)
+    }
+    fn judge(
+        &self,
+        status: &JobStatus,
+    ) -> (bool, Dynamic, serde_json::Map<String, serde_json::Value>) {
+        let stdout = String::from_utf8_lossy(&status.stdout);
+        let code = status.exit.as_ref().and_then(|e| e.exit_code);
+        match self.parse(&stdout, code) {
+            Ok(v) => {
+                let passed = self.passed(&v);
+                let mut figures = serde_json::Map::new();
+                figures.insert("figures".into(), self.key_figures(&v).into());
+                if let serde_json::Value::Object(o) = &v {
+                    for (k, x) in o {
+                        if !x.is_array() && !x.is_object() {
+                            figures.insert(k.clone(), x.clone());
+                        }
+                    }
+                }
+                (passed, to_dynamic(&v), figures)
+            }
+            Err(e) => {
+                let mut figures = serde_json::Map::new();
+                figures.insert("error".into(), e.into());
+                (false, Dynamic::UNIT, figures)
+            }
+        }
+    }
+}
+
+fn construct(kind: &str, opts: Map) -> R<Module> {
+    let o: Opts = opts
+        .iter()
+        .map(|(k, v)| (k.to_string(), to_json(v)))
+        .collect();
+    Module::new(kind, o).map_err(|e| e.to_string().into())
+}
+
+fn run_module(h: &mut Host, m: Module, opts: Map) -> R<Job> {
+    let mut o = RunOpts::parse(&opts)?;
+    if m.needs_bg() && !o.bg {
+        if opts.contains_key("bg") {
+            return err(format!(
+                "{} runs in the background: use bg: true and stop it with kill()",
+                m.kind.name()
+            ));
+        }
+        o.bg = true;
+    }
+    let ready = m.ready();
+    let j = job::run_job(h, Module::command(&m), o, Some(Box::new(m)))?;
+    if let Some(r) = ready {
+        if !j.wait_stream(r.stream == Stream::Stderr, r.pattern, READY_TIMEOUT_S)? {
+            return err(format!(
+                "{} on {} did not become ready within {READY_TIMEOUT_S} s (waited for /{}/)",
+                j.desc(),
+                h.0.name,
+                r.pattern
+            ));
+        }
+    }
+    Ok(j)
+}
+
+/// Registers the module constructors and `run(Module)`.
+pub fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<Module>("Module");
+    for k in ModuleKind::ALL {
+        let name = k.name();
+        engine.register_fn(name, move |opts: Map| construct(name, opts));
+        engine.register_fn(name, move || construct(name, Map::new()));
+    }
+    engine.register_fn("run", |h: &mut Host, m: Module| {
+        run_module(h, m, Map::new())
+    });
+    engine.register_fn("run", run_module);
+    engine.register_fn("to_string", |m: &mut Module| {
+        format!("Module({})", Module::desc(m))
+    });
+}
