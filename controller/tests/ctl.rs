@@ -464,11 +464,16 @@ fn params_demo_recipe_passes() {
 /// Recipes that need device configuration (the agent's netlink layer):
 /// until it is there the agent answers "not implemented" and this skips.
 #[test]
-fn hello_world_and_three_hosts_recipes() {
-    let Some(agent) = lab_ready("hello_world_and_three_hosts_recipes") else {
+fn recipes_pass_on_the_lab() {
+    let Some(agent) = lab_ready("recipes_pass_on_the_lab") else {
         return;
     };
-    for name in ["hello_world.rhai", "three_hosts.rhai"] {
+    for name in [
+        "hello_world.rhai",
+        "three_hosts.rhai",
+        "ping_mtu.rhai",
+        "bridge_netns.rhai",
+    ] {
         let t = Tmp::new();
         let r = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../recipes")

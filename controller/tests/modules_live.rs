@@ -230,7 +230,7 @@ fn iperf_tcp_and_udp_through_a_ready_server() {
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
     let st = srv.wait().unwrap();
-    let r = server.parse(&(seen + &rest), st.code()).unwrap();
+    let r = server.parse(&(seen + rest.as_str()), st.code()).unwrap();
     assert_eq!(r["connections"], 2, "{r}");
 
     // Nobody listening: iperf3's own error message.

@@ -24,7 +24,8 @@ pub struct Device(pub Rc<DevInner>);
 pub struct DevInner {
     client: AgentClient,
     core: Rc<Core>,
-    dref: DevRef,
+    /// Where the device is; `move_to` changes the namespace.
+    dref: RefCell<DevRef>,
     info: RefCell<Option<DeviceInfo>>,
 }
 
@@ -33,7 +34,7 @@ impl Device {
         Device(Rc::new(DevInner {
             client,
             core,
-            dref: DevRef { netns, name },
+            dref: RefCell::new(DevRef { netns, name }),
             info: RefCell::new(None),
         }))
     }
@@ -41,7 +42,16 @@ impl Device {
     pub fn set_info(&self, info: DeviceInfo) {
         *self.0.info.borrow_mut() = Some(info);
     }
+}
 
+impl DevInner {
+    /// The interface name.
+    pub fn dref_name(&self) -> String {
+        self.dref.borrow().name.clone()
+    }
+}
+
+impl Device {
     fn host(&self) -> &str {
         self.0.client.host()
     }
@@ -51,7 +61,7 @@ impl Device {
         let r = self.0.core.request(
             &self.0.client,
             Request::Devices {
-                netns: self.0.dref.netns.clone(),
+                netns: self.0.dref.borrow().netns.clone(),
             },
         )?;
         let Response::Devices(list) = r else {
@@ -60,14 +70,17 @@ impl Device {
                 self.host()
             ));
         };
-        match list.into_iter().find(|d| d.name == self.0.dref.name) {
+        match list
+            .into_iter()
+            .find(|d| d.name == self.0.dref.borrow().name)
+        {
             Some(info) => {
                 self.set_info(info.clone());
                 Ok(info)
             }
             None => err(format!(
                 "device {} not found on host {}",
-                self.0.dref.name,
+                self.0.dref_name(),
                 self.host()
             )),
         }
@@ -81,7 +94,7 @@ impl Device {
     }
 
     fn dev(&self) -> DevRef {
-        self.0.dref.clone()
+        self.0.dref.borrow().clone()
     }
 
     /// Sends a change; caches the device from the reply.
@@ -120,7 +133,7 @@ fn stats_map(i: &DeviceInfo) -> Map {
 /// Registers `Device`'s surface.
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Device>("Device");
-    engine.register_get("name", |d: &mut Device| d.0.dref.name.clone());
+    engine.register_get("name", |d: &mut Device| d.0.dref_name());
     engine.register_get("ifindex", |d: &mut Device| -> R<i64> {
         Ok(d.info()?.ifindex as i64)
     });
@@ -158,7 +171,7 @@ pub fn register(engine: &mut Engine) {
         let master = if m.is_unit() {
             None
         } else if let Some(md) = m.clone().try_cast::<Device>() {
-            Some(md.0.dref.name.clone())
+            Some(md.0.dref_name())
         } else if m.is_string() {
             Some(m.to_string())
         } else {
@@ -262,6 +275,6 @@ pub fn register(engine: &mut Engine) {
         d.change(Request::Destroy { dev: d.dev() })
     });
     engine.register_fn("to_string", |d: &mut Device| {
-        format!("Device({} on {})", d.0.dref.name, d.host())
+        format!("Device({} on {})", d.0.dref_name(), d.host())
     });
 }

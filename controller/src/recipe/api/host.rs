@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use lnst_common::host::RouteSpec;
 use lnst_common::{Request, Response};
-use rhai::{Array, Dynamic, Engine, Map};
+use rhai::{Array, Blob, Dynamic, Engine, Map};
 
 use super::device::Device;
 use super::job::{self, JobWatch};
+use super::soft::DevSpec;
 use super::{err, Core, R};
 use crate::client::AgentClient;
 
@@ -107,6 +109,233 @@ impl Host {
     }
 }
 
+/// Largest chunk of `send_file` / `recv_file` per request.
+const FILE_CHUNK: usize = 1024 * 1024;
+
+fn opt_netns(h: &Host) -> Option<String> {
+    h.0.netns.clone()
+}
+
+impl Host {
+    fn request(&self, req: Request) -> R<Response> {
+        self.0.core.request(&self.0.client, req)
+    }
+
+    /// `ip link add NAME type KIND ...`; registers the device (and a veth
+    /// peer) under its name.
+    pub fn create(&mut self, name: &str, spec: DevSpec) -> R<Device> {
+        if self.0.nics.borrow().contains_key(name) {
+            return err(format!(
+                "host {} already has a device named {name:?}",
+                self.0.name
+            ));
+        }
+        let r = self.request(Request::Create {
+            netns: opt_netns(self),
+            name: name.to_string(),
+            spec: spec.spec.clone(),
+        })?;
+        let Response::Device(info) = r else {
+            return err(format!(
+                "agent {}: unexpected reply {r:?} to Create",
+                self.0.name
+            ));
+        };
+        let d = Device::new(
+            self.0.client.clone(),
+            Rc::clone(&self.0.core),
+            opt_netns(self),
+            name.to_string(),
+        );
+        d.set_info(info);
+        self.0.nics.borrow_mut().insert(name.to_string(), d.clone());
+        if let lnst_common::device::DeviceSpec::Veth { peer, peer_netns } = &spec.spec {
+            let owner = match (&spec.peer_host, peer_netns) {
+                (Some(h), _) => Some(h.clone()),
+                (None, None) => Some(self.clone()),
+                (None, Some(_)) => None,
+            };
+            if let Some(o) = owner {
+                let pd = Device::new(
+                    o.0.client.clone(),
+                    Rc::clone(&o.0.core),
+                    opt_netns(&o),
+                    peer.clone(),
+                );
+                o.0.nics.borrow_mut().insert(peer.clone(), pd);
+            }
+        }
+        Ok(d)
+    }
+
+    /// `ip netns add`: a namespace on this host, as a host-like object.
+    fn netns(&mut self, name: &str) -> R<Host> {
+        let r = self.request(Request::NetnsCreate {
+            name: name.to_string(),
+        })?;
+        let Response::Netns { name: full } = r else {
+            return err(format!(
+                "agent {}: unexpected reply {r:?} to NetnsCreate",
+                self.0.name
+            ));
+        };
+        let h = &self.0;
+        Ok(Host(Rc::new(HostInner {
+            name: format!("{}/{name}", h.name),
+            machine: h.machine.clone(),
+            params: h.params.clone(),
+            client: h.client.clone(),
+            netns: Some(full),
+            core: Rc::clone(&h.core),
+            watch: Arc::clone(&h.watch),
+            nics: RefCell::new(BTreeMap::new()),
+        })))
+    }
+
+    fn sysctl_get(&mut self, key: &str) -> R<String> {
+        match self.request(Request::SysctlGet {
+            netns: opt_netns(self),
+            key: key.to_string(),
+        })? {
+            Response::Text(t) => Ok(t),
+            r => err(format!(
+                "agent {}: unexpected reply {r:?} to SysctlGet",
+                self.0.name
+            )),
+        }
+    }
+
+    fn sysctl_set(&mut self, key: &str, value: Dynamic) -> R<()> {
+        self.request(Request::SysctlSet {
+            netns: opt_netns(self),
+            key: key.to_string(),
+            value: value.to_string(),
+        })?;
+        Ok(())
+    }
+
+    fn read(&mut self, path: &str) -> R<String> {
+        match self.request(Request::FileRead {
+            netns: opt_netns(self),
+            path: path.to_string(),
+        })? {
+            Response::Bytes(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+            r => err(format!(
+                "agent {}: unexpected reply {r:?} to FileRead",
+                self.0.name
+            )),
+        }
+    }
+
+    fn write(&mut self, path: &str, value: Dynamic) -> R<()> {
+        let data = match value.clone().try_cast::<Blob>() {
+            Some(b) => b,
+            None => value.to_string().into_bytes(),
+        };
+        self.request(Request::FileWrite {
+            netns: opt_netns(self),
+            path: path.to_string(),
+            data,
+        })?;
+        Ok(())
+    }
+
+    fn route(&mut self, m: Map, add: bool) -> R<()> {
+        let mut route = RouteSpec {
+            dst: String::new(),
+            via: None,
+            dev: None,
+            table: None,
+            metric: None,
+        };
+        for (k, v) in m {
+            let text = || -> R<String> {
+                if let Some(d) = v.clone().try_cast::<Device>() {
+                    Ok(d.0.dref_name())
+                } else if v.is_string() {
+                    Ok(v.to_string())
+                } else {
+                    err(format!(
+                        "route: {k} must be a string, not {}",
+                        v.type_name()
+                    ))
+                }
+            };
+            let int = || -> R<u32> {
+                let i = v
+                    .as_int()
+                    .map_err(|t| format!("route: {k} must be an int, not {t}"))?;
+                u32::try_from(i).map_err(|_| format!("route: {k} = {i} out of range").into())
+            };
+            match k.as_str() {
+                "dst" => route.dst = text()?,
+                "via" => route.via = Some(text()?),
+                "dev" => route.dev = Some(text()?),
+                "table" => route.table = Some(int()?),
+                "metric" => route.metric = Some(int()?),
+                other => {
+                    return err(format!(
+                        "route: unknown key {other:?}; known: dst, via, dev, table, metric"
+                    ))
+                }
+            }
+        }
+        if route.dst.is_empty() {
+            return err("route: dst is required (\"10.0.0.0/24\", \"default\", ..)");
+        }
+        let netns = opt_netns(self);
+        self.request(if add {
+            Request::RouteAdd { netns, route }
+        } else {
+            Request::RouteDel { netns, route }
+        })?;
+        Ok(())
+    }
+
+    fn send_file(&mut self, local: &str, remote: &str) -> R<()> {
+        let data =
+            std::fs::read(local).map_err(|e| format!("send_file: cannot read {local}: {e}"))?;
+        let mut offset = 0usize;
+        loop {
+            let end = (offset + FILE_CHUNK).min(data.len());
+            let last = end == data.len();
+            self.request(Request::FilePut {
+                path: remote.to_string(),
+                offset: offset as u64,
+                data: data[offset..end].to_vec(),
+                last,
+            })?;
+            if last {
+                return Ok(());
+            }
+            offset = end;
+        }
+    }
+
+    fn recv_file(&mut self, remote: &str, local: &str) -> R<()> {
+        let mut out = Vec::new();
+        loop {
+            let r = self.request(Request::FileGet {
+                path: remote.to_string(),
+                offset: out.len() as u64,
+                len: FILE_CHUNK as u32,
+            })?;
+            let Response::FileChunk { data, eof } = r else {
+                return err(format!(
+                    "agent {}: unexpected reply {r:?} to FileGet",
+                    self.0.name
+                ));
+            };
+            out.extend_from_slice(&data);
+            if eof || data.is_empty() {
+                break;
+            }
+        }
+        std::fs::write(local, out)
+            .map_err(|e| format!("recv_file: cannot write {local}: {e}").into())
+    }
+}
+
 /// Registers `Host`'s surface.
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Host>("Host");
@@ -115,6 +344,19 @@ pub fn register(engine: &mut Engine) {
     engine.register_get("params", |h: &mut Host| h.0.params.clone());
     engine.register_get("devices", Host::devices);
     engine.register_indexer_get(Host::nic);
+    engine.register_indexer_set(|h: &mut Host, name: &str, spec: DevSpec| {
+        h.create(name, spec).map(|_| ())
+    });
+    engine.register_fn("create", Host::create);
+    engine.register_fn("netns", Host::netns);
+    engine.register_fn("sysctl", Host::sysctl_get);
+    engine.register_fn("sysctl", Host::sysctl_set);
+    engine.register_fn("read", Host::read);
+    engine.register_fn("write", Host::write);
+    engine.register_fn("route_add", |h: &mut Host, m: Map| h.route(m, true));
+    engine.register_fn("route_del", |h: &mut Host, m: Map| h.route(m, false));
+    engine.register_fn("send_file", Host::send_file);
+    engine.register_fn("recv_file", Host::recv_file);
     engine.register_fn("run", |h: &mut Host, cmd: &str| {
         job::run_shell(h, cmd, Map::new())
     });

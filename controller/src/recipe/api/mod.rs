@@ -14,6 +14,7 @@ pub mod device;
 pub mod host;
 pub mod job;
 pub mod module;
+pub mod soft;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -119,6 +120,7 @@ pub fn register_all(engine: &mut Engine) {
     device::register(engine);
     job::register(engine);
     module::register(engine);
+    soft::register(engine);
 }
 
 /// One entry of the API reference.
@@ -162,6 +164,28 @@ pub const API: &[ApiItem] = &[
     item("iperf_client(opts: map) -> Module", "#{ server, port, duration, proto, parallel, bitrate, reverse }; result #{ bps, retransmits, cpu_local, cpu_remote, intervals }."),
     item("packet_assert(opts: map) -> Module", "#{ iface, filter, min, max }; background, stop with kill(); result #{ packets }; passes when min <= packets <= max."),
     item("cpu_stat(opts: map) -> Module", "#{ interval }; background; per-CPU utilisation samples."),
+    item("Host.NAME = SPEC", "Creates a soft device NAME on the host (`ip link add NAME type KIND ..`); then `h.NAME` is the device."),
+    item("Host.create(name: string, spec: DeviceSpec) -> Device", "Same, returning the device."),
+    item("Host.netns(name: string) -> Host", "`ip netns add`: a namespace on the host; a host-like object with the same members (removed after the run)."),
+    item("Host.sysctl(key: string) -> string", "`sysctl KEY` (net.* keys in the host's namespace)."),
+    item("Host.sysctl(key: string, value)", "`sysctl -w KEY=VALUE`; restored after the run."),
+    item("Host.read(path: string) -> string", "Reads a file such as under /proc or /sys."),
+    item("Host.write(path: string, value)", "Writes a file; the old content is restored after the run."),
+    item("Host.route_add(route: map)", "`ip route add` with #{ dst, via, dev, table, metric }; removed after the run."),
+    item("Host.route_del(route: map)", "`ip route del` with the same keys."),
+    item("Host.send_file(local: string, remote: string)", "Copies a local file to the host."),
+    item("Host.recv_file(remote: string, local: string)", "Copies a file from the host."),
+    item("veth(opts: map) -> DeviceSpec", "#{ peer, peer_netns }: the pair; the peer is h.PEER (or ns.PEER)."),
+    item("bridge(opts: map) -> DeviceSpec", "#{ stp, vlan_filtering }"),
+    item("bond(opts: map) -> DeviceSpec", "#{ mode, miimon, xmit_hash_policy, lacp_rate }; ports join with dev.master = bond."),
+    item("team(opts: map) -> DeviceSpec", "#{ runner }"),
+    item("vlan(opts: map) -> DeviceSpec", "#{ link, id, protocol }"),
+    item("macvlan(opts: map) -> DeviceSpec", "#{ link, mode } (also ipvlan)."),
+    item("vxlan(opts: map) -> DeviceSpec", "#{ id, link, local, remote, group, dstport, ttl }"),
+    item("geneve(opts: map) -> DeviceSpec", "#{ id, remote, dstport }"),
+    item("gre(opts: map) -> DeviceSpec", "#{ local, remote, key, ttl, link } (also gretap, ipip, sit, ip6gre, ip6tnl, vti)."),
+    item("dummy() -> DeviceSpec", "A dummy device."),
+    item("vrf(opts: map) -> DeviceSpec", "#{ table }"),
     item("Job.id -> int", "Agent job id."),
     item("Job.finished -> bool", "Whether the job has ended."),
     item("Job.passed -> bool", "Exit 0 (inverted by expect_fail); a job killed by its timeout fails; one stopped with kill() passes."),
