@@ -664,3 +664,128 @@ fn bench_lab_bringup() {
         }
     }
 }
+
+/// Waits for the lab record of controller `pid`; returns (runid, agent pids).
+fn lab_of(pid: u32) -> (String, Vec<i32>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = std::fs::read_dir("/run/lnst/labs").ok().and_then(|rd| {
+            rd.flatten().find_map(|e| {
+                let owner = std::fs::read_to_string(e.path().join("owner")).ok()?;
+                if owner.split_whitespace().next()? != pid.to_string() {
+                    return None;
+                }
+                let agents = std::fs::read_to_string(e.path().join("agents")).ok()?;
+                let pids: Vec<i32> = agents.lines().filter_map(|l| l.parse().ok()).collect();
+                (!pids.is_empty()).then(|| (e.file_name().to_string_lossy().into_owned(), pids))
+            })
+        });
+        if let Some(f) = found {
+            return f;
+        }
+        assert!(Instant::now() < deadline, "no lab record appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn lost_agent_exits_3_naming_the_host_and_others_are_cleaned() {
+    let Some(agent) = lab_ready("lost_agent_exits_3_naming_the_host_and_others_are_cleaned") else {
+        return;
+    };
+    let t = Tmp::new();
+    let r = t.write(
+        "lost.rhai",
+        "let h1 = host(\"h1\");\nlet h2 = host(\"h2\");\nfn test(m) {\n    m.h2.run(\"sleep 30\", #{ bg: true });\n    m.h1.run(\"sleep 30\");\n}\n",
+    );
+    let out = t.0.join("runs");
+    let child = Command::new(ctl())
+        .args([
+            "run",
+            r.to_str().unwrap(),
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+            "--agent-bin",
+            agent.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_, pids) = lab_of(child.id());
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe_kill(pids[0] as u32, 9); // h1's agent (hosts in declaration order)
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("lost agent h1"), "{err}");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"], "ERROR");
+    assert_no_leftovers(&v);
+}
+
+/// Pool mode against a real agent on a unix socket in this namespace
+/// (jobs only: nothing on the host is changed).
+#[test]
+fn pool_mode_with_a_real_agent() {
+    let Some(agent) = lab_ready("pool_mode_with_a_real_agent") else {
+        return;
+    };
+    let t = Tmp::new();
+    let sock = t.0.join("a.sock");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut a = Kill(
+        Command::new(&agent)
+            .arg("--unix")
+            .arg(&sock)
+            .arg("--state-dir")
+            .arg(t.0.join("state"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(a.0.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("READY"), "{line}");
+    t.write(
+        "pool/box.toml",
+        &format!(
+            "address = \"unix:{}\"\n[params]\nrole = \"any\"\n[[nic]]\nname = \"lo\"\n",
+            sock.display()
+        ),
+    );
+    let pool = t.0.join("pool");
+    let (code, out, err) = run(&["pool", "check", "--pool", pool.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("box") && out.contains("OK"), "{out}");
+    let r = t.write(
+        "p.rhai",
+        "let h = host(\"h\", #{ role: \"any\" });\nh.nic(\"x\");\nfn test(m) {\n    m.check(m.h.machine == \"box\" && m.h.x.name == \"lo\", \"mapped\");\n    m.check(m.h.params.role == \"any\", \"params\");\n    m.h.run(\"echo hi\");\n}\n",
+    );
+    let runs = t.0.join("runs");
+    let (code, out, err) = run(&[
+        "run",
+        r.to_str().unwrap(),
+        "--pool",
+        pool.to_str().unwrap(),
+        "--json",
+        "--out",
+        runs.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["matches"][0]["mapping"]["h"]["nics"]["x"], "lo");
+    assert_eq!(v["pool"], pool.to_str().unwrap());
+}
