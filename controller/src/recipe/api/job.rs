@@ -512,6 +512,17 @@ impl Job {
         }
     }
 
+    /// `job.result` (module result or parsed JSON), `()` while running.
+    pub fn result_value(&self) -> Dynamic {
+        let _ = self.refresh();
+        self.0.state.borrow().result.clone()
+    }
+
+    /// `kill()`: stops a background job; it passes.
+    pub fn stop(&self) -> R<()> {
+        self.kill_with(libc::SIGTERM, "stopped with kill()")
+    }
+
     fn stdout_now(&self) -> R<String> {
         self.refresh()?;
         if let Some(st) = &self.0.state.borrow().status {

@@ -113,6 +113,14 @@ impl Core {
     }
 }
 
+/// A finished job's result as JSON (for `perf`).
+pub fn value_of(j: &job::Job) -> Option<serde_json::Map<String, serde_json::Value>> {
+    match crate::recipe::value::to_json(&j.result_value()) {
+        serde_json::Value::Object(o) => Some(o),
+        _ => None,
+    }
+}
+
 /// Registers every script-visible type and function of the test phase.
 pub fn register_all(engine: &mut Engine) {
     ctx::register(engine);
@@ -186,6 +194,7 @@ pub const API: &[ApiItem] = &[
     item("gre(opts: map) -> DeviceSpec", "#{ local, remote, key, ttl, link } (also gretap, ipip, sit, ip6gre, ip6tnl, vti)."),
     item("dummy() -> DeviceSpec", "A dummy device."),
     item("vrf(opts: map) -> DeviceSpec", "#{ table }"),
+    item("perf(opts: map) -> map", "#{ client: h1, server: h2, dst, duration, runs, proto, parallel }: iperf `runs` times, one result with every sample; returns #{ samples, mean, stddev, unit: \"bps\" }."),
     item("Job.id -> int", "Agent job id."),
     item("Job.finished -> bool", "Whether the job has ended."),
     item("Job.passed -> bool", "Exit 0 (inverted by expect_fail); a job killed by its timeout fails; one stopped with kill() passes."),

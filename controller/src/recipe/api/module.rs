@@ -86,6 +86,90 @@ fn run_module(h: &mut Host, m: Module, opts: Map) -> R<Job> {
     Ok(j)
 }
 
+/// `perf(#{ client, server, dst, duration, runs, proto, parallel })`: an
+/// iperf server on `server`, `runs` client runs on `client`, one result
+/// with every sample; returns `#{ samples, mean, stddev, unit: "bps" }`.
+fn perf(opts: Map) -> R<Map> {
+    let host = |k: &str| -> R<Host> {
+        opts.get(k)
+            .and_then(|v| v.clone().try_cast::<Host>())
+            .ok_or_else(|| format!("perf(): {k} must be a host (m.h1)").into())
+    };
+    let (mut client, mut server) = (host("client")?, host("server")?);
+    let o: Opts = opts
+        .iter()
+        .map(|(k, v)| {
+            let v = if k == "client" || k == "server" {
+                serde_json::Value::String(v.to_string())
+            } else {
+                to_json(v)
+            };
+            (k.to_string(), v)
+        })
+        .collect();
+    let p = crate::modules::perf::Perf::from_opts(&o).map_err(|e| e.to_string())?;
+    let mut sopts = Map::new();
+    sopts.insert(
+        "desc".into(),
+        format!("perf: iperf server on {}", server.0.name).into(),
+    );
+    let srv = run_module(
+        &mut server,
+        p.server_module().map_err(|e| e.to_string())?,
+        sopts,
+    )?;
+    let mut samples = Vec::new();
+    let secs = p.client.duration as f64;
+    let runs = p.runs;
+    let mut outcome = Ok(());
+    for i in 1..=runs {
+        let mut copts = Map::new();
+        copts.insert(
+            "desc".into(),
+            format!(
+                "perf run {i}/{runs}: {} -> {}",
+                client.0.name, server.0.name
+            )
+            .into(),
+        );
+        copts.insert("timeout".into(), Dynamic::from(secs + 30.0));
+        match run_module(
+            &mut client,
+            p.client_module().map_err(|e| e.to_string())?,
+            copts,
+        ) {
+            Ok(j) => {
+                let r = super::value_of(&j);
+                if let Some(bps) = r.and_then(|r| r.get("bps").and_then(|b| b.as_f64())) {
+                    samples.push(bps);
+                }
+            }
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    let _ = srv.stop();
+    outcome?;
+    let summary = crate::modules::perf::summarize(&samples);
+    let passed = crate::modules::perf::passed(&summary, runs);
+    let mut data = match &summary {
+        serde_json::Value::Object(o) => o.clone(),
+        _ => serde_json::Map::new(),
+    };
+    data.insert(
+        "figures".into(),
+        crate::modules::perf::key_figures(&summary).into(),
+    );
+    client.0.core.check(
+        passed,
+        format!("perf {} -> {}", client.0.name, server.0.name),
+        data,
+    );
+    Ok(to_dynamic(&summary).try_cast::<Map>().unwrap_or_default())
+}
+
 /// Registers the module constructors and `run(Module)`.
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Module>("Module");
@@ -98,6 +182,7 @@ pub fn register(engine: &mut Engine) {
         run_module(h, m, Map::new())
     });
     engine.register_fn("run", run_module);
+    engine.register_fn("perf", perf);
     engine.register_fn("to_string", |m: &mut Module| {
         format!("Module({})", Module::desc(m))
     });
