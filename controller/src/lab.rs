@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -294,7 +295,10 @@ impl Lab {
             let state = record.join(format!("state-{}", h.name));
             let log = logs.join(format!("agent-{}.log", h.name));
             let stderr = fs::File::create(&log).map_err(rec_err(&log))?;
+            // Own process group: a terminal's Ctrl-C reaches the controller,
+            // which then ends the sessions in order, not the agents directly.
             let mut child = Command::new("ip")
+                .process_group(0)
                 .args(["netns", "exec", &ns_of(&h.name)])
                 .arg(agent_bin)
                 .arg("--lab")

@@ -272,6 +272,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             params: map_to_dynamic(&param_values),
         }));
         let outcome = loaded.call_test(Dynamic::from(ctx));
+        log.borrow_mut().line("test returned".to_string());
         job::end_of_test(&core);
         if tty {
             eprint!("\r\x1b[2K");
@@ -295,14 +296,18 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
         // Undo the match on every agent, even after Ctrl-C (bounded).
         let ended = rt.block_on(async {
             tokio::time::timeout(Duration::from_secs(60), async {
+                let t = Instant::now();
                 let mut e = session.end().await;
+                tracing::info!(ms = t.elapsed().as_secs_f64() * 1e3, "EndSession");
                 e.extend(session.close().await);
+                tracing::info!(ms = t.elapsed().as_secs_f64() * 1e3, "closed");
                 e
             })
             .await
             .unwrap_or_else(|_| vec!["agents did not finish cleaning up within 60 s".into()])
         });
         cleanup_errors.extend(ended);
+        log.borrow_mut().line("agents cleaned up and closed".to_string());
         for (h, n) in session.rpcs() {
             *rpcs.entry(h).or_default() += n;
         }
@@ -333,6 +338,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
         let errs = l.teardown();
         cleanup_errors.extend(errs);
     }
+    log.borrow_mut().line("lab torn down".to_string());
     let result = report::overall(matches.iter().map(|m| &m.result));
     let rep = RunReport {
         recipe: file,
