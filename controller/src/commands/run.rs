@@ -122,7 +122,12 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
         Some(d) => (pool::load_dir(d).usage()?, d.display().to_string()),
         None => (lab::pool_for(&req), "netns lab".to_string()),
     };
-    let mappings: Vec<Mapping> = if a.all_matches {
+    if a.all_matches && a.pool.is_none() {
+        // The lab is built for the recipe: its one meaningful match is the
+        // identity (other matches only swap identical hosts).
+        eprintln!("lnst-ctl: --all-matches has no effect on the netns lab; running its one match");
+    }
+    let mappings: Vec<Mapping> = if a.all_matches && a.pool.is_some() {
         mapper::map_all(&req, &pool, MAX_MATCHES)
     } else {
         mapper::map_first(&req, &pool).map(|m| vec![m])
@@ -307,7 +312,8 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             .unwrap_or_else(|_| vec!["agents did not finish cleaning up within 60 s".into()])
         });
         cleanup_errors.extend(ended);
-        log.borrow_mut().line("agents cleaned up and closed".to_string());
+        log.borrow_mut()
+            .line("agents cleaned up and closed".to_string());
         for (h, n) in session.rpcs() {
             *rpcs.entry(h).or_default() += n;
         }

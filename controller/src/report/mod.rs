@@ -112,3 +112,120 @@ pub fn overall<'a>(it: impl IntoIterator<Item = &'a Verdict>) -> Verdict {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapper::HostMatch;
+
+    fn rec(host: Option<&str>, job: Option<u64>, desc: &str, v: Verdict) -> ResultRec {
+        let mut data = serde_json::Map::new();
+        if job.is_some() {
+            data.insert("exit_code".into(), 0.into());
+            data.insert("duration".into(), 0.5.into());
+        }
+        ResultRec {
+            host: host.map(str::to_string),
+            job,
+            desc: desc.into(),
+            result: v,
+            data,
+            note: (v == Verdict::Error).then(|| "boom <&>".to_string()),
+            at: 1.0,
+        }
+    }
+
+    fn report() -> RunReport {
+        let mut mapping = Mapping::new();
+        mapping.insert(
+            "h1".into(),
+            HostMatch {
+                machine: "m1".into(),
+                nics: [("eth0".to_string(), "ens1f0".to_string())]
+                    .into_iter()
+                    .collect(),
+            },
+        );
+        let results = vec![
+            rec(Some("h1"), Some(1), "ping 192.168.101.2", Verdict::Pass),
+            rec(None, None, "ping h1 -> h2", Verdict::Fail),
+            rec(None, None, "r.rhai:3:1: bad \"thing\"", Verdict::Error),
+        ];
+        RunReport {
+            recipe: "r.rhai".into(),
+            params: serde_json::Map::new(),
+            result: overall(results.iter().map(|r| &r.result)),
+            matches: vec![MatchReport {
+                mapping,
+                result: Verdict::Error,
+                results,
+                duration: 1.5,
+            }],
+            pool: "netns lab".into(),
+            duration: 2.0,
+            rpcs: BTreeMap::new(),
+            run_dir: None,
+            lab: None,
+            lab_ms: None,
+            cleanup_errors: vec![],
+        }
+    }
+
+    #[test]
+    fn overall_verdicts() {
+        assert_eq!(overall(&[Verdict::Pass, Verdict::Pass]), Verdict::Pass);
+        assert_eq!(overall(&[Verdict::Pass, Verdict::Fail]), Verdict::Fail);
+        assert_eq!(overall(&[Verdict::Fail, Verdict::Error]), Verdict::Error);
+        assert_eq!(overall(&[]), Verdict::Pass);
+    }
+
+    #[test]
+    fn json_has_the_spec_shape() {
+        let v: serde_json::Value = serde_json::from_str(&json::render(&report())).unwrap();
+        assert_eq!(v["recipe"], "r.rhai");
+        assert_eq!(v["result"], "ERROR");
+        let m = &v["matches"][0];
+        assert_eq!(m["mapping"]["h1"]["machine"], "m1");
+        assert_eq!(m["mapping"]["h1"]["nics"]["eth0"], "ens1f0");
+        assert_eq!(m["results"][0]["host"], "h1");
+        assert_eq!(m["results"][0]["job"], 1);
+        assert_eq!(m["results"][0]["data"]["exit_code"], 0);
+        assert_eq!(m["results"][1]["host"], serde_json::Value::Null);
+        assert_eq!(m["results"][1]["job"], serde_json::Value::Null);
+        assert_eq!(m["results"][1]["result"], "FAIL");
+    }
+
+    #[test]
+    fn summary_lists_mapping_results_and_overall() {
+        let s = summary::render(&report());
+        assert!(s.contains("h1 -> m1 [eth0=ens1f0]"), "{s}");
+        assert!(
+            s.contains("PASS  h1       job 1   ping 192.168.101.2  [exit 0, 0.50 s]"),
+            "{s}"
+        );
+        assert!(s.contains("FAIL  -        -       ping h1 -> h2"), "{s}");
+        assert!(s.contains("r.rhai: ERROR (3 results, 2 not passed)"), "{s}");
+    }
+
+    #[test]
+    fn junit_counts_and_escapes() {
+        let x = junit::render(&report());
+        assert!(x.starts_with("<?xml"));
+        assert!(
+            x.contains("<testsuites name=\"r.rhai\" tests=\"3\" failures=\"1\" errors=\"1\""),
+            "{x}"
+        );
+        assert!(
+            x.contains("<failure message=\"FAIL: ping h1 -&gt; h2\">"),
+            "{x}"
+        );
+        assert!(
+            x.contains(
+                "<error message=\"r.rhai:3:1: bad &quot;thing&quot;\">(boom &lt;&amp;&gt;)</error>"
+            ),
+            "{x}"
+        );
+        assert_eq!(x.matches("<testcase ").count(), 3);
+        assert_eq!(x.matches("</testsuite>").count(), 1);
+    }
+}

@@ -370,7 +370,8 @@ impl Job {
             }
         }
         if let Some(dir) = &core.jobs_dir {
-            let base = dir.join(format!("{}-{}", host.name, status.id));
+            // A namespace's host name is "h1/ns": keep the file in jobs/.
+            let base = dir.join(format!("{}-{}", host.name.replace('/', "_"), status.id));
             let _ = std::fs::write(base.with_extension("stdout"), &status.stdout);
             let _ = std::fs::write(base.with_extension("stderr"), &status.stderr);
         }
