@@ -468,12 +468,17 @@ fn recipes_pass_on_the_lab() {
     let Some(agent) = lab_ready("recipes_pass_on_the_lab") else {
         return;
     };
-    for name in [
-        "hello_world.rhai",
-        "three_hosts.rhai",
-        "ping_mtu.rhai",
-        "bridge_netns.rhai",
-    ] {
+    // Every recipe in recipes/ runs here with its defaults.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".rhai"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 3, "{names:?}");
+    for name in &names {
         let t = Tmp::new();
         let r = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../recipes")
