@@ -200,7 +200,21 @@ impl Lab {
         if !agent_bin.is_file() {
             return Err(LabError::NoAgent(agent_bin.to_path_buf()));
         }
+        if let Some(h) = req
+            .hosts
+            .iter()
+            .find(|h| h.nics.iter().any(|n| n.name == "lo"))
+        {
+            return Err(LabError::Command {
+                cmd: "lab plan".into(),
+                message: format!(
+                    "host {}: a NIC named \"lo\" collides with the loopback device of its namespace; rename it in the recipe",
+                    h.name
+                ),
+            });
+        }
         let runid = new_runid();
+        let _span = tracing::info_span!("lab", runid = %runid).entered();
         let record = Path::new(LABS_DIR).join(&runid);
         let rec_err = |path: &Path| {
             let path = path.to_path_buf();

@@ -191,6 +191,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             break;
         }
         let mt0 = Instant::now();
+        let _span = tracing::info_span!("match", n = i + 1).entered();
         log.borrow_mut().line(format!(
             "match {}: {}",
             i + 1,

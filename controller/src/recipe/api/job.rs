@@ -274,6 +274,7 @@ pub fn run_job(
         state: RefCell::new(State::default()),
     }));
     (core.status)(&format!("{}: {}", h.0.name, desc));
+    tracing::debug!(host = %h.0.name, desc = %desc, bg = job.0.opts.bg, "job start");
     let reply = core.request(&h.0.client, Request::JobStart(spec));
     let reply = match reply {
         Ok(r) => r,
