@@ -80,7 +80,10 @@ mod tests {
         assert_eq!(Preamble::check(&ours).unwrap().version, PROTOCOL_VERSION);
         let other = Preamble { version: 99 }.encode();
         let e = Preamble::check(&other).unwrap_err().to_string();
-        assert!(e.contains("99") && e.contains(&PROTOCOL_VERSION.to_string()), "{e}");
+        assert!(
+            e.contains("99") && e.contains(&PROTOCOL_VERSION.to_string()),
+            "{e}"
+        );
         let garbage = *b"GET / HT";
         assert!(matches!(
             Preamble::check(&garbage),

@@ -47,7 +47,9 @@ pub enum ToAgent {
 pub enum ToController {
     Welcome(Welcome),
     /// The agent will not serve this controller; the connection closes.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
     Reply {
         id: u64,
         result: Result<Response, WireError>,
@@ -151,9 +153,15 @@ pub enum Request {
         data: Vec<u8>,
     },
     /// `ip route add ...`
-    RouteAdd { netns: Option<String>, route: RouteSpec },
+    RouteAdd {
+        netns: Option<String>,
+        route: RouteSpec,
+    },
     /// `ip route del ...`
-    RouteDel { netns: Option<String>, route: RouteSpec },
+    RouteDel {
+        netns: Option<String>,
+        route: RouteSpec,
+    },
     /// One chunk of `send_file`: written at `offset`; `last` closes the
     /// file. The first chunk (offset 0) creates or truncates it.
     FilePut {
@@ -173,8 +181,12 @@ pub enum Response {
     Pong,
     /// Done; nothing to report.
     Done,
-    Teardown { errors: Vec<String> },
-    JobStarted { id: JobId },
+    Teardown {
+        errors: Vec<String>,
+    },
+    JobStarted {
+        id: JobId,
+    },
     Job(JobStatus),
     Devices(Vec<DeviceInfo>),
     /// The device as it is after the change.
@@ -183,8 +195,13 @@ pub enum Response {
     Bool(bool),
     Text(String),
     Bytes(Vec<u8>),
-    Netns { name: String },
-    FileChunk { data: Vec<u8>, eof: bool },
+    Netns {
+        name: String,
+    },
+    FileChunk {
+        data: Vec<u8>,
+        eof: bool,
+    },
 }
 
 /// Pushed by the agent without being asked.
