@@ -5,3 +5,6 @@
 //! [`dispatch`] maps each request to its domain module → the domain
 //! modules change the host, journaling every change in [`journal`] first so
 //! it can be undone.
+
+pub mod config;
+pub mod keygen;

@@ -1,1 +1,3 @@
 //! `lnst-ctl`: runs Rhai recipes against lnst agents.
+
+pub mod keygen;
