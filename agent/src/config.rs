@@ -291,6 +291,14 @@ handshake_timeout_secs = 3
     }
 
     #[test]
+    fn packaged_example_parses() {
+        let text = include_str!("../../packaging/agent.toml.example");
+        let c = AgentConfig::parse(text, &p()).unwrap();
+        assert_eq!(c.listen, vec!["0.0.0.0:9999".parse().unwrap()]);
+        assert!(!c.insecure && c.accepted_keys.is_empty());
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         let c = AgentConfig::parse("", &p()).unwrap();
         assert_eq!(c, AgentConfig::default());
