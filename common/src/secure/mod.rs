@@ -70,7 +70,8 @@ pub enum ServerAuth {
 /// plain. Both read and write frames the same way.
 #[derive(Debug)]
 pub enum Transport<S> {
-    Secure(SecureStream<S>),
+    /// Boxed: the Noise state is large and the plain variant is one socket.
+    Secure(Box<SecureStream<S>>),
     Plain(S),
 }
 
@@ -101,7 +102,7 @@ pub async fn client_connect<S: AsyncRead + AsyncWrite + Unpin>(
         ClientAuth::Noise { ours, pinned } => {
             client_handshake_opt(s, ours, pinned.as_ref(), host, timeout)
                 .await
-                .map(Transport::Secure)
+                .map(|s| Transport::Secure(Box::new(s)))
         }
         ClientAuth::Insecure => client_plain(s, host, timeout).await.map(Transport::Plain),
     }
@@ -118,7 +119,7 @@ pub async fn server_accept<S: AsyncRead + AsyncWrite + Unpin>(
     match auth {
         ServerAuth::Noise { ours, accepted } => server_handshake(s, ours, accepted, timeout)
             .await
-            .map(|(s, k)| (Transport::Secure(s), Some(k))),
+            .map(|(s, k)| (Transport::Secure(Box::new(s)), Some(k))),
         ServerAuth::Insecure => server_plain(s, timeout)
             .await
             .map(|s| (Transport::Plain(s), None)),
