@@ -9,10 +9,12 @@
 //! undone when the session ends, the controller is lost or the agent dies.
 
 pub mod agent;
+pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod jobs;
 pub mod journal;
+pub mod keygen;
 pub mod net;
 pub mod server;
 pub mod session;

@@ -9,7 +9,9 @@
 //! - [`proto`]: the message enums (controller → agent, agent → controller);
 //! - [`job`], [`device`], [`host`]: what requests and replies carry;
 //! - [`error`]: the error type that crosses the wire;
-//! - [`codec`]: frames, size limits and the bincode configuration.
+//! - [`codec`]: frames, size limits and the bincode configuration;
+//! - [`secure`]: the TCP transport under the frames: keys, the Noise
+//!   handshake and the encrypted stream (or plain with `--insecure`).
 
 pub mod codec;
 pub mod device;
@@ -18,6 +20,7 @@ pub mod handshake;
 pub mod host;
 pub mod job;
 pub mod proto;
+pub mod secure;
 
 pub use error::{ErrorKind, WireError};
 pub use handshake::PROTOCOL_VERSION;

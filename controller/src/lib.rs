@@ -14,6 +14,7 @@
 pub mod client;
 pub mod commands;
 pub mod exit;
+pub mod keygen;
 pub mod lab;
 pub mod mapper;
 pub mod modules;
