@@ -3,10 +3,14 @@
 //! Data flow: [`server`] accepts connections (one controller at a time) →
 //! [`connection`] exchanges the preamble and turns bytes into frames →
 //! [`session`] runs the hello, heartbeats and the request loop →
-//! [`dispatch`] maps each request to its domain module ([`jobs`],
-//! [`net`], [`tools`] for the module helpers) → the domain modules change the host, recording every
-//! change in the [`journal`] first (as an [`undo::UndoEntry`]) so it can be
-//! undone when the session ends, the controller is lost or the agent dies.
+//! [`dispatch`] maps each request to its domain module ([`jobs`], [`net`])
+//! → the domain modules change the host, recording every change in the
+//! [`journal`] first (as an [`undo::UndoEntry`]) so it can be undone when
+//! the session ends, the controller is lost or the agent dies.
+//!
+//! Beside the daemon: [`config`] (`/etc/lnst/agent.toml`), [`keygen`],
+//! [`tools`] (the `capture` and `cpu-stat` helpers that test modules run
+//! as jobs), [`time`].
 
 pub mod agent;
 pub mod config;
