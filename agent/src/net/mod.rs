@@ -23,6 +23,7 @@ pub mod error;
 pub mod features;
 pub mod files;
 pub mod links;
+pub mod monitor;
 pub mod netns;
 pub mod nsthread;
 pub mod routes;
@@ -44,6 +45,7 @@ pub use routes::{route_add, route_del};
 pub use sysctl::{sysctl_get, sysctl_set};
 pub use undo::{undo_all, NetUndo};
 
+pub use monitor::{Hub, Subscription};
 use nsthread::NsConn;
 
 /// Where every mutating function writes how to undo its change, before
@@ -81,6 +83,8 @@ struct Inner {
     prefix: String,
     /// std Mutex: held only to look up or insert, never across an await.
     conns: Mutex<HashMap<Option<String>, Arc<NsConn>>>,
+    /// Where the namespaces' monitors send device changes.
+    hub: Arc<Hub>,
 }
 
 impl Nets {
@@ -90,6 +94,7 @@ impl Nets {
             inner: Arc::new(Inner {
                 prefix,
                 conns: Mutex::new(HashMap::new()),
+                hub: Arc::new(Hub::default()),
             }),
         }
     }
@@ -120,9 +125,33 @@ impl Nets {
                 }
             }
         }
-        let conn = Arc::new(nsthread::open(netns).await?);
+        let conn = Arc::new(nsthread::open(netns, self.inner.hub.clone()).await?);
         self.lock().insert(key, conn.clone());
         Ok(conn)
+    }
+
+    /// Sends `Event::DeviceChanged` / `Event::DeviceRemoved` of the agent's
+    /// own namespace, and of every namespace later [`Nets::touch`]ed for
+    /// `session`, into `tx` until the returned guard drops. Replaces an
+    /// earlier subscription (one controller holds the agent at a time).
+    pub async fn subscribe(
+        &self,
+        session: u64,
+        tx: tokio::sync::mpsc::Sender<lnst_common::ToController>,
+    ) -> Subscription {
+        let sub = self.inner.hub.subscribe(session, tx);
+        if let Err(e) = self.conn(None).await {
+            tracing::warn!(error = %e, "no device monitor in the agent's namespace");
+        }
+        sub
+    }
+
+    /// Adds `netns` to the namespaces whose device changes `session`
+    /// hears about, and starts its monitor. Errors are left to the request
+    /// that named the namespace.
+    pub async fn touch(&self, session: u64, netns: Option<&str>) {
+        self.inner.hub.touch(session, netns);
+        let _ = self.conn(netns).await;
     }
 
     /// Drops the cached connection of `netns` so it no longer pins the
