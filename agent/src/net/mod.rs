@@ -39,7 +39,9 @@ pub use addrs::{ip_add, ip_del, ip_flush};
 pub use create::create;
 pub use features::{features, set_features};
 pub use files::{file_get, file_put, file_read, file_write, MAX_CHUNK};
-pub use links::{destroy, devices, move_to, set_mac, set_master, set_mtu, set_state, wait_carrier};
+pub use links::{
+    destroy, device, devices, move_to, set_mac, set_master, set_mtu, set_state, wait_carrier,
+};
 pub use netns::{netns_create, netns_delete};
 pub use routes::{route_add, route_del};
 pub use sysctl::{sysctl_get, sysctl_set};
