@@ -1106,3 +1106,80 @@ async fn cache_follows_changes_made_behind_its_back() {
     let lo2 = all.iter().find(|d| d.name == "lo").unwrap();
     assert_eq!(lo2.stats.rx_packets, lo.stats.rx_packets);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tun_and_tap_are_created_in_the_namespace_and_undone() {
+    if !root() {
+        return;
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        println!("SKIP: no /dev/net/tun on this machine");
+        return;
+    }
+    let ns = Ns::new();
+    let nets = Nets::new("unused-".into());
+    let rec = VecRec::default();
+    let tun = net::create(
+        &nets,
+        &rec,
+        ns.name(),
+        "tn0",
+        &DeviceSpec::Tun {
+            owner: Some(4242),
+            multi_queue: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((tun.name.as_str(), tun.kind.as_str()), ("tn0", "tun"));
+    assert_eq!(tun.driver, "tun");
+    let tap = net::create(
+        &nets,
+        &rec,
+        ns.name(),
+        "tp0",
+        &DeviceSpec::Tap {
+            owner: None,
+            multi_queue: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(tap.kind, "tun");
+    // Checked with ip -d: kind, mode, owner, multi_queue, persist.
+    let l = link(&ns, "tn0");
+    assert_eq!(l["linkinfo"]["info_kind"], "tun");
+    assert_eq!(l["linkinfo"]["info_data"]["type"], "tun");
+    assert_eq!(l["linkinfo"]["info_data"]["persist"], true);
+    assert_eq!(l["linkinfo"]["info_data"]["user"], 4242);
+    assert_eq!(l["linkinfo"]["info_data"]["pi"], false);
+    let l = link(&ns, "tp0");
+    assert_eq!(l["linkinfo"]["info_data"]["type"], "tap");
+    assert_eq!(l["linkinfo"]["info_data"]["multi_queue"], true);
+    assert!(l["address"].as_str().unwrap().len() == 17, "tap has a MAC");
+    // Made in the namespace, not the agent's.
+    assert!(!sh(&["ip", "-j", "link", "show"]).contains("\"tn0\""));
+    // A device that exists is refused before anything changes.
+    let e = net::create(
+        &nets,
+        &rec,
+        ns.name(),
+        "tp0",
+        &DeviceSpec::Tun {
+            owner: None,
+            multi_queue: false,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AlreadyExists);
+    let errors = net::undo_all(&nets, rec.take()).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let names: Vec<String> = ipj(&ns, &["link", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["lo".to_string()]);
+}
