@@ -2,7 +2,8 @@
 //! RECIPES.md §7, then `create`, which checks, records `DeleteLink` and
 //! sends it. Builders are pure (devices they refer to are resolved to
 //! ifindexes first), so every kind is unit-tested at the message level even
-//! where this kernel lacks it.
+//! where this kernel lacks it. tun and tap are the exception: `ip tuntap
+//! add`, the `TUNSETIFF` ioctl on `/dev/net/tun` in the namespace's thread.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

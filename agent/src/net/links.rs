@@ -1,6 +1,8 @@
 //! `ip link`: reading devices into [`DeviceInfo`] and the per-device
 //! requests (`set_mtu`, `set_mac`, `set_state`, `set_master`, `move_to`,
-//! `destroy`, `wait_carrier`). Each mutating call records its undo first.
+//! `destroy`, `wait_carrier`). Each mutating call records its undo first;
+//! reads and the read-back after a change come from the namespace's
+//! [`super::monitor`] cache.
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;

@@ -10,7 +10,12 @@
 //! result. The journal later replays the entries in reverse with
 //! [`NetUndo::undo`] or, faster, [`undo::undo_all`].
 //!
+//! Reads come from a per-namespace device cache kept current from netlink
+//! notifications ([`monitor`]), which also feeds the `DeviceChanged` /
+//! `DeviceRemoved` events of the session holding the agent.
+//!
 //! Reading order: [`nsthread`] (sockets opened inside a namespace) →
+//! [`monitor`] (the device cache and its events) →
 //! [`error`] (netlink errors with the kernel's extended-ACK text) →
 //! [`links`] (`ip link`) → [`create`] (`ip link add`) → [`addrs`] →
 //! [`routes`] → [`features`] / [`driver`] (ethtool) → [`netns`] →
