@@ -675,7 +675,9 @@ fn v6_scope(a: &std::net::Ipv6Addr) -> u8 {
 /// namespaces it has touched. Changes are coalesced per device (the latest
 /// state wins) and sent by a task of their own, so a slow controller holds
 /// up only that task, never the netlink readers; the queue is bounded by
-/// the number of devices.
+/// the number of devices. An event's `stats` are the counters of the
+/// notification that caused it (the kernel does not notify counters); a
+/// `Devices` request has fresh ones.
 #[derive(Default)]
 pub struct Hub {
     /// std Mutex: held only to queue or take events.
