@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lnst_common::device::DeviceInfo;
+use lnst_common::device::{DeviceInfo, DeviceSpec};
 use lnst_common::{Request, Response, WireError};
 
 use crate::agent::Agent;
@@ -28,6 +28,9 @@ pub struct SessionCtx {
 pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireError> {
     let nets = &ctx.agent.undo_ctx.nets;
     let rec = &ctx.agent.journal;
+    for ns in netns_named(&req) {
+        nets.touch(ctx.session, ns).await;
+    }
     match req {
         Request::Ping => Ok(Response::Pong),
         Request::EndSession => end_session(ctx).await,
@@ -89,9 +92,9 @@ pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireEr
             // Per session too, so a later session of this agent never meets
             // a leftover of an earlier one.
             let name = format!("s{}-{name}", ctx.session);
-            Ok(Response::Netns {
-                name: net::netns_create(nets, rec, &name).await?,
-            })
+            let name = net::netns_create(nets, rec, &name).await?;
+            nets.touch(ctx.session, Some(&name)).await;
+            Ok(Response::Netns { name })
         }
         Request::SysctlGet { netns, key } => Ok(Response::Text(
             net::sysctl_get(nets, netns.as_deref(), &key).await?,
@@ -142,6 +145,47 @@ async fn end_session(ctx: &SessionCtx) -> Result<Response, WireError> {
 fn journal_test(ctx: &SessionCtx, path: String, marker: String) -> Result<Response, WireError> {
     ctx.agent.journal.record(UndoEntry::Test { path, marker })?;
     Ok(Response::Done)
+}
+
+/// The namespaces a request names (`None`: the agent's own), so the
+/// session hears of device changes there (`Event::DeviceChanged`).
+fn netns_named(req: &Request) -> Vec<Option<&str>> {
+    match req {
+        Request::JobStart(spec) => vec![spec.netns.as_deref()],
+        Request::Create {
+            netns,
+            spec: DeviceSpec::Veth { peer_netns, .. },
+            ..
+        } => vec![netns.as_deref(), peer_netns.as_deref()],
+        Request::Devices { netns }
+        | Request::Create { netns, .. }
+        | Request::SysctlGet { netns, .. }
+        | Request::SysctlSet { netns, .. }
+        | Request::FileRead { netns, .. }
+        | Request::FileWrite { netns, .. }
+        | Request::RouteAdd { netns, .. }
+        | Request::RouteDel { netns, .. } => vec![netns.as_deref()],
+        Request::SetMtu { dev, .. }
+        | Request::SetMac { dev, .. }
+        | Request::SetState { dev, .. }
+        | Request::SetMaster { dev, .. }
+        | Request::IpAdd { dev, .. }
+        | Request::IpDel { dev, .. }
+        | Request::IpFlush { dev }
+        | Request::Features { dev }
+        | Request::SetFeatures { dev, .. }
+        | Request::WaitCarrier { dev, .. }
+        | Request::Destroy { dev } => vec![dev.netns.as_deref()],
+        Request::MoveTo { dev, netns } => vec![dev.netns.as_deref(), netns.as_deref()],
+        Request::Ping
+        | Request::EndSession
+        | Request::JournalTest { .. }
+        | Request::JobWait { .. }
+        | Request::JobKill { .. }
+        | Request::NetnsCreate { .. }
+        | Request::FilePut { .. }
+        | Request::FileGet { .. } => vec![],
+    }
 }
 
 /// A changed device's reply: the device as it is now.

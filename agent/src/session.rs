@@ -112,6 +112,8 @@ where
 
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let writer_task = tokio::spawn(write_loop(writer, rx, agent.config.heartbeat_interval));
+        // Device changes of the namespaces this session touches.
+        let device_events = agent.undo_ctx.nets.subscribe(session, tx.clone()).await;
         let ctx = Arc::new(SessionCtx {
             agent: agent.clone(),
             session,
@@ -129,6 +131,7 @@ where
                 })
                 .await;
         }
+        drop(device_events);
         let errors = agent.teardown(session).await;
         for e in &errors {
             tracing::error!(session, error = %e, "teardown error");

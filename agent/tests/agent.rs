@@ -6,6 +6,7 @@
 mod agent {
     pub mod bad_input;
     pub mod devices;
+    pub mod events;
     pub mod harness;
     pub mod jobs;
     pub mod loss;

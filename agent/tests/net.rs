@@ -988,3 +988,198 @@ async fn sysctl_files_and_errors() {
 fn host_fwd_ns_default() -> &'static str {
     "0"
 }
+
+/// `ip -j addr show dev DEV` as `addr/prefix`, in ip's (the kernel's) order.
+fn ip_addrs(ns: &Ns, dev: &str) -> Vec<String> {
+    let v = ipj(ns, &["addr", "show", "dev", dev]);
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for i in v[0]["addr_info"].as_array().cloned().unwrap_or_default() {
+        let c = format!("{}/{}", i["local"].as_str().unwrap(), i["prefixlen"]);
+        if i["family"] == "inet" {
+            v4.push(c)
+        } else {
+            v6.push(c)
+        }
+    }
+    v4.extend(v6);
+    v4
+}
+
+/// The cache (kept from notifications) against `ip -j` and a fresh dump
+/// after every kind of change made behind its back with `ip`.
+async fn check_cache(nets: &Nets, ns: &Ns, devs: &[&str]) {
+    let mut cached = net::devices(nets, ns.name()).await.unwrap();
+    let mut fresh = net::links::devices_uncached(nets, ns.name()).await.unwrap();
+    for d in cached.iter_mut().chain(fresh.iter_mut()) {
+        d.stats = Default::default();
+    }
+    assert_eq!(cached, fresh, "cache differs from a fresh dump");
+    for dev in devs {
+        let c = cached.iter().find(|d| d.name == *dev).unwrap();
+        assert_eq!(c.ips, ip_addrs(ns, dev), "address order of {dev}");
+        assert_eq!(c.mtu as u64, link(ns, dev)["mtu"].as_u64().unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_follows_changes_made_behind_its_back() {
+    if !root() {
+        return;
+    }
+    let ns = Ns::new();
+    veth_pair(&ns, "c0", "c1");
+    let nets = Nets::new("unused-".into());
+    net::devices(&nets, ns.name()).await.unwrap(); // cache filled here
+    let n = ns.0.as_str();
+    let ipn = |args: &str| {
+        let mut a = vec!["ip", "-n", n];
+        a.extend(args.split(' '));
+        sh(&a);
+    };
+    // IPv4 primaries and secondaries, IPv6 of several scopes.
+    for a in [
+        "10.0.0.1/24",
+        "10.0.0.2/24",
+        "10.1.0.1/16",
+        "10.0.0.3/24",
+        "127.1.0.1/8",
+    ] {
+        ipn(&format!("addr add {a} dev c0"));
+    }
+    // No kernel-made link-local address: it comes asynchronously (after
+    // carrier), which would race the comparison below.
+    ipn("link set c0 addrgenmode none");
+    ipn("link set c1 addrgenmode none");
+    ipn("link set c0 up");
+    ipn("link set c1 up");
+    for a in ["fd00::1/64", "fd00::2/64", "2001:db8::1/64", "fe80::99/64"] {
+        ipn(&format!("addr add {a} dev c0 nodad"));
+    }
+    check_cache(&nets, &ns, &["c0", "c1"]).await;
+    // Promotion of a secondary when its primary goes.
+    ipn("link add br9 type bridge");
+    ipn("link set c1 master br9");
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        n,
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.c0.promote_secondaries=1",
+    ]);
+    ipn("addr del 10.0.0.1/24 dev c0");
+    ipn("link set c0 mtu 1280");
+    check_cache(&nets, &ns, &["c0", "c1"]).await;
+    let c1 = net::device(&nets, &ns.dev("c1")).await.unwrap();
+    assert_eq!(c1.master.as_deref(), Some("br9"));
+    // Down drops IPv6; rename; a bridge port leaving (AF_BRIDGE DELLINK)
+    // must not drop the device.
+    ipn("link set c0 down");
+    ipn("link set c0 name c9");
+    ipn("link set c1 nomaster");
+    ipn("link del br9");
+    check_cache(&nets, &ns, &["c9", "c1"]).await;
+    // Counters are not notified, yet fresh.
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        n,
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.01",
+        "-q",
+        "127.0.0.1",
+    ]);
+    let lo = net::device(&nets, &ns.dev("lo")).await.unwrap();
+    let j = ipj(&ns, &["-s", "link", "show", "lo"]);
+    assert_eq!(
+        lo.stats.rx_packets,
+        j[0]["stats64"]["rx"]["packets"].as_u64().unwrap()
+    );
+    assert!(lo.stats.rx_packets >= 6, "{:?}", lo.stats);
+    let all = net::devices(&nets, ns.name()).await.unwrap();
+    let lo2 = all.iter().find(|d| d.name == "lo").unwrap();
+    assert_eq!(lo2.stats.rx_packets, lo.stats.rx_packets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tun_and_tap_are_created_in_the_namespace_and_undone() {
+    if !root() {
+        return;
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        println!("SKIP: no /dev/net/tun on this machine");
+        return;
+    }
+    let ns = Ns::new();
+    let nets = Nets::new("unused-".into());
+    let rec = VecRec::default();
+    let tun = net::create(
+        &nets,
+        &rec,
+        ns.name(),
+        "tn0",
+        &DeviceSpec::Tun {
+            owner: Some(4242),
+            multi_queue: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((tun.name.as_str(), tun.kind.as_str()), ("tn0", "tun"));
+    assert_eq!(tun.driver, "tun");
+    let tap = net::create(
+        &nets,
+        &rec,
+        ns.name(),
+        "tp0",
+        &DeviceSpec::Tap {
+            owner: None,
+            multi_queue: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(tap.kind, "tun");
+    // Checked with ip -d: kind, mode, owner, multi_queue, persist.
+    let l = link(&ns, "tn0");
+    assert_eq!(l["linkinfo"]["info_kind"], "tun");
+    assert_eq!(l["linkinfo"]["info_data"]["type"], "tun");
+    assert_eq!(l["linkinfo"]["info_data"]["persist"], true);
+    assert_eq!(l["linkinfo"]["info_data"]["user"], 4242);
+    assert_eq!(l["linkinfo"]["info_data"]["pi"], false);
+    let l = link(&ns, "tp0");
+    assert_eq!(l["linkinfo"]["info_data"]["type"], "tap");
+    assert_eq!(l["linkinfo"]["info_data"]["multi_queue"], true);
+    assert!(l["address"].as_str().unwrap().len() == 17, "tap has a MAC");
+    // Made in the namespace, not the agent's.
+    assert!(!sh(&["ip", "-j", "link", "show"]).contains("\"tn0\""));
+    // A device that exists is refused before anything changes.
+    let e = net::create(
+        &nets,
+        &rec,
+        ns.name(),
+        "tp0",
+        &DeviceSpec::Tun {
+            owner: None,
+            multi_queue: false,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AlreadyExists);
+    let errors = net::undo_all(&nets, rec.take()).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let names: Vec<String> = ipj(&ns, &["link", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["lo".to_string()]);
+}

@@ -112,6 +112,17 @@ pub enum DeviceSpec {
     Dummy,
     /// `type vrf table T`
     Vrf { table: u32 },
+    /// `ip tuntap add NAME mode tun [user UID] [multi_queue]`: a persistent
+    /// tun device (made with the `TUNSETIFF` ioctl, not rtnetlink).
+    Tun {
+        owner: Option<u32>,
+        multi_queue: bool,
+    },
+    /// `ip tuntap add NAME mode tap [user UID] [multi_queue]`
+    Tap {
+        owner: Option<u32>,
+        multi_queue: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,7 +2,8 @@
 //! RECIPES.md §7, then `create`, which checks, records `DeleteLink` and
 //! sends it. Builders are pure (devices they refer to are resolved to
 //! ifindexes first), so every kind is unit-tested at the message level even
-//! where this kernel lacks it.
+//! where this kernel lacks it. tun and tap are the exception: `ip tuntap
+//! add`, the `TUNSETIFF` ioctl on `/dev/net/tun` in the namespace's thread.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -47,6 +48,8 @@ pub fn kind_name(spec: &DeviceSpec) -> &'static str {
         },
         DeviceSpec::Dummy => "dummy",
         DeviceSpec::Vrf { .. } => "vrf",
+        DeviceSpec::Tun { .. } => "tun",
+        DeviceSpec::Tap { .. } => "tap",
     }
 }
 
@@ -441,6 +444,11 @@ pub fn build_message(
             }
             LinkVrf::new(name, *table).build()
         }
+        DeviceSpec::Tun { .. } | DeviceSpec::Tap { .. } => {
+            return Err(WireError::invalid(format!(
+                "{kind} {name}: tun/tap devices are made with the TUNSETIFF ioctl, not a netlink message"
+            )))
+        }
     };
     Ok(msg)
 }
@@ -474,6 +482,16 @@ pub async fn create(
                 ns_label(netns)
             ),
         ));
+    }
+    if let DeviceSpec::Tun { owner, multi_queue } | DeviceSpec::Tap { owner, multi_queue } = spec {
+        let tap = matches!(spec, DeviceSpec::Tap { .. });
+        rec.record(NetUndo::DeleteLink {
+            netns: me.netns.clone(),
+            name: name.to_string(),
+        })?;
+        let (n, o, mq) = (name.to_string(), *owner, *multi_queue);
+        super::nsthread::run_in(netns, move || tuntap_add(&n, tap, o, mq)).await?;
+        return device(nets, &me).await;
     }
     let mut links = HashMap::new();
     for l in referenced_links(spec) {
@@ -540,6 +558,87 @@ pub async fn create(
         }
     })?;
     device(nets, &me).await
+}
+
+/// `_IOW('T', 202, int)` etc. of `<linux/if_tun.h>`.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+const TUNSETOWNER: libc::c_ulong = 0x4004_54cc;
+const IFF_TUN: libc::c_short = 0x0001;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+
+/// `struct ifreq` with `ifr_flags`.
+#[repr(C)]
+struct TunReq {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// `ip tuntap add NAME mode tun|tap [user UID] [multi_queue]`: `TUNSETIFF`
+/// on `/dev/net/tun`, then `TUNSETOWNER` and `TUNSETPERSIST` so the device
+/// outlives the file descriptor. The device is made in the namespace of
+/// the calling thread (the one that opens `/dev/net/tun`).
+fn tuntap_add(
+    name: &str,
+    tap: bool,
+    owner: Option<u32>,
+    multi_queue: bool,
+) -> Result<(), WireError> {
+    let mode = if tap { "tap" } else { "tun" };
+    let what = |step: &str| format!("ip tuntap add {name} mode {mode}: {step}");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                WireError::unsupported(format!(
+                    "this kernel does not support {mode} devices (/dev/net/tun: {e})"
+                ))
+            } else {
+                super::error::io_error(e, what("open /dev/net/tun"))
+            }
+        })?;
+    let mut req = TunReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: if tap { IFF_TAP } else { IFF_TUN } | IFF_NO_PI,
+        _pad: [0; 22],
+    };
+    if multi_queue {
+        req.flags |= IFF_MULTI_QUEUE;
+    }
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    let fd = file.as_raw_fd();
+    let check = |r: libc::c_int, step: &str| {
+        if r < 0 {
+            Err(super::error::io_error(
+                std::io::Error::last_os_error(),
+                what(step),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    // SAFETY: `req` is a valid ifreq for TUNSETIFF, alive for the call.
+    check(
+        unsafe { libc::ioctl(fd, TUNSETIFF, &mut req as *mut TunReq) },
+        "TUNSETIFF",
+    )?;
+    if let Some(uid) = owner {
+        // SAFETY: TUNSETOWNER takes the uid as the argument value.
+        check(
+            unsafe { libc::ioctl(fd, TUNSETOWNER, uid as libc::c_ulong) },
+            "TUNSETOWNER",
+        )?;
+    }
+    // SAFETY: TUNSETPERSIST takes 0/1 as the argument value.
+    check(
+        unsafe { libc::ioctl(fd, TUNSETPERSIST, 1 as libc::c_ulong) },
+        "TUNSETPERSIST",
+    )
 }
 
 #[cfg(test)]

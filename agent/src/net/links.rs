@@ -1,6 +1,8 @@
 //! `ip link`: reading devices into [`DeviceInfo`] and the per-device
 //! requests (`set_mtu`, `set_mac`, `set_state`, `set_master`, `move_to`,
-//! `destroy`, `wait_carrier`). Each mutating call records its undo first.
+//! `destroy`, `wait_carrier`). Each mutating call records its undo first;
+//! reads and the read-back after a change come from the namespace's
+//! [`super::monitor`] cache.
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
@@ -16,9 +18,19 @@ use super::error::{errno_of, nl_error};
 use super::nsthread::NsConn;
 use super::{addrs, driver, ns_label, NetUndo, Nets, Recorder};
 
-/// `ip link show` of every device in `netns` (`ip -s -d addr show`,
-/// condensed).
+/// `ip -s -d addr show` of every device in `netns`, from the namespace's
+/// device cache ([`super::monitor`]): no link or address dump, one
+/// stats-only `RTM_GETSTATS` dump for the counters.
 pub async fn devices(nets: &Nets, netns: Option<&str>) -> Result<Vec<DeviceInfo>, WireError> {
+    nets.conn(netns).await?.monitor.devices().await
+}
+
+/// [`devices`] the old way, from a link dump, an address dump and one
+/// driver ioctl per device: for benchmarks and to cross-check the cache.
+pub async fn devices_uncached(
+    nets: &Nets,
+    netns: Option<&str>,
+) -> Result<Vec<DeviceInfo>, WireError> {
     let conn = nets.conn(netns).await?;
     let links = dump_links(&conn, netns).await?;
     let mut ips = addrs::dump(&conn.rt, netns, None).await?;
@@ -35,33 +47,27 @@ pub async fn devices(nets: &Nets, netns: Option<&str>) -> Result<Vec<DeviceInfo>
         .collect())
 }
 
-/// `ip -d addr show dev DEV` of one device.
+/// `ip -s -d addr show dev DEV` of one device, from the cache (which has
+/// every change made before the call).
 pub async fn device(nets: &Nets, dev: &DevRef) -> Result<DeviceInfo, WireError> {
     let conn = nets.conn(dev.netns.as_deref()).await?;
-    let link = get_link(&conn, dev).await?;
-    device_of(&conn, dev.netns.as_deref(), &link).await
+    match conn.monitor.device_by_name(&dev.name).await? {
+        Some(d) => Ok(d),
+        None => Err(not_found(&conn, dev).await),
+    }
 }
 
-async fn device_of(
-    conn: &NsConn,
-    netns: Option<&str>,
-    link: &LinkMessage,
-) -> Result<DeviceInfo, WireError> {
-    let idx = link.header.index;
-    let mut ips = addrs::dump(&conn.rt, netns, Some(idx)).await?;
-    let master_name = match controller_of(link) {
-        Some(m) => match get_link_by_index(conn, m).await {
-            Ok(l) => Some(link_name(&l).to_string()),
-            Err(_) => Some(format!("if{m}")),
-        },
-        None => None,
-    };
-    Ok(info_of(
-        conn,
-        link,
-        ips.remove(&idx).unwrap_or_default(),
-        |_| master_name.clone(),
-    ))
+/// The read-back after a change to the device `index`: from the cache,
+/// once it has the change.
+async fn device_after(conn: &NsConn, dev: &DevRef, index: u32) -> Result<DeviceInfo, WireError> {
+    match conn.monitor.device_by_index(index).await? {
+        Some(d) => Ok(d),
+        None => Err(WireError::not_found(format!(
+            "device {} (index {index}) vanished from {} during the change",
+            dev.name,
+            ns_label(dev.netns.as_deref())
+        ))),
+    }
 }
 
 /// `ip link set DEV mtu N`
@@ -91,7 +97,7 @@ pub async fn set_mtu(
             ),
         )
     })?;
-    device_of(&conn, dev.netns.as_deref(), &get_link(&conn, dev).await?).await
+    device_after(&conn, dev, link.header.index).await
 }
 
 /// `ip link set DEV address MAC`
@@ -131,7 +137,7 @@ pub async fn set_mac(
             ),
         )
     })?;
-    device_of(&conn, dev.netns.as_deref(), &get_link(&conn, dev).await?).await
+    device_after(&conn, dev, link.header.index).await
 }
 
 /// `ip link set DEV up|down`
@@ -166,7 +172,7 @@ pub async fn set_state(
         up: was_up,
     })?;
     apply_state(&conn, dev, link.header.index, up).await?;
-    device_of(&conn, dev.netns.as_deref(), &get_link(&conn, dev).await?).await
+    device_after(&conn, dev, link.header.index).await
 }
 
 pub(crate) async fn apply_state(
@@ -223,7 +229,7 @@ pub async fn set_master(
         master: old,
     })?;
     apply_master(&conn, dev, link.header.index, master_idx, master).await?;
-    device_of(&conn, dev.netns.as_deref(), &get_link(&conn, dev).await?).await
+    device_after(&conn, dev, link.header.index).await
 }
 
 pub(crate) async fn apply_master(
@@ -406,14 +412,7 @@ pub(crate) async fn get_link(conn: &NsConn, dev: &DevRef) -> Result<LinkMessage,
 }
 
 async fn not_found(conn: &NsConn, dev: &DevRef) -> WireError {
-    let names = match dump_links(conn, dev.netns.as_deref()).await {
-        Ok(ls) => ls
-            .iter()
-            .map(|l| link_name(l).to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        Err(_) => "?".to_string(),
-    };
+    let names = conn.monitor.names().join(", ");
     WireError::not_found(format!(
         "device {} not found in {}; devices there: {names}",
         dev.name,
@@ -496,7 +495,7 @@ pub(crate) fn controller_of(l: &LinkMessage) -> Option<u32> {
     })
 }
 
-fn has_carrier(l: &LinkMessage) -> bool {
+pub(crate) fn has_carrier(l: &LinkMessage) -> bool {
     l.header.flags.contains(LinkFlags::LowerUp)
 }
 

@@ -10,7 +10,12 @@
 //! result. The journal later replays the entries in reverse with
 //! [`NetUndo::undo`] or, faster, [`undo::undo_all`].
 //!
+//! Reads come from a per-namespace device cache kept current from netlink
+//! notifications ([`monitor`]), which also feeds the `DeviceChanged` /
+//! `DeviceRemoved` events of the session holding the agent.
+//!
 //! Reading order: [`nsthread`] (sockets opened inside a namespace) →
+//! [`monitor`] (the device cache and its events) →
 //! [`error`] (netlink errors with the kernel's extended-ACK text) →
 //! [`links`] (`ip link`) → [`create`] (`ip link add`) → [`addrs`] →
 //! [`routes`] → [`features`] / [`driver`] (ethtool) → [`netns`] →
@@ -23,6 +28,7 @@ pub mod error;
 pub mod features;
 pub mod files;
 pub mod links;
+pub mod monitor;
 pub mod netns;
 pub mod nsthread;
 pub mod routes;
@@ -38,12 +44,15 @@ pub use addrs::{ip_add, ip_del, ip_flush};
 pub use create::create;
 pub use features::{features, set_features};
 pub use files::{file_get, file_put, file_read, file_write, MAX_CHUNK};
-pub use links::{destroy, devices, move_to, set_mac, set_master, set_mtu, set_state, wait_carrier};
+pub use links::{
+    destroy, device, devices, move_to, set_mac, set_master, set_mtu, set_state, wait_carrier,
+};
 pub use netns::{netns_create, netns_delete};
 pub use routes::{route_add, route_del};
 pub use sysctl::{sysctl_get, sysctl_set};
 pub use undo::{undo_all, NetUndo};
 
+pub use monitor::{Hub, Subscription};
 use nsthread::NsConn;
 
 /// Where every mutating function writes how to undo its change, before
@@ -81,6 +90,8 @@ struct Inner {
     prefix: String,
     /// std Mutex: held only to look up or insert, never across an await.
     conns: Mutex<HashMap<Option<String>, Arc<NsConn>>>,
+    /// Where the namespaces' monitors send device changes.
+    hub: Arc<Hub>,
 }
 
 impl Nets {
@@ -90,6 +101,7 @@ impl Nets {
             inner: Arc::new(Inner {
                 prefix,
                 conns: Mutex::new(HashMap::new()),
+                hub: Arc::new(Hub::default()),
             }),
         }
     }
@@ -120,9 +132,33 @@ impl Nets {
                 }
             }
         }
-        let conn = Arc::new(nsthread::open(netns).await?);
+        let conn = Arc::new(nsthread::open(netns, self.inner.hub.clone()).await?);
         self.lock().insert(key, conn.clone());
         Ok(conn)
+    }
+
+    /// Sends `Event::DeviceChanged` / `Event::DeviceRemoved` of the agent's
+    /// own namespace, and of every namespace later [`Nets::touch`]ed for
+    /// `session`, into `tx` until the returned guard drops. Replaces an
+    /// earlier subscription (one controller holds the agent at a time).
+    pub async fn subscribe(
+        &self,
+        session: u64,
+        tx: tokio::sync::mpsc::Sender<lnst_common::ToController>,
+    ) -> Subscription {
+        let sub = self.inner.hub.subscribe(session, tx);
+        if let Err(e) = self.conn(None).await {
+            tracing::warn!(error = %e, "no device monitor in the agent's namespace");
+        }
+        sub
+    }
+
+    /// Adds `netns` to the namespaces whose device changes `session`
+    /// hears about, and starts its monitor. Errors are left to the request
+    /// that named the namespace.
+    pub async fn touch(&self, session: u64, netns: Option<&str>) {
+        self.inner.hub.touch(session, netns);
+        let _ = self.conn(netns).await;
     }
 
     /// Drops the cached connection of `netns` so it no longer pins the

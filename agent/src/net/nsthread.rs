@@ -9,10 +9,15 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 
 use lnst_common::WireError;
 use nix::sched::{setns, CloneFlags};
 use rtnetlink::sys::AsyncSocket;
+
+use super::monitor::{
+    Hub, Monitor, MONITOR_RCVBUF, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_LINK,
+};
 
 /// Where `ip netns` keeps its namespace files.
 pub const NETNS_DIR: &str = "/run/netns";
@@ -29,6 +34,8 @@ pub struct NsConn {
     /// An AF_INET datagram socket for `SIOCETHTOOL` ioctls; ioctls act on
     /// the namespace the socket was created in.
     pub inet: OwnedFd,
+    /// The namespace's device cache, kept current from notifications.
+    pub(crate) monitor: Monitor,
 }
 
 /// `/run/netns/NAME`
@@ -89,15 +96,17 @@ where
 }
 
 /// Opens the sockets of [`NsConn`] inside `netns` and starts driving the
-/// netlink connections on the current runtime.
-pub async fn open(netns: Option<&str>) -> Result<NsConn, WireError> {
+/// netlink connections on the current runtime: one for requests, one
+/// subscribed to link and address notifications for the [`Monitor`], whose
+/// cache is filled before this returns. Its changes go to `hub`.
+pub async fn open(netns: Option<&str>, hub: Arc<Hub>) -> Result<NsConn, WireError> {
     let rt = tokio::runtime::Handle::current();
     let label = super::ns_label(netns);
     let ident = match netns {
         Some(n) => Some(netns_ident(n)?),
         None => None,
     };
-    let ((rt_conn, rt_handle), inet) = run_in(netns, move || {
+    let ((rt_conn, rt_handle), (mon_conn, mon_handle, mon_rx), inet) = run_in(netns, move || {
         // Registering the sockets with the reactor needs the runtime
         // context; the sockets themselves are created in this thread's
         // namespace.
@@ -113,6 +122,16 @@ pub async fn open(netns: Option<&str>) -> Result<NsConn, WireError> {
             let _ = s.set_ext_ack(true);
             let _ = s.set_cap_ack(true);
         }
+        // `ip monitor link address`: subscribed here, before the cache's
+        // dump, so nothing falls between the two.
+        let (mut mc, mh, mrx) = rtnetlink::new_connection().map_err(|e| os("rtnetlink", e))?;
+        {
+            let s = mc.socket_mut().socket_mut();
+            for g in [RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR] {
+                s.add_membership(g).map_err(|e| os("netlink monitor", e))?;
+            }
+            force_rcvbuf(s.as_raw_fd(), MONITOR_RCVBUF);
+        }
         // SAFETY: plain syscall; the result is checked below.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
@@ -120,14 +139,41 @@ pub async fn open(netns: Option<&str>) -> Result<NsConn, WireError> {
         }
         // SAFETY: fd is a freshly created descriptor owned by nobody else.
         let inet = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(((c, h), inet))
+        Ok(((c, h), (mc, mh, mrx), inet))
     })
     .await?;
     tokio::spawn(rt_conn);
+    tokio::spawn(mon_conn);
+    let inet2 = inet
+        .try_clone()
+        .map_err(|e| WireError::os(format!("dup of an AF_INET socket: {e}")))?;
+    let monitor = Monitor::start(netns, mon_handle, mon_rx, inet2, hub).await?;
     tracing::debug!(netns = ?netns, fd = inet.as_raw_fd(), "opened netlink sockets");
     Ok(NsConn {
         ident,
         rt: rt_handle,
         inet,
+        monitor,
     })
+}
+
+/// `SO_RCVBUFFORCE` (root may exceed `rmem_max`), else `SO_RCVBUF`; best
+/// effort: a small buffer only makes an overrun and a resync likelier.
+fn force_rcvbuf(fd: std::os::fd::RawFd, size: usize) {
+    let v = size as libc::c_int;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt with a pointer to a live c_int and its size.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &v as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return;
+        }
+    }
 }

@@ -41,9 +41,10 @@ async fn make_veth(c: &lnst_ctl::client::AgentClient, ns: &str) {
         .request(Request::Create {
             netns: Some(ns.to_string()),
             name: "t0".into(),
+            // Both ends in the test's namespace: never the host's own.
             spec: DeviceSpec::Veth {
                 peer: "t1".into(),
-                peer_netns: None,
+                peer_netns: Some(ns.to_string()),
             },
         })
         .await
