@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use lnst_common::job::JobSpec;
 use lnst_common::{Request, Response, ToAgent, ToController};
+use lnst_ctl::client::AgentClient;
 
 use super::harness::*;
 
@@ -137,7 +138,19 @@ async fn killed_controller_process_loses_its_jobs_and_changes() {
         t.elapsed()
     );
     assert!(wait_until(Duration::from_secs(2), || read(&marker) == "undone\n"));
-    let c = a.client().await;
+    // The agent frees itself once the whole teardown is over, a moment
+    // after the marker appears: the next controller gets in by then.
+    let t = Instant::now();
+    let c = loop {
+        match AgentClient::connect("h1", &a.addr()).await {
+            Ok(c) => break c,
+            Err(e) if t.elapsed() < Duration::from_secs(3) => {
+                assert!(e.to_string().contains("held by"), "{e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("agent still held 3 s after the controller died: {e}"),
+        }
+    };
     c.close().await.unwrap();
 }
 
