@@ -63,6 +63,11 @@ pub struct ParamDecl {
     /// The effective value: the override, else the default; `None` for a
     /// required param that was not given.
     pub value: Option<Value>,
+    /// An override that did not parse: reported by [`check`] once every
+    /// param is declared, so the error can list them (the declarations go
+    /// on with the default meanwhile; they touch no machine).
+    #[serde(skip)]
+    pub invalid: Option<ParamError>,
 }
 
 impl ParamDecl {
@@ -78,12 +83,17 @@ pub enum ParamError {
     Syntax { arg: String },
     #[error("param {name:?} given twice on the command line")]
     Duplicate { name: String },
-    #[error("param {name:?}: {value:?} is not a valid {ty}: {why}")]
+    #[error(
+        "param {name:?}: {value:?} is not a valid {ty}: {why}; the recipe declares: {}",
+        list(declared)
+    )]
     BadValue {
         name: String,
         ty: ParamType,
         value: String,
         why: String,
+        /// Every param the recipe declares (empty until [`check`] fills it).
+        declared: Vec<String>,
     },
     #[error("unknown param {name:?}; the recipe declares: {}", list(declared))]
     Unknown { name: String, declared: Vec<String> },
@@ -128,6 +138,7 @@ pub fn parse_value(name: &str, ty: ParamType, raw: &str) -> Result<Value, ParamE
         ty,
         value: raw.to_string(),
         why,
+        declared: Vec::new(),
     };
     let t = raw.trim();
     match ty {
@@ -176,11 +187,15 @@ pub fn declare(
 ) -> Result<ParamDecl, ParamError> {
     let ty = ParamType::of(&default).unwrap_or(ParamType::String);
     let default = (!default.is_null()).then_some(default);
-    let value = match overrides.get(name) {
-        Some(raw) => Some(parse_value(name, ty, raw)?),
-        None => default.clone(),
+    let (value, invalid) = match overrides.get(name) {
+        Some(raw) => match parse_value(name, ty, raw) {
+            Ok(v) => (Some(v), None),
+            Err(e) => (default.clone(), Some(e)),
+        },
+        None => (default.clone(), None),
     };
     Ok(ParamDecl {
+        invalid,
         name: name.to_string(),
         ty,
         default,
@@ -193,6 +208,24 @@ pub fn declare(
 /// and every required param must have a value. Returns the first error.
 pub fn check(decls: &[ParamDecl], overrides: &BTreeMap<String, String>) -> Result<(), ParamError> {
     let declared: Vec<String> = decls.iter().map(|d| d.name.clone()).collect();
+    if let Some(e) = decls.iter().find_map(|d| d.invalid.clone()) {
+        return Err(match e {
+            ParamError::BadValue {
+                name,
+                ty,
+                value,
+                why,
+                ..
+            } => ParamError::BadValue {
+                name,
+                ty,
+                value,
+                why,
+                declared,
+            },
+            other => other,
+        });
+    }
     for name in overrides.keys() {
         if !declared.contains(name) {
             return Err(ParamError::Unknown {
@@ -275,18 +308,27 @@ mod tests {
     }
 
     #[test]
-    fn bad_values_name_the_param() {
+    fn bad_values_name_the_param_and_the_declared_ones() {
         let o = ov(&["mtu=big", "a={}", "m=[1]", "b=maybe"]);
-        let e = declare("mtu", json!(1500), None, &o)
-            .unwrap_err()
-            .to_string();
+        let d = vec![
+            declare("count", json!(5), None, &o).unwrap(),
+            declare("mtu", json!(1500), None, &o).unwrap(),
+        ];
+        // The declaration goes on with the default; check reports it.
+        assert_eq!(d[1].value, Some(json!(1500)));
+        let e = check(&d, &o).unwrap_err().to_string();
         assert!(
             e.contains("\"mtu\"") && e.contains("int") && e.contains("big"),
             "{e}"
         );
-        assert!(declare("a", json!([]), None, &o).is_err());
-        assert!(declare("m", json!({}), None, &o).is_err());
-        assert!(declare("b", json!(true), None, &o).is_err());
+        assert!(e.contains("declares: count, mtu"), "{e}");
+        for (n, def) in [("a", json!([])), ("m", json!({})), ("b", json!(true))] {
+            let d = declare(n, def, None, &o).unwrap();
+            assert!(
+                matches!(d.invalid, Some(ParamError::BadValue { .. })),
+                "{n}"
+            );
+        }
     }
 
     #[test]

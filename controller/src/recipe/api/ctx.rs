@@ -80,6 +80,8 @@ pub fn register(engine: &mut Engine) {
     });
     engine.register_fn("sleep", |m: &mut Ctx, s: Dynamic| -> R<()> {
         let d = seconds(s)?;
-        m.0.core.block(tokio::time::sleep(d))
+        // The timer is made inside `block`'s runtime: `tokio::time::sleep`
+        // called here, on the recipe thread, panics (no reactor).
+        m.0.core.block(async move { tokio::time::sleep(d).await })
     });
 }

@@ -14,6 +14,7 @@ use lnst_common::{Request, Response};
 use rhai::{Array, Dynamic, Engine, Map};
 
 use super::ctx::seconds;
+use super::host::Host;
 use super::{err, Core, R};
 use crate::client::AgentClient;
 
@@ -95,6 +96,17 @@ impl Device {
 
     fn dev(&self) -> DevRef {
         self.0.dref.borrow().clone()
+    }
+
+    /// `ip link set DEV netns NS`; later requests address the device in
+    /// its new namespace.
+    fn move_to(&self, netns: Option<String>) -> R<()> {
+        self.change(Request::MoveTo {
+            dev: self.dev(),
+            netns: netns.clone(),
+        })?;
+        self.0.dref.borrow_mut().netns = netns;
+        Ok(())
     }
 
     /// Sends a change; caches the device from the reply.
@@ -266,10 +278,12 @@ pub fn register(engine: &mut Engine) {
         }
     });
     engine.register_fn("move_to", |d: &mut Device, ns: &str| {
-        d.change(Request::MoveTo {
-            dev: d.dev(),
-            netns: Some(ns.to_string()),
-        })
+        d.move_to(Some(ns.to_string()))
+    });
+    engine.register_fn("move_to", |d: &mut Device, ns: Host| -> R<()> {
+        d.move_to(ns.0.netns.clone())?;
+        ns.0.nics.borrow_mut().insert(d.0.dref_name(), d.clone());
+        Ok(())
     });
     engine.register_fn("destroy", |d: &mut Device| {
         d.change(Request::Destroy { dev: d.dev() })

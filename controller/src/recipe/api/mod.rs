@@ -228,7 +228,7 @@ pub const API: &[ApiItem] = &[
     item("Device.ip_flush()", "`ip addr flush dev DEV`."),
     item("Device.set_features(features: map)", "`ethtool -K DEV gro off ..`."),
     item("Device.wait_carrier(timeout: float|int) -> bool", "Waits until the device has carrier."),
-    item("Device.move_to(netns: string)", "`ip link set DEV netns NS`."),
+    item("Device.move_to(netns: Host|string)", "`ip link set DEV netns NS`: NS is a namespace object from `h.netns(..)` (the device then is `ns.NAME`) or a namespace name as `ip netns` lists it."),
     item("Device.destroy()", "`ip link del DEV`."),
 ];
 
