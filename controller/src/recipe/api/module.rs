@@ -34,11 +34,12 @@ impl JobModule for Module {
                 let passed = self.passed(&v);
                 let mut figures = serde_json::Map::new();
                 figures.insert("figures".into(), self.key_figures(&v).into());
+                // The whole result travels as `data` (RECIPES.md §9), lists
+                // such as iperf's `intervals` included; the human summary
+                // shows only `figures`.
                 if let serde_json::Value::Object(o) = &v {
                     for (k, x) in o {
-                        if !x.is_array() && !x.is_object() {
-                            figures.insert(k.clone(), x.clone());
-                        }
+                        figures.insert(k.clone(), x.clone());
                     }
                 }
                 (passed, to_dynamic(&v), figures)
