@@ -80,6 +80,8 @@ pub fn register(engine: &mut Engine) {
     });
     engine.register_fn("sleep", |m: &mut Ctx, s: Dynamic| -> R<()> {
         let d = seconds(s)?;
-        m.0.core.block(tokio::time::sleep(d))
+        // Created inside `block`'s future: `tokio::time::sleep` needs the
+        // runtime's context when it is made, and this thread has none.
+        m.0.core.block(async move { tokio::time::sleep(d).await })
     });
 }
