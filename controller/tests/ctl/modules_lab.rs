@@ -309,3 +309,43 @@ fn test(m) {{
     let l = text_line(&text, "perf h1 -> h2  [");
     assert!(l.contains("bit/s ±") && l.contains("over 3 runs"), "{l}");
 }
+
+#[test]
+fn a_background_module_that_cannot_start_says_why_at_once() {
+    let Some(agent) = lab_ready("a_background_module_that_cannot_start_says_why_at_once") else {
+        return;
+    };
+    let t = Tmp::new();
+    let recipe = format!(
+        r#"{TWO_HOSTS}
+fn test(m) {{
+    m.h1.run(iperf_server(#{{ port: 5302 }}), #{{ desc: "first server" }});
+    try {{
+        m.h1.run(iperf_server(#{{ port: 5302 }}), #{{ desc: "same port" }});
+    }} catch (e) {{
+        m.result(false, "second server", #{{ why: e }});
+    }}
+    m.h2.run(packet_assert(#{{ iface: "nosuch0" }}), #{{ desc: "no such iface" }});
+}}
+"#
+    );
+    let t0 = std::time::Instant::now();
+    let (code, text, v, err) = run_text(&t, &agent, &recipe);
+    assert_eq!(code, 1, "{text}\n{err}");
+    // Both failures are known as soon as the job exits, not after the
+    // 10 s readiness timeout.
+    assert!(t0.elapsed().as_secs_f64() < 8.0, "{:?}", t0.elapsed());
+    let why = line(&v, "second server")["data"]["why"].as_str().unwrap();
+    assert!(
+        why.contains("exited 1 before it was ready") && why.contains("Address already in use"),
+        "{why}"
+    );
+    assert_eq!(line(&v, "same port")["result"], "FAIL");
+    let last = lines(&v).last().unwrap();
+    assert_eq!(last["result"], "ERROR");
+    let msg = last["desc"].as_str().unwrap();
+    assert!(
+        msg.contains("before it was ready") && msg.contains("nosuch0"),
+        "{msg}"
+    );
+}

@@ -76,6 +76,15 @@ fn run_module(h: &mut Host, m: Module, opts: Map) -> R<Job> {
     let j = job::run_job(h, Module::command(&m), o, Some(Box::new(m)))?;
     if let Some(r) = ready {
         if !j.wait_stream(r.stream == Stream::Stderr, r.pattern, READY_TIMEOUT_S)? {
+            if let Some((code, last)) = j.ended() {
+                let how = code.map_or("was killed".to_string(), |c| format!("exited {c}"));
+                return err(format!(
+                    "{} on {} {how} before it was ready: {}",
+                    j.desc(),
+                    h.0.name,
+                    if last.is_empty() { "no message" } else { &last }
+                ));
+            }
             return err(format!(
                 "{} on {} did not become ready within {READY_TIMEOUT_S} s (waited for /{}/)",
                 j.desc(),
