@@ -178,13 +178,15 @@ fn test(m) {{
     m.h2.eth0.up();
     m.h1.eth0.ip_add("192.168.132.1/24");
     m.h2.eth0.ip_add("192.168.132.2/24");
-    let c = m.h2.run(packet_assert(#{{ iface: "eth0", filter: "icmp[icmptype] == icmp-echo",
+    // A device stands for its name on the machine.
+    let c = m.h2.run(packet_assert(#{{ iface: m.h2.eth0, filter: "icmp[icmptype] == icmp-echo",
                                        min: 7, max: 7 }}), #{{ desc: "echo requests" }});
     let w = m.h2.run(packet_assert(#{{ iface: "eth0", filter: "icmp[icmptype] == icmp-echo",
                                        min: 8 }}), #{{ desc: "at least 8" }});
     m.h1.run("ping -n -c 7 -i 0.05 -W 2 192.168.132.2", #{{ desc: "ping -c 7" }});
     c.kill();
     w.kill();
+    m.h1.run(ping(#{{ dst: "192.168.132.2", count: 1, iface: m.h1.eth0 }}));
     m.result(true, "seen", #{{ packets: c.result.packets }});
 }}
 "#
@@ -202,6 +204,18 @@ fn test(m) {{
         (&"FAIL".into(), &7.into())
     );
     assert_eq!(line(&v, "ping -c 7")["result"], "PASS");
+    // The ping through `iface: m.h1.eth0` ran after the captures stopped.
+    assert_eq!(line(&v, "ping 192.168.132.2")["result"], "PASS");
+    let jobs = std::fs::read_dir(
+        v["run_dir"]
+            .as_str()
+            .map(PathBuf::from)
+            .unwrap()
+            .join("jobs"),
+    )
+    .unwrap()
+    .count();
+    assert!(jobs >= 8, "stdout and stderr of every job: {jobs}");
     assert!(
         text_line(&text, "echo requests").contains("7 packets"),
         "{text}"

@@ -7,6 +7,7 @@
 use lnst_common::job::{JobStatus, Stream};
 use rhai::{Dynamic, Engine, Map};
 
+use super::device::Device;
 use super::host::Host;
 use super::job::{self, Job, JobModule, RunOpts};
 use super::{err, R};
@@ -53,10 +54,19 @@ impl JobModule for Module {
     }
 }
 
+/// A device given as an option (`iface: m.h1.eth0`) stands for its name on
+/// the machine (the pool's `ens1f0` for the recipe's `eth0`).
+fn opt_json(v: &Dynamic) -> serde_json::Value {
+    match v.clone().try_cast::<Device>() {
+        Some(d) => d.0.dref_name().into(),
+        None => to_json(v),
+    }
+}
+
 fn construct(kind: &str, opts: Map) -> R<Module> {
     let o: Opts = opts
         .iter()
-        .map(|(k, v)| (k.to_string(), to_json(v)))
+        .map(|(k, v)| (k.to_string(), opt_json(v)))
         .collect();
     Module::new(kind, o).map_err(|e| e.to_string().into())
 }
