@@ -4,6 +4,16 @@
 //!
 //! The lab tests need root and the `lnst-agent` binary (beside `lnst-ctl`
 //! in the target dir, or `LNST_AGENT_BIN`); without them they print SKIP.
+//!
+//! This is the controller's one integration-test binary: the test modules
+//! live in `ctl/` — `modules_live` (module command lines and parsers in
+//! namespaces, without the controller) and `modules_lab` (modules through
+//! `lnst-ctl run` on the netns lab, checking `data` and the summary).
+
+mod ctl {
+    pub mod modules_lab;
+    pub mod modules_live;
+}
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

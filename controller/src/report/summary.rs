@@ -109,3 +109,55 @@ pub fn render(r: &RunReport) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Verdict;
+    use serde_json::json;
+
+    fn rec(data: Value, note: Option<&str>) -> ResultRec {
+        ResultRec {
+            host: Some("h1".into()),
+            job: Some(3),
+            desc: "x".into(),
+            result: Verdict::Pass,
+            data: data.as_object().cloned().unwrap_or_default(),
+            note: note.map(str::to_string),
+            at: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_module_result_shows_its_own_figures_then_the_duration() {
+        // As a ping job's line carries it: the module's text, the raw
+        // fields (for JSON) and the job's exit code and duration.
+        let r = rec(
+            json!({"exit_code": 1, "duration": 1.037, "sent": 5, "received": 3, "loss": 40.0,
+                   "rtt_avg": 0.05, "figures": "loss 40.0% (3/5 received), rtt avg 0.050 ms"}),
+            None,
+        );
+        assert_eq!(
+            figures(&r),
+            "loss 40.0% (3/5 received), rtt avg 0.050 ms, 1.04 s"
+        );
+        let r = rec(
+            json!({"figures": "9.82 Gbit/s, 3 retransmits", "intervals": [1.0, 2.0], "duration": 1.0}),
+            Some("stopped with kill()"),
+        );
+        assert_eq!(
+            figures(&r),
+            "9.82 Gbit/s, 3 retransmits, 1.00 s, (stopped with kill())"
+        );
+    }
+
+    #[test]
+    fn plain_data_shows_scalars_and_skips_lists() {
+        let r = rec(
+            json!({"mean": 1.5, "n": 3, "unit": "bps", "samples": [1.0, 2.0], "exit_code": null}),
+            None,
+        );
+        // serde_json's map keeps keys sorted.
+        assert_eq!(figures(&r), "mean 1.500, n 3, unit bps");
+    }
+}

@@ -514,6 +514,26 @@ impl Job {
         }
     }
 
+    /// For a finished job, its exit code (`None` after a signal) and the
+    /// last line of its stderr that mentions an error (else the last
+    /// non-empty one: iperf3 ends with "iperf3: exiting"); `None` while it
+    /// runs. Lets a module say why it ended before it was ready.
+    pub fn ended(&self) -> Option<(Option<i32>, String)> {
+        let _ = self.refresh();
+        let st = self.0.state.borrow();
+        let status = st.status.as_ref()?;
+        let err = text_of(&status.stderr);
+        let mut lines = err.lines().rev().filter(|l| !l.trim().is_empty());
+        let last = lines
+            .clone()
+            .find(|l| l.to_ascii_lowercase().contains("error"))
+            .or_else(|| lines.next());
+        Some((
+            status.exit.as_ref().and_then(|e| e.exit_code),
+            last.unwrap_or("").to_string(),
+        ))
+    }
+
     /// `job.result` (module result or parsed JSON), `()` while running.
     pub fn result_value(&self) -> Dynamic {
         let _ = self.refresh();

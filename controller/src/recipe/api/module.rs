@@ -7,6 +7,7 @@
 use lnst_common::job::{JobStatus, Stream};
 use rhai::{Dynamic, Engine, Map};
 
+use super::device::Device;
 use super::host::Host;
 use super::job::{self, Job, JobModule, RunOpts};
 use super::{err, R};
@@ -34,11 +35,12 @@ impl JobModule for Module {
                 let passed = self.passed(&v);
                 let mut figures = serde_json::Map::new();
                 figures.insert("figures".into(), self.key_figures(&v).into());
+                // The whole result travels as `data` (RECIPES.md §9), lists
+                // such as iperf's `intervals` included; the human summary
+                // shows only `figures`.
                 if let serde_json::Value::Object(o) = &v {
                     for (k, x) in o {
-                        if !x.is_array() && !x.is_object() {
-                            figures.insert(k.clone(), x.clone());
-                        }
+                        figures.insert(k.clone(), x.clone());
                     }
                 }
                 (passed, to_dynamic(&v), figures)
@@ -52,10 +54,19 @@ impl JobModule for Module {
     }
 }
 
+/// A device given as an option (`iface: m.h1.eth0`) stands for its name on
+/// the machine (the pool's `ens1f0` for the recipe's `eth0`).
+fn opt_json(v: &Dynamic) -> serde_json::Value {
+    match v.clone().try_cast::<Device>() {
+        Some(d) => d.0.dref_name().into(),
+        None => to_json(v),
+    }
+}
+
 fn construct(kind: &str, opts: Map) -> R<Module> {
     let o: Opts = opts
         .iter()
-        .map(|(k, v)| (k.to_string(), to_json(v)))
+        .map(|(k, v)| (k.to_string(), opt_json(v)))
         .collect();
     Module::new(kind, o).map_err(|e| e.to_string().into())
 }
@@ -75,6 +86,15 @@ fn run_module(h: &mut Host, m: Module, opts: Map) -> R<Job> {
     let j = job::run_job(h, Module::command(&m), o, Some(Box::new(m)))?;
     if let Some(r) = ready {
         if !j.wait_stream(r.stream == Stream::Stderr, r.pattern, READY_TIMEOUT_S)? {
+            if let Some((code, last)) = j.ended() {
+                let how = code.map_or("was killed".to_string(), |c| format!("exited {c}"));
+                return err(format!(
+                    "{} on {} {how} before it was ready: {}",
+                    j.desc(),
+                    h.0.name,
+                    if last.is_empty() { "no message" } else { &last }
+                ));
+            }
             return err(format!(
                 "{} on {} did not become ready within {READY_TIMEOUT_S} s (waited for /{}/)",
                 j.desc(),
