@@ -251,6 +251,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             jobs: RefCell::new(Vec::new()),
             started: Instant::now(),
             status,
+            clients: RefCell::new(Vec::new()),
         });
         let hosts: Vec<Host> = req
             .hosts

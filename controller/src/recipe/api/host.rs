@@ -47,6 +47,7 @@ impl Host {
         nics: &BTreeMap<String, String>,
     ) -> Host {
         let watch = JobWatch::spawn(&core.rt, &client);
+        core.clients.borrow_mut().push(client.clone());
         let devs = nics
             .iter()
             .map(|(k, real)| {

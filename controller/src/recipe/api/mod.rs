@@ -53,23 +53,38 @@ pub struct Core {
     pub started: Instant,
     /// Shows what is running (a TTY status line), or does nothing.
     pub status: Box<dyn Fn(&str)>,
+    /// The match's agents (filled as hosts are made): any of them lost
+    /// stops whatever the recipe is waiting for, even a local `m.sleep`.
+    pub clients: RefCell<Vec<AgentClient>>,
 }
 
 impl Core {
-    /// Runs an async operation to completion on the runtime, or stops at
-    /// Ctrl-C.
+    /// Runs an async operation to completion on the runtime; stops at
+    /// Ctrl-C, and with an infrastructure error when an agent is lost.
     pub fn block<T>(&self, fut: impl Future<Output = T>) -> R<T> {
         let cancel = self.cancel.clone();
-        self.rt
-            .block_on(async move {
-                tokio::select! {
-                    r = fut => Some(r),
-                    _ = cancel.cancelled() => None,
-                }
-            })
-            .ok_or_else(|| {
-                EvalAltResult::ErrorTerminated("interrupted".into(), rhai::Position::NONE).into()
-            })
+        let clients = self.clients.borrow().clone();
+        let lost = async move {
+            if clients.is_empty() {
+                return std::future::pending().await;
+            }
+            let each = clients.iter().map(|c| Box::pin(c.lost()));
+            futures::future::select_all(each).await.0
+        };
+        let r = self.rt.block_on(async move {
+            tokio::select! {
+                r = fut => Ok(r),
+                _ = cancel.cancelled() => Err(None),
+                e = lost => Err(Some(e)),
+            }
+        });
+        match r {
+            Ok(v) => Ok(v),
+            Err(Some(e)) => Err(self.client_error(e)),
+            Err(None) => {
+                Err(EvalAltResult::ErrorTerminated("interrupted".into(), rhai::Position::NONE).into())
+            }
+        }
     }
 
     /// One request to an agent. An error reply becomes a catchable runtime
