@@ -740,6 +740,49 @@ fn lost_agent_exits_3_naming_the_host_and_others_are_cleaned() {
     assert_no_leftovers(&v);
 }
 
+/// Losing one agent stops the recipe at once even while it waits on
+/// something else (a local `m.sleep`, or a job on another host).
+#[test]
+fn lost_agent_interrupts_a_sleep_and_a_wait_on_another_host() {
+    let Some(agent) = lab_ready("lost_agent_interrupts_a_sleep_and_a_wait_on_another_host")
+    else {
+        return;
+    };
+    for body in ["m.h1.run(\"true\");\n    m.sleep(60);", "m.h1.run(\"sleep 60\");"] {
+        let t = Tmp::new();
+        let r = t.write(
+            "lost.rhai",
+            &format!("host(\"h1\");\nhost(\"h2\");\nfn test(m) {{\n    {body}\n}}\n"),
+        );
+        let out = t.0.join("runs");
+        let t0 = Instant::now();
+        let child = Command::new(ctl())
+            .args([
+                "run",
+                r.to_str().unwrap(),
+                "--json",
+                "--out",
+                out.to_str().unwrap(),
+                "--agent-bin",
+                agent.to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (_, pids) = lab_of(child.id());
+        std::thread::sleep(Duration::from_millis(500));
+        unsafe_kill(pids[1] as u32, 9); // h2's agent, idle
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{body}: {err}");
+        assert!(err.contains("lost agent h2"), "{body}: {err}");
+        assert!(t0.elapsed() < Duration::from_secs(15), "{body}: took {:?}", t0.elapsed());
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_no_leftovers(&v);
+    }
+}
+
 /// Pool mode against a real agent on a unix socket in this namespace
 /// (jobs only: nothing on the host is changed).
 #[test]
