@@ -6,10 +6,12 @@
 //! - `Ping` request/reply vs a raw unix-socket echo of the same frame
 //!   bytes (goal ≤ 2×);
 //! - agent RSS (VmRSS) idle and after 1000 and 2000 jobs (goal ≤ 8 MiB,
-//!   flat).
+//!   flat);
+//! - job round trip over authenticated TCP (Noise XX on 127.0.0.1) vs the
+//!   same over the unix socket, in alternating sessions (goal ≤ 1.10×).
 //!
 //! Prints a table of medians. Starts the real `lnst-agent` binary on a
-//! unix socket in a temp dir.
+//! unix socket and a Noise TCP listener in a temp dir.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use lnst_common::codec;
 use lnst_common::job::JobSpec;
+use lnst_common::secure::{keygen, ClientAuth, KeyPair};
 use lnst_common::{Request, Response, ToAgent};
 use lnst_ctl::client::{AgentAddr, AgentClient};
 
@@ -57,7 +60,21 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("agent.sock");
+    let agent_key = keygen(&dir.join("agent.key"), false).unwrap();
+    let ctl_key = KeyPair::generate().unwrap();
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            "key_file = \"{}\"\naccepted_keys = [\"{}\"]\nlog_level = \"warn\"\n",
+            dir.join("agent.key").display(),
+            ctl_key.public()
+        ),
+    )
+    .unwrap();
     let mut agent = Command::new(env!("CARGO_BIN_EXE_lnst-agent"))
+        .arg("--config")
+        .arg(dir.join("agent.toml"))
+        .args(["--listen", "127.0.0.1:0"])
         .arg("--unix")
         .arg(&sock)
         .arg("--state-dir")
@@ -71,6 +88,11 @@ fn main() {
         .read_line(&mut line)
         .unwrap();
     assert!(line.starts_with("READY"), "{line}");
+    let tcp: std::net::SocketAddr = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let noise = ClientAuth::Noise {
+        ours: ctl_key,
+        pinned: Some(*agent_key.public()),
+    };
     let pid = agent.id();
 
     // The client on one thread: the request future and the client's
@@ -152,6 +174,36 @@ fn main() {
         let rss_2 = rss_kib(pid);
         c.close().await.unwrap();
         let rss_after_close = rss_kib(pid);
+
+        // Authenticated TCP vs unix socket: one controller at a time, so
+        // alternate sessions of `block` jobs each.
+        let (mut unix_job, mut noise_job) = (Vec::new(), Vec::new());
+        let block = 25;
+        for _ in 0..(jobs_n / block).max(2) {
+            for (addr, auth, out) in [
+                (AgentAddr::Unix(sock.clone()), None, &mut unix_job),
+                (AgentAddr::Tcp(tcp), Some(&noise), &mut noise_job),
+            ] {
+                let c = loop {
+                    match AgentClient::connect_with("bench", &addr, auth).await {
+                        Ok(c) => break c,
+                        // The previous session may still be releasing.
+                        Err(lnst_ctl::client::ClientError::Refused { .. }) => {
+                            tokio::time::sleep(Duration::from_millis(5)).await
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                };
+                for i in 0..block + 3 {
+                    let t = Instant::now();
+                    c.request(Request::JobStart(spec.clone())).await.unwrap();
+                    if i >= 3 {
+                        out.push(t.elapsed());
+                    }
+                }
+                c.close().await.unwrap();
+            }
+        }
         (
             median(agent_job),
             median(raw_job),
@@ -162,9 +214,11 @@ fn main() {
             rss_1,
             rss_2,
             rss_after_close,
+            median(unix_job),
+            median(noise_job),
         )
     });
-    let (aj, rj, rsh, ap, re, idle, r1, r2, rc) = rows;
+    let (aj, rj, rsh, ap, re, idle, r1, r2, rc, uj, nj) = rows;
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = agent.wait();
     let _ = std::fs::remove_dir_all(&dir);
@@ -216,4 +270,12 @@ fn main() {
         mib(r2)
     );
     println!("{:<44} {:>10.1}MiB", "agent RSS after session end", mib(rc));
+    println!(
+        "{:<44} {:>10.0}us {:>10.0}us {:>7.2}x {:>6}",
+        "job `true`: Noise TCP vs unix socket",
+        us(nj),
+        us(uj),
+        us(nj) / us(uj),
+        "<=1.10x"
+    );
 }

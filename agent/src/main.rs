@@ -1,9 +1,11 @@
 //! `lnst-agent`: the daemon on each test host that `lnst-ctl` drives.
 //!
-//! Parses the command line, sets up logging, opens the state dir (replaying
-//! a journal left by a previous agent), binds the listeners, prints
-//! `READY ...` and serves until SIGTERM/SIGINT, then undoes everything and
-//! exits.
+//! Reads `/etc/lnst/agent.toml` (or `--config`), lets the flags override
+//! it, checks that TCP can be served (a key and accepted controller keys,
+//! or `--insecure`, warned about loudly), sets up logging, opens the state
+//! dir (replaying a journal left by a previous agent), binds the listeners,
+//! prints `READY ...` and serves until SIGTERM/SIGINT, then undoes
+//! everything and exits. `lnst-agent keygen` creates the agent's key.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,46 +13,150 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use lnst_agent::config::{self, AgentConfig as FileConfig};
 use lnst_agent::{server, Agent, AgentConfig};
+use lnst_common::secure::ServerAuth;
 use tokio::sync::watch;
 
 const EXIT_CODES: &str = "\
 Exit status:
   0  stopped by SIGTERM/SIGINT (or parent death with --lab), everything undone
   1  stopped, but some undo failed (each error is logged)
-  2  usage error (bad arguments, TCP without --insecure)
+  2  usage or configuration error (bad arguments or config file, TCP
+     without a key or accepted_keys and without --insecure)
   3  could not start (state dir in use or unusable, cannot listen)
+
+Files:
+  /etc/lnst/agent.toml  configuration (--config for another; see
+                        packaging/agent.toml.example and docs/SECURITY.md)
+  /etc/lnst/agent.key   this agent's key (lnst-agent keygen)
 
 Environment:
   LNST_HEARTBEAT_MS=INTERVAL[,TIMEOUT]  heartbeat period and silence limit
                                         (default 1000,3000)
-  RUST_LOG                              overrides the -v log filter";
+  RUST_LOG                              overrides -v and log_level";
 
 /// The lnst test agent: runs jobs and configures devices for lnst-ctl.
+///
+/// Over TCP the agent authenticates controllers by key (Noise XX) and
+/// encrypts the channel; plain TCP needs --insecure here and on lnst-ctl.
 #[derive(Debug, Parser)]
 #[command(name = "lnst-agent", version, after_help = EXIT_CODES)]
 struct Args {
-    /// Listen on TCP ADDR:PORT (needs --insecure until authentication lands).
-    #[arg(long, value_name = "ADDR:PORT")]
-    listen: Option<SocketAddr>,
-    /// Allow --listen without authentication or encryption.
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Configuration file (default /etc/lnst/agent.toml; a missing default
+    /// file means defaults). Flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen on TCP ADDR:PORT, authenticated and encrypted (replaces the
+    /// config's `listen`; repeatable).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = config::parse_listen)]
+    listen: Vec<SocketAddr>,
+    /// Serve TCP in plain text, without authentication: anyone who reaches
+    /// the port runs commands as root. Isolated labs only.
     #[arg(long)]
     insecure: bool,
     /// Listen on a unix socket (created with mode 0600).
     #[arg(long, value_name = "PATH")]
     unix: Option<PathBuf>,
-    /// Where the undo journal and lock live; two agents need two dirs.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/lnst-agent")]
-    state_dir: PathBuf,
+    /// Where the undo journal and lock live; two agents need two dirs
+    /// (default /var/lib/lnst-agent, or the config's state_dir).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Netns lab mode: undo and exit when the process that started the
     /// agent dies (PR_SET_PDEATHSIG).
     #[arg(long)]
     lab: bool,
     /// More logging (-v info, -vv debug, -vvv trace); logs go to stderr.
+    /// Without it, the config's log_level.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
 }
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Creates this agent's key pair and prints the public key to pin in
+    /// the controller's pool file.
+    Keygen {
+        /// Where to write the private key (the public one goes beside it
+        /// as .pub).
+        #[arg(long, value_name = "PATH", default_value = config::DEFAULT_KEY_FILE)]
+        out: PathBuf,
+        /// Replace an existing key (it stops working wherever it is pinned).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// What the daemon runs with: the config file merged with the flags.
+struct Settings {
+    file: FileConfig,
+    /// The TCP listeners' policy, when there are TCP listeners.
+    auth: Option<ServerAuth>,
+    lab: bool,
+}
+
+/// Merges the flags over the configuration file and checks that what is
+/// asked for can be served. Errors are usage errors (exit 2).
+fn settings(args: &Args) -> anyhow::Result<Settings> {
+    let (path, explicit) = match &args.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(config::DEFAULT_CONFIG_PATH), false),
+    };
+    let mut c = FileConfig::load(&path, explicit)?;
+    if !args.listen.is_empty() {
+        c.listen = args.listen.clone();
+    }
+    if args.unix.is_some() {
+        c.unix = args.unix.clone();
+    }
+    if let Some(d) = &args.state_dir {
+        c.state_dir = d.clone();
+    }
+    c.insecure |= args.insecure;
+    if c.listen.is_empty() && c.unix.is_none() {
+        anyhow::bail!(
+            "nothing to listen on: give --unix PATH and/or --listen ADDR:PORT \
+             (or `listen`/`unix` in {})",
+            c.path.display()
+        );
+    }
+    let auth = if c.listen.is_empty() {
+        None
+    } else {
+        let a = c.server_auth()?;
+        if let ServerAuth::Noise { accepted, .. } = &a {
+            if accepted.is_empty() {
+                anyhow::bail!(
+                    "no controller keys accepted: add the controller's public key \
+                     (printed by `lnst-ctl keygen` on the controller) to accepted_keys \
+                     in {}{}; or start with --insecure (unauthenticated, isolated labs only)",
+                    c.path.display(),
+                    if explicit || c.path.exists() {
+                        ""
+                    } else {
+                        " (the file does not exist yet: install packaging/agent.toml.example there)"
+                    }
+                );
+            }
+        }
+        Some(a)
+    };
+    Ok(Settings {
+        file: c,
+        auth,
+        lab: args.lab,
+    })
+}
+
+/// The warning an `--insecure` agent prints at start, on stderr and in the
+/// log.
+const INSECURE_WARNING: &str = "\
+WARNING: lnst-agent is serving TCP WITHOUT AUTHENTICATION OR ENCRYPTION (--insecure).
+WARNING: anyone who can reach the port can run commands as root on this machine.
+WARNING: use it only on an isolated lab network; see docs/SECURITY.md.";
 
 fn main() -> ExitCode {
     // Helper tools that test modules run as jobs (`lnst-agent capture ...`);
@@ -62,19 +168,37 @@ fn main() -> ExitCode {
         _ => {}
     }
     let args = Args::parse();
-    init_logging(args.verbose);
-    if args.listen.is_none() && args.unix.is_none() {
-        eprintln!("lnst-agent: give --unix PATH and/or --listen ADDR:PORT --insecure");
-        return ExitCode::from(2);
+    if let Some(Cmd::Keygen { out, force }) = &args.cmd {
+        return match lnst_agent::keygen::keygen_main(out, *force) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lnst-agent: {e:#}");
+                ExitCode::from(2)
+            }
+        };
     }
-    if args.listen.is_some() && !args.insecure {
-        eprintln!(
-            "lnst-agent: --listen without authentication requires --insecure \
-             (TCP authentication is not available in this build)"
-        );
-        return ExitCode::from(2);
+    let s = match settings(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("lnst-agent: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(args.verbose, &s.file.log_level);
+    match &s.auth {
+        Some(ServerAuth::Insecure) => {
+            eprintln!("{INSECURE_WARNING}");
+            tracing::warn!("serving TCP without authentication or encryption (--insecure)");
+        }
+        Some(ServerAuth::Noise { ours, accepted }) => tracing::info!(
+            key = %ours.public(),
+            fingerprint = %ours.public().fingerprint(),
+            accepted = accepted.len(),
+            "TCP authenticated with Noise XX"
+        ),
+        None => {}
     }
-    if args.lab {
+    if s.lab {
         // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers.
         // Note: the signal fires when the parent *thread* that forked us
         // exits; the lab spawns agents from a long-lived thread.
@@ -99,26 +223,30 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    rt.block_on(run(args))
+    rt.block_on(run(s))
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, configured: &str) {
     let level = match verbose {
-        0 => "warn",
+        0 => configured,
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|e| {
+            eprintln!("lnst-agent: log_level {level:?} is not a valid filter ({e}); using warn");
+            tracing_subscriber::EnvFilter::new("warn")
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
 }
 
-async fn run(args: Args) -> ExitCode {
-    let (agent, unix, tcp) = match start(&args).await {
+async fn run(s: Settings) -> ExitCode {
+    let (agent, unix, tcp) = match start(&s.file).await {
         Ok(x) => x,
         Err(e) => {
             eprintln!("lnst-agent: {e:#}");
@@ -131,8 +259,12 @@ async fn run(args: Args) -> ExitCode {
         tracing::warn!(signal = stop, "stopping: undoing and exiting");
         let _ = stop_tx.send(true);
     });
-    server::serve(agent.clone(), unix, tcp, stop_rx).await;
-    if let Some(p) = &args.unix {
+    let tcp_auth = server::TcpAuth {
+        auth: Arc::new(s.auth.unwrap_or(ServerAuth::Insecure)),
+        timeout: s.file.handshake_timeout,
+    };
+    server::serve(agent.clone(), unix, tcp, tcp_auth, stop_rx).await;
+    if let Some(p) = &s.file.unix {
         let _ = std::fs::remove_file(p);
     }
     // Sessions undid their own changes; this catches anything journaled
@@ -151,33 +283,33 @@ async fn run(args: Args) -> ExitCode {
 type Started = (
     Arc<Agent>,
     Option<tokio::net::UnixListener>,
-    Option<tokio::net::TcpListener>,
+    Vec<tokio::net::TcpListener>,
 );
 
-async fn start(args: &Args) -> anyhow::Result<Started> {
-    let agent = Agent::start(AgentConfig::new(args.state_dir.clone())).await?;
-    let unix = match &args.unix {
+async fn start(c: &FileConfig) -> anyhow::Result<Started> {
+    let agent = Agent::start(AgentConfig::new(c.state_dir.clone())).await?;
+    let unix = match &c.unix {
         Some(p) => Some(
             server::bind_unix(p).with_context(|| format!("cannot listen on {}", p.display()))?,
         ),
         None => None,
     };
-    let tcp = match &args.listen {
-        Some(a) => Some(
+    let mut tcp = Vec::new();
+    for a in &c.listen {
+        tcp.push(
             tokio::net::TcpListener::bind(a)
                 .await
                 .with_context(|| format!("cannot listen on {a}"))?,
-        ),
-        None => None,
-    };
+        );
+    }
     let mut ready = Vec::new();
-    if let Some(p) = &args.unix {
+    if let Some(p) = &c.unix {
         ready.push(p.display().to_string());
     }
-    if let Some(l) = &tcp {
+    for l in &tcp {
         ready.push(l.local_addr()?.to_string());
     }
-    tracing::info!(listening = ?ready, state_dir = %args.state_dir.display(), "ready");
+    tracing::info!(listening = ?ready, state_dir = %c.state_dir.display(), "ready");
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();

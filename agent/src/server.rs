@@ -1,17 +1,25 @@
-//! Accepting connections: a unix socket and/or a TCP listener, one task per
-//! connection ([`crate::session::run`]), until shutdown; then waits for
-//! every session to finish its teardown.
+//! Accepting connections: a unix socket and any number of TCP listeners,
+//! one task per connection ([`crate::session::run`]), until shutdown; then
+//! waits for every session to finish its teardown.
 //!
-//! TCP streams get `TCP_NODELAY` (a frame is one write; delaying it costs
-//! 40 ms). Authentication will wrap the TCP stream here, before the
-//! session, which only needs `AsyncRead + AsyncWrite`.
+//! A TCP connection first goes through the transport set-up
+//! (`lnst_common::secure::server_accept`: the Noise handshake and the
+//! verdict on the controller's key, or the plain hello of `--insecure`) in
+//! its own task, under a timeout, so a stalled or garbage connection never
+//! delays the accept loop or other controllers. No protocol byte is read
+//! before the controller is accepted. Unix sockets are plain: their file
+//! mode (0600, root) is the protection. TCP streams get `TCP_NODELAY` (a
+//! frame is one write; delaying it costs 40 ms).
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::watch;
+use lnst_common::secure::{server_accept, ServerAuth};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::agent::Agent;
 use crate::session;
@@ -37,16 +45,51 @@ pub fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
     l
 }
 
+/// How TCP connections are set up before their session.
+#[derive(Debug, Clone)]
+pub struct TcpAuth {
+    /// Noise with the agent's key and the accepted controller keys, or
+    /// plain (`--insecure`). Shared by every connection task.
+    pub auth: Arc<ServerAuth>,
+    /// Bound on one connection's whole transport set-up.
+    pub timeout: Duration,
+}
+
 /// Serves connections from `unix` and `tcp` (either may be absent) until
 /// `shutdown` turns true, then waits for the sessions to end.
 pub async fn serve(
     agent: Arc<Agent>,
     unix: Option<UnixListener>,
-    tcp: Option<TcpListener>,
+    tcp: Vec<TcpListener>,
+    tcp_auth: TcpAuth,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut stop = shutdown.clone();
     let mut conns = JoinSet::new();
+    // Each TCP listener accepts on its own task; accepted sockets come
+    // here so that every session is in `conns` for the shutdown wait.
+    let (tcp_tx, mut tcp_rx) = mpsc::channel::<(TcpStream, String)>(64);
+    let mut acceptors = JoinSet::new();
+    for l in tcp {
+        let tx = tcp_tx.clone();
+        acceptors.spawn(async move {
+            loop {
+                match l.accept().await {
+                    Ok((s, a)) => {
+                        if tx.send((s, a.to_string())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "tcp accept failed");
+                        // EMFILE and the like: do not spin.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(tcp_tx);
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
@@ -57,18 +100,56 @@ pub async fn serve(
                 }
                 Err(e) => tracing::warn!(error = %e, "unix accept failed"),
             },
-            r = accept_tcp(tcp.as_ref()) => match r {
-                Ok((s, peer)) => {
-                    if let Err(e) = s.set_nodelay(true) {
-                        tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                    conns.spawn(session::run(agent.clone(), s, peer, shutdown.clone()));
+            Some((s, peer)) = tcp_rx.recv() => {
+                if let Err(e) = s.set_nodelay(true) {
+                    tracing::warn!(error = %e, "cannot set TCP_NODELAY");
                 }
-                Err(e) => tracing::warn!(error = %e, "tcp accept failed"),
-            },
+                conns.spawn(serve_tcp(agent.clone(), s, peer, tcp_auth.clone(), shutdown.clone()));
+            }
         }
     }
+    acceptors.abort_all();
     while conns.join_next().await.is_some() {}
+}
+
+/// One TCP connection: the transport set-up, then the session. A refusal
+/// is logged with the controller's key and fingerprint (the controller
+/// has been told why); shutdown abandons a set-up still running.
+async fn serve_tcp(
+    agent: Arc<Agent>,
+    s: TcpStream,
+    peer: String,
+    tcp_auth: TcpAuth,
+    shutdown: watch::Receiver<bool>,
+) {
+    let span = tracing::info_span!("tcp", %peer);
+    let mut stop = shutdown.clone();
+    let set_up = async {
+        tokio::select! {
+            r = server_accept(s, &tcp_auth.auth, tcp_auth.timeout) => Some(r),
+            _ = stop.wait_for(|s| *s) => None,
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    match set_up {
+        None => {}
+        Some(Ok((t, key))) => {
+            let peer = match key {
+                Some(k) => {
+                    span.in_scope(|| {
+                        tracing::info!(key = %k, fingerprint = %k.fingerprint(), "controller authenticated")
+                    });
+                    format!("{peer} (key {})", k.fingerprint())
+                }
+                None => format!("{peer} (unauthenticated, --insecure)"),
+            };
+            session::run(agent, t, peer, shutdown).await;
+        }
+        Some(Err(e)) => span.in_scope(|| {
+            tracing::warn!(error = %e, "transport set-up failed; connection closed before any request")
+        }),
+    }
 }
 
 async fn accept_unix(
@@ -87,12 +168,4 @@ async fn accept_unix(
         Err(_) => "unix socket".to_string(),
     };
     Ok((s, peer))
-}
-
-async fn accept_tcp(l: Option<&TcpListener>) -> std::io::Result<(tokio::net::TcpStream, String)> {
-    let Some(l) = l else {
-        return std::future::pending().await;
-    };
-    let (s, a) = l.accept().await?;
-    Ok((s, a.to_string()))
 }

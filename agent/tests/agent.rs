@@ -10,4 +10,5 @@ mod agent {
     pub mod harness;
     pub mod jobs;
     pub mod loss;
+    pub mod secure;
 }

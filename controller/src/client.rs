@@ -1,7 +1,10 @@
 //! The controller's connection to one agent.
 //!
-//! [`AgentClient::connect`] opens a TCP or unix socket, exchanges the
-//! version preamble and `Hello`/`Welcome`, then runs three tasks: a reader
+//! [`AgentClient::connect_with`] opens a TCP or unix socket, sets up the
+//! transport on TCP (`lnst_common::secure::client_connect`: the Noise
+//! handshake against the pool file's pinned agent key, or the plain hello
+//! of `--insecure`; nothing is sent before the agent accepts our key),
+//! exchanges the version preamble and `Hello`/`Welcome`, then runs three tasks: a reader
 //! (replies to their waiting requests, events to a broadcast channel), a
 //! writer (one frame per write, fed by a channel so any task can send) and
 //! a heartbeat. Silence from the agent for the heartbeat timeout, a closed
@@ -21,9 +24,11 @@ use std::time::Duration;
 use lnst_common::codec::{self, HEADER_LEN};
 use lnst_common::handshake::{Preamble, PreambleError, PREAMBLE_LEN};
 use lnst_common::proto::{Welcome, HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS};
+use lnst_common::secure::{client_connect, ClientAuth, Fingerprint, SecureError};
 use lnst_common::{Event, Request, Response, ToAgent, ToController, WireError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::Instrument;
 
 /// Where an agent listens: `"192.0.2.10:9999"` or `"unix:/run/lnst/agent.sock"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +71,11 @@ pub enum ClientError {
         addr: String,
         message: String,
     },
+    /// The transport set-up failed: the agent refused our key, its key
+    /// does not match the pin, one side runs `--insecure`, no key is
+    /// configured, or the handshake broke. `message` names the host.
+    #[error("{message}")]
+    Auth { host: String, message: String },
     #[error("agent {host} refused the session: {reason}")]
     Refused { host: String, reason: String },
     #[error("agent {host}: {message}")]
@@ -116,6 +126,32 @@ impl Timing {
     }
 }
 
+/// How the connection to an agent is protected, for `pool check` and the
+/// run log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protection {
+    /// A unix socket: its file mode (0600, root) is the protection.
+    UnixSocket,
+    /// Noise over TCP; the agent's key (matching the pin) has this
+    /// fingerprint.
+    Authenticated { agent: Fingerprint },
+    /// Plain TCP, `--insecure`.
+    Insecure,
+    /// A stream handed to [`AgentClient::handshake`] by the caller.
+    Stream,
+}
+
+impl fmt::Display for Protection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Protection::UnixSocket => write!(f, "unix socket"),
+            Protection::Authenticated { agent } => write!(f, "authenticated, agent key {agent}"),
+            Protection::Insecure => write!(f, "INSECURE (no authentication)"),
+            Protection::Stream => write!(f, "caller's stream"),
+        }
+    }
+}
+
 /// How long connecting and the handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -130,6 +166,7 @@ pub struct AgentClient {
 struct Inner {
     host: String,
     welcome: Welcome,
+    protection: Protection,
     next_id: AtomicU64,
     sent: AtomicU64,
     /// std Mutex: held only to insert/remove, never across an await.
@@ -145,9 +182,23 @@ struct Inner {
 const EVENT_CAPACITY: usize = 16 * 1024;
 
 impl AgentClient {
-    /// Connects to the agent at `addr`. `host` names it in every error
-    /// (the recipe's host name, or the pool machine id).
+    /// Connects to the agent at a unix socket address. A TCP address needs
+    /// [`AgentClient::connect_with`] and a [`ClientAuth`]: this refuses it
+    /// rather than talk to a root daemon unauthenticated by default.
     pub async fn connect(host: &str, addr: &AgentAddr) -> Result<AgentClient, ClientError> {
+        Self::connect_with(host, addr, None).await
+    }
+
+    /// Connects to the agent at `addr`. `host` names it in every error
+    /// (the recipe's host name, or the pool machine id). Over TCP, `auth`
+    /// says how: Noise with our key and the pinned agent key, or
+    /// `--insecure`; `None` is an error naming what to configure. A unix
+    /// socket ignores `auth`.
+    pub async fn connect_with(
+        host: &str,
+        addr: &AgentAddr,
+        auth: Option<&ClientAuth>,
+    ) -> Result<AgentClient, ClientError> {
         let conn_err = |message: String| ClientError::Connect {
             host: host.to_string(),
             addr: addr.to_string(),
@@ -155,24 +206,60 @@ impl AgentClient {
         };
         match addr {
             AgentAddr::Tcp(a) => {
+                let Some(auth) = auth else {
+                    return Err(ClientError::Auth {
+                        host: host.to_string(),
+                        message: format!(
+                            "agent {host} is at TCP address {a}, which needs authentication: \
+                             create a controller key with `lnst-ctl keygen` and pin the agent's \
+                             key in its pool file (key = \"lnst1:…\"), or pass --insecure"
+                        ),
+                    });
+                };
                 let s = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(a))
                     .await
                     .map_err(|_| conn_err(format!("no answer in {CONNECT_TIMEOUT:?}")))?
                     .map_err(|e| conn_err(e.to_string()))?;
                 s.set_nodelay(true).map_err(|e| conn_err(e.to_string()))?;
-                Self::handshake(host, s).await
+                let t = client_connect(s, auth, host, CONNECT_TIMEOUT)
+                    .instrument(tracing::info_span!("host", name = %host))
+                    .await
+                    .map_err(|e| auth_error(host, addr, e))?;
+                let protection = match auth {
+                    ClientAuth::Noise {
+                        pinned: Some(p), ..
+                    } => Protection::Authenticated {
+                        agent: p.fingerprint(),
+                    },
+                    // client_connect fails without a pin.
+                    ClientAuth::Noise { pinned: None, .. } => Protection::Stream,
+                    ClientAuth::Insecure => Protection::Insecure,
+                };
+                tracing::info!(%host, %addr, %protection, "transport set up");
+                Self::handshake_as(host, t, protection).await
             }
             AgentAddr::Unix(p) => {
                 let s = tokio::net::UnixStream::connect(p)
                     .await
                     .map_err(|e| conn_err(e.to_string()))?;
-                Self::handshake(host, s).await
+                Self::handshake_as(host, s, Protection::UnixSocket).await
             }
         }
     }
 
     /// Runs the session over an already open stream (plain or encrypted).
     pub async fn handshake<S>(host: &str, stream: S) -> Result<AgentClient, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        Self::handshake_as(host, stream, Protection::Stream).await
+    }
+
+    async fn handshake_as<S>(
+        host: &str,
+        stream: S,
+        protection: Protection,
+    ) -> Result<AgentClient, ClientError>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
@@ -224,6 +311,7 @@ impl AgentClient {
         let inner = Arc::new(Inner {
             host: host.to_string(),
             welcome,
+            protection,
             next_id: AtomicU64::new(1),
             sent: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
@@ -329,6 +417,11 @@ impl AgentClient {
         self.lost_error(why)
     }
 
+    /// How this connection is protected.
+    pub fn protection(&self) -> &Protection {
+        &self.inner.protection
+    }
+
     /// Whether the agent has been lost (or the session closed).
     pub fn is_lost(&self) -> bool {
         self.inner.lost.borrow().is_some()
@@ -360,6 +453,29 @@ fn mark_lost(inner: &Inner, why: String) {
         }
     });
     lock(&inner.pending).clear();
+}
+
+/// A transport set-up failure as a [`ClientError`] whose message names the
+/// host (and the address when the secure layer's message does not).
+fn auth_error(host: &str, addr: &AgentAddr, e: SecureError) -> ClientError {
+    let names_host = matches!(
+        e,
+        SecureError::AgentRequiresAuth { .. }
+            | SecureError::AgentInsecure { .. }
+            | SecureError::PinMismatch { .. }
+            | SecureError::NoPin { .. }
+            | SecureError::Refused { .. }
+            | SecureError::ClosedByAgent { .. }
+    );
+    let message = if names_host {
+        e.to_string()
+    } else {
+        format!("agent {host} at {addr}: transport set-up failed: {e}")
+    };
+    ClientError::Auth {
+        host: host.to_string(),
+        message,
+    }
 }
 
 /// `user@hostname pid N`: who holds an agent, shown to a refused controller.

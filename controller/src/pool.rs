@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! address = "192.0.2.10:9999"        # or "unix:/run/lnst/agent.sock"
+//! key = "lnst1:…"                    # the agent's public key (TCP only)
 //! [params]
 //! arch = "x86_64"
 //! [[nic]]
@@ -19,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use lnst_common::secure::PublicKey;
 use serde_json::Value;
 
 /// One machine of a pool.
@@ -31,10 +33,23 @@ pub struct Machine {
     /// `[params]`: what `host(name, #{ k: v })` matches against.
     pub params: BTreeMap<String, Value>,
     pub nics: Vec<PoolNic>,
-    /// Other top-level keys (e.g. the agent's public key, read by the
-    /// transport), kept as they are.
+    /// Other top-level keys, kept as they are; `key` (the agent's pinned
+    /// public key, checked when the file is read) among them: use
+    /// [`Machine::agent_key`].
     pub extra: BTreeMap<String, Value>,
     pub file: PathBuf,
+}
+
+impl Machine {
+    /// The agent public key this file pins (`key = "lnst1:…"`), which the
+    /// TCP handshake requires the agent to present. Checked by
+    /// [`parse_machine`], so a present key always parses here.
+    pub fn agent_key(&self) -> Option<PublicKey> {
+        self.extra
+            .get("key")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+    }
 }
 
 /// One `[[nic]]` of a machine.
@@ -153,6 +168,25 @@ pub fn parse_machine(id: &str, file: &Path, text: &str) -> Result<Machine, PoolE
         }
     };
     check_address(&address).map_err(|m| at(key_line("address"), m))?;
+    match table.get("key") {
+        None => {}
+        Some(toml::Value::String(k)) => {
+            k.parse::<PublicKey>().map_err(|e| {
+                at(
+                    key_line("key"),
+                    format!("`key` is not an agent public key: {e}"),
+                )
+            })?;
+        }
+        Some(_) => {
+            return Err(at(
+                key_line("key"),
+                "`key` must be a string: the agent's public key, key = \"lnst1:…\" \
+                 (printed by `lnst-agent keygen`)"
+                    .into(),
+            ))
+        }
+    }
     let params = match table.remove("params") {
         Some(toml::Value::Table(t)) => t.into_iter().map(|(k, v)| (k, to_json(v))).collect(),
         Some(_) => return Err(at(key_line("params"), "`params` must be a table".into())),
@@ -281,6 +315,38 @@ name = "ens1f1"
             .to_string();
         assert!(e.starts_with("m.toml:3:"), "{e}");
         assert!(parse_machine("m", Path::new("m.toml"), "[params]\n").is_err());
+    }
+
+    #[test]
+    fn key_pins_the_agent_and_bad_keys_name_the_line() {
+        let k = lnst_common::secure::KeyPair::generate().unwrap();
+        let text = format!("address = \"192.0.2.1:9999\"\nkey = \"{}\"\n", k.public());
+        let m = parse_machine("m", Path::new("m.toml"), &text).unwrap();
+        assert_eq!(m.agent_key(), Some(*k.public()));
+        let m = parse_machine("m", Path::new("m.toml"), "address = \"192.0.2.1:9\"\n").unwrap();
+        assert_eq!(m.agent_key(), None);
+        let e = parse_machine(
+            "m",
+            Path::new("p/m.toml"),
+            "address = \"192.0.2.1:9\"\n\nkey = \"lnst1:AAAA\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("p/m.toml:3:") && e.contains("invalid public key"),
+            "{e}"
+        );
+        let e = parse_machine(
+            "m",
+            Path::new("m.toml"),
+            "address = \"192.0.2.1:9\"\nkey = 5\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("m.toml:2:") && e.contains("lnst-agent keygen"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use lnst_common::{Request, Response};
 
+use lnst_common::secure::ClientAuth;
+
 use crate::client::{AgentAddr, AgentClient, ClientError};
 
 /// Connected agents by requirement host name.
@@ -20,9 +22,22 @@ pub struct Session {
 impl Session {
     /// Connects to every agent at once; the first failure wins (the others
     /// are closed again).
+    /// Unix sockets only; TCP agents need [`Session::connect_with`].
     pub async fn connect(addrs: &BTreeMap<String, AgentAddr>) -> Result<Session, ClientError> {
-        let futs = addrs.iter().map(|(host, addr)| async move {
-            AgentClient::connect(host, addr)
+        let targets = addrs
+            .iter()
+            .map(|(h, a)| (h.clone(), (a.clone(), None)))
+            .collect();
+        Self::connect_with(&targets).await
+    }
+
+    /// [`Session::connect`] with each agent's transport authentication
+    /// (`None` for a unix socket).
+    pub async fn connect_with(
+        targets: &BTreeMap<String, (AgentAddr, Option<ClientAuth>)>,
+    ) -> Result<Session, ClientError> {
+        let futs = targets.iter().map(|(host, (addr, auth))| async move {
+            AgentClient::connect_with(host, addr, auth.as_ref())
                 .await
                 .map(|c| (host.clone(), c))
         });

@@ -305,9 +305,13 @@ async fn tcp_with_insecure_serves() {
     )
     .unwrap();
     let addr: std::net::SocketAddr = line.trim().strip_prefix("READY ").unwrap().parse().unwrap();
-    let c = lnst_ctl::client::AgentClient::connect("h1", &lnst_ctl::client::AgentAddr::Tcp(addr))
-        .await
-        .unwrap();
+    let c = lnst_ctl::client::AgentClient::connect_with(
+        "h1",
+        &lnst_ctl::client::AgentAddr::Tcp(addr),
+        Some(&lnst_common::secure::ClientAuth::Insecure),
+    )
+    .await
+    .unwrap();
     let s = run(&c, JobSpec::shell("echo tcp")).await;
     assert_eq!(s.stdout, b"tcp\n");
     c.close().await.unwrap();

@@ -10,9 +10,15 @@ pub mod pool_check;
 pub mod run;
 pub mod validate;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use lnst_common::secure::ClientAuth;
+
+use crate::client::AgentAddr;
+use crate::pool::Machine;
 
 use crate::exit::{ExitCode, Failure, EXIT_HELP};
 use crate::recipe::Cancel;
@@ -46,6 +52,80 @@ pub enum Cmd {
     Lab(LabCmd),
     /// Prints the recipe API: every function and property with its doc.
     Api,
+    /// Creates the controller's key pair and prints the line each agent
+    /// lists in accepted_keys (/etc/lnst/agent.toml).
+    Keygen {
+        /// Where to write the private key (default
+        /// ~/.config/lnst/controller.key; the public key goes beside it as .pub).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// Replace an existing key (agents that accept the old one refuse
+        /// the new one until their accepted_keys are updated).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// How `run` and `pool check` authenticate to agents over TCP.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// The controller's key for agents over TCP (default
+    /// ~/.config/lnst/controller.key, made by `lnst-ctl keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Drive agents over plain TCP, without authentication or encryption
+    /// (the agents need --insecure too). Isolated labs only.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// Printed on stderr at the start of an `--insecure` run or check.
+pub const INSECURE_WARNING: &str = "\
+lnst-ctl: WARNING: --insecure: agents over TCP are driven WITHOUT AUTHENTICATION OR ENCRYPTION;
+lnst-ctl: WARNING: anyone on the network can impersonate an agent or read and alter the traffic.";
+
+/// The transport authentication for each machine (by id): `None` for a
+/// unix socket, `Insecure` with `--insecure`, otherwise Noise with our key
+/// (loaded once, only if some machine is over TCP) and the key its pool
+/// file pins (a missing pin fails at connect time, showing the key the
+/// agent presented). A missing or unusable controller key is an error
+/// saying to run `lnst-ctl keygen`.
+pub fn auth_for(
+    a: &AuthArgs,
+    machines: &[&Machine],
+) -> anyhow::Result<BTreeMap<String, Option<ClientAuth>>> {
+    let tcp = |m: &Machine| matches!(m.address.parse::<AgentAddr>(), Ok(AgentAddr::Tcp(_)));
+    let ours = if !a.insecure && machines.iter().any(|m| tcp(m)) {
+        Some(crate::keygen::load_key(a.key.as_deref()).with_context(|| {
+            let tcp_ids: Vec<&str> = machines
+                .iter()
+                .filter(|m| tcp(m))
+                .map(|m| m.id.as_str())
+                .collect();
+            format!(
+                "agents over TCP ({}) need a controller key",
+                tcp_ids.join(", ")
+            )
+        })?)
+    } else {
+        None
+    };
+    Ok(machines
+        .iter()
+        .map(|m| {
+            let auth = if !tcp(m) {
+                None
+            } else if a.insecure {
+                Some(ClientAuth::Insecure)
+            } else {
+                ours.as_ref().map(|k| ClientAuth::Noise {
+                    ours: k.clone(),
+                    pinned: m.agent_key(),
+                })
+            };
+            (m.id.clone(), auth)
+        })
+        .collect())
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +150,8 @@ pub struct RunArgs {
     /// The lnst-agent binary for the netns lab (default: beside lnst-ctl).
     #[arg(long, value_name = "PATH")]
     pub agent_bin: Option<PathBuf>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Params: `-- name=value ...` (arrays and maps as JSON).
     #[arg(last = true, value_name = "NAME=VALUE")]
     pub params: Vec<String>,
@@ -87,11 +169,13 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PoolCmd {
-    /// Connects to every machine of a pool: reachable, protocol version,
-    /// NICs present as the file says.
+    /// Connects to every machine of a pool: reachable, authenticated
+    /// (or how it failed), protocol version, NICs present as the file says.
     Check {
         #[arg(long, value_name = "DIR", default_value = "pools")]
         pool: PathBuf,
+        #[command(flatten)]
+        auth: AuthArgs,
     },
 }
 
@@ -107,9 +191,17 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.cmd {
         Cmd::Run(a) => on_thread(move |rt, cancel| run::exec(a, v, rt, cancel)),
         Cmd::Validate(a) => validate::exec(a),
-        Cmd::Pool(PoolCmd::Check { pool }) => on_thread(move |rt, _| pool_check::exec(&pool, rt)),
+        Cmd::Pool(PoolCmd::Check { pool, auth }) => {
+            on_thread(move |rt, _| pool_check::exec(&pool, &auth, rt))
+        }
         Cmd::Lab(LabCmd::Clean) => lab_clean::exec(),
         Cmd::Api => api::exec(),
+        Cmd::Keygen { out, force } => {
+            let out = out.unwrap_or_else(crate::keygen::default_key_path);
+            crate::keygen::keygen_main(&out, force)
+                .map(|()| ExitCode::Pass)
+                .map_err(|e| Failure::new(ExitCode::Usage, e))
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use rhai::Dynamic;
 use tokio::runtime::Handle;
 
 use crate::client::AgentAddr;
-use crate::commands::RunArgs;
+use crate::commands::{auth_for, RunArgs, INSECURE_WARNING};
 use crate::exit::{Classify, ExitCode, Failure};
 use crate::lab::{self, Lab};
 use crate::mapper::{self, Mapping};
@@ -136,6 +136,30 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
     .with_context(|| format!("{file}: no mapping onto the {pool_name}"))
     .usage()?;
     let param_values = params::values(&loaded.declared.params);
+    // Transport authentication for the machines of the mappings (unix
+    // sockets of the lab need none). Checked before anything is created.
+    let insecure = a.auth.insecure && a.pool.is_some();
+    let auths = if a.pool.is_some() {
+        let used: Vec<&pool::Machine> = pool
+            .machines
+            .iter()
+            .filter(|m| {
+                mappings
+                    .iter()
+                    .any(|mp| mp.values().any(|hm| hm.machine == m.id))
+            })
+            .collect();
+        auth_for(&a.auth, &used).usage()?
+    } else {
+        BTreeMap::new()
+    };
+    if a.auth.insecure {
+        if a.pool.is_some() {
+            eprintln!("{INSECURE_WARNING}");
+        } else {
+            eprintln!("lnst-ctl: --insecure has no effect on the netns lab (its agents are on unix sockets)");
+        }
+    }
 
     // The run directory.
     let base = a.out.clone().unwrap_or_else(|| PathBuf::from("lnst-runs"));
@@ -197,13 +221,14 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             i + 1,
             serde_json::to_string(mapping).unwrap_or_default()
         ));
-        let mut addrs = BTreeMap::new();
+        let mut targets = BTreeMap::new();
         for (h, hm) in mapping {
-            addrs.insert(h.clone(), addr_of(&hm.machine)?);
+            let auth = auths.get(&hm.machine).cloned().flatten();
+            targets.insert(h.clone(), (addr_of(&hm.machine)?, auth));
         }
         let connected = rt.block_on(async {
             tokio::select! {
-                r = Session::connect(&addrs) => Some(r),
+                r = Session::connect_with(&targets) => Some(r),
                 _ = cancel.cancelled() => None,
             }
         });
@@ -364,6 +389,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
         lab: lab_id,
         lab_ms,
         cleanup_errors,
+        insecure,
     };
     let _ = fs::write(dir.join("summary.json"), json::render(&rep) + "\n");
     let _ = fs::write(dir.join("junit.xml"), junit::render(&rep));

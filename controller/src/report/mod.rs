@@ -97,6 +97,9 @@ pub struct RunReport {
     /// Errors met while cleaning up (never hidden).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cleanup_errors: Vec<String>,
+    /// Agents over TCP were driven without authentication (`--insecure`):
+    /// always in the JSON, and a WARNING line in the summary.
+    pub insecure: bool,
 }
 
 /// The verdict of a list of results: ERROR if any errored, FAIL if any
@@ -168,7 +171,23 @@ mod tests {
             lab: None,
             lab_ms: None,
             cleanup_errors: vec![],
+            insecure: false,
         }
+    }
+
+    #[test]
+    fn insecure_runs_say_so_in_summary_and_json() {
+        let mut r = report();
+        assert!(!summary::render(&r).contains("WARNING"));
+        assert!(json::render(&r).contains("\"insecure\": false"));
+        r.insecure = true;
+        let s = summary::render(&r);
+        assert!(
+            s.lines()
+                .any(|l| l.starts_with("WARNING:") && l.contains("--insecure")),
+            "{s}"
+        );
+        assert!(json::render(&r).contains("\"insecure\": true"));
     }
 
     #[test]

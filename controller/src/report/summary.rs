@@ -107,6 +107,13 @@ pub fn render(r: &RunReport) -> String {
     for e in &r.cleanup_errors {
         let _ = writeln!(s, "cleanup error: {e}");
     }
+    if r.insecure {
+        let _ = writeln!(
+            s,
+            "WARNING: run with --insecure: agents over TCP were driven without \
+             authentication or encryption"
+        );
+    }
     s
 }
 
