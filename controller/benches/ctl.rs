@@ -130,8 +130,8 @@ fn bench_lab(agent: &Path) {
         for r in 0..rounds {
             let logs = TmpDir::new(&format!("lab{n}-{r}"));
             let t = Instant::now();
-            let mut lab = lnst_ctl::lab::Lab::build(&requirements(n), agent, &logs.0)
-                .expect("lab builds");
+            let mut lab =
+                lnst_ctl::lab::Lab::build(&requirements(n), agent, &logs.0).expect("lab builds");
             let s = rt
                 .block_on(lnst_ctl::session::Session::connect(&lab.addrs))
                 .expect("agents connect");
@@ -169,7 +169,9 @@ fn raw_pings() -> Duration {
     let b = format!("lnstbench-{}-b", std::process::id());
     ip(&["netns", "add", &a]);
     ip(&["netns", "add", &b]);
-    ip(&["-n", &a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b]);
+    ip(&[
+        "-n", &a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b,
+    ]);
     ip(&["-n", &a, "addr", "add", "192.168.101.1/24", "dev", "eth0"]);
     ip(&["-n", &b, "addr", "add", "192.168.101.2/24", "dev", "eth0"]);
     ip(&["-n", &a, "link", "set", "eth0", "up"]);
@@ -177,7 +179,9 @@ fn raw_pings() -> Duration {
     let t = Instant::now();
     for (ns, dst) in [(&a, "192.168.101.2"), (&b, "192.168.101.1")] {
         let st = Command::new("ip")
-            .args(["netns", "exec", ns, "ping", "-q", "-c", "5", "-i", "0.2", "-W", "2", dst])
+            .args([
+                "netns", "exec", ns, "ping", "-q", "-c", "5", "-i", "0.2", "-W", "2", dst,
+            ])
             .stdout(std::process::Stdio::null())
             .status()
             .expect("ping");

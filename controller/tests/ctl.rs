@@ -744,11 +744,13 @@ fn lost_agent_exits_3_naming_the_host_and_others_are_cleaned() {
 /// something else (a local `m.sleep`, or a job on another host).
 #[test]
 fn lost_agent_interrupts_a_sleep_and_a_wait_on_another_host() {
-    let Some(agent) = lab_ready("lost_agent_interrupts_a_sleep_and_a_wait_on_another_host")
-    else {
+    let Some(agent) = lab_ready("lost_agent_interrupts_a_sleep_and_a_wait_on_another_host") else {
         return;
     };
-    for body in ["m.h1.run(\"true\");\n    m.sleep(60);", "m.h1.run(\"sleep 60\");"] {
+    for body in [
+        "m.h1.run(\"true\");\n    m.sleep(60);",
+        "m.h1.run(\"sleep 60\");",
+    ] {
         let t = Tmp::new();
         let r = t.write(
             "lost.rhai",
@@ -777,7 +779,11 @@ fn lost_agent_interrupts_a_sleep_and_a_wait_on_another_host() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(3), "{body}: {err}");
         assert!(err.contains("lost agent h2"), "{body}: {err}");
-        assert!(t0.elapsed() < Duration::from_secs(15), "{body}: took {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "{body}: took {:?}",
+            t0.elapsed()
+        );
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_no_leftovers(&v);
     }

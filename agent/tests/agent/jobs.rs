@@ -343,7 +343,7 @@ async fn output_streams_before_exit() {
     let t = Instant::now();
     let id = start_bg(
         &c,
-        JobSpec::shell("echo ready; echo warn >&2; sleep 2; echo done"),
+        JobSpec::shell("echo ready; echo warn >&2; sleep 5; echo done"),
     )
     .await;
     let mut seen = (false, false);
@@ -377,11 +377,11 @@ async fn output_streams_before_exit() {
     .await
     .unwrap();
     assert!(
-        first_at < Duration::from_millis(1500),
-        "first output after {first_at:?}"
+        first_at < Duration::from_millis(4000),
+        "first output after {first_at:?} (the job exits only after 5 s)"
     );
     // Then "done", then the finish event, in that order.
-    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+    let rest = tokio::time::timeout(Duration::from_secs(15), async {
         let mut out = Vec::new();
         loop {
             match events.recv().await.unwrap() {

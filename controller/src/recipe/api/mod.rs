@@ -81,9 +81,11 @@ impl Core {
         match r {
             Ok(v) => Ok(v),
             Err(Some(e)) => Err(self.client_error(e)),
-            Err(None) => {
-                Err(EvalAltResult::ErrorTerminated("interrupted".into(), rhai::Position::NONE).into())
-            }
+            Err(None) => Err(EvalAltResult::ErrorTerminated(
+                "interrupted".into(),
+                rhai::Position::NONE,
+            )
+            .into()),
         }
     }
 
