@@ -627,59 +627,6 @@ fn killed_controller_lab_is_cleaned() {
     assert_no_leftovers(&serde_json::json!({ "lab": id }));
 }
 
-/// Bring-up figures: the lab plus connected agents, for 2 and 32 hosts.
-/// The goal for two hosts is ≤ 100 ms (release build, idle machine); the
-/// assertion is looser because tests share two cores with other builds.
-#[test]
-fn bench_lab_bringup() {
-    let Some(agent) = lab_ready("bench_lab_bringup") else {
-        return;
-    };
-    use lnst_ctl::mapper::{HostReq, NicReq, Requirements};
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    for n in [2usize, 32] {
-        let req = Requirements {
-            hosts: (0..n)
-                .map(|i| HostReq {
-                    name: format!("h{i}"),
-                    params: Default::default(),
-                    nics: vec![NicReq {
-                        name: "eth0".into(),
-                        net: Some("net1".into()),
-                        attrs: Default::default(),
-                    }],
-                })
-                .collect(),
-        };
-        let t = Tmp::new();
-        let t0 = Instant::now();
-        let mut lab = lnst_ctl::lab::Lab::build(&req, &agent, &t.0).unwrap();
-        let built = t0.elapsed();
-        let s = rt
-            .block_on(lnst_ctl::session::Session::connect(&lab.addrs))
-            .unwrap();
-        let up = t0.elapsed();
-        rt.block_on(s.close());
-        let t1 = Instant::now();
-        let errs = lab.teardown();
-        println!(
-            "lab bring-up, {n} hosts: lab {:.1} ms, + agents connected {:.1} ms; teardown {:.1} ms",
-            built.as_secs_f64() * 1e3,
-            up.as_secs_f64() * 1e3,
-            t1.elapsed().as_secs_f64() * 1e3
-        );
-        assert!(errs.is_empty(), "{errs:?}");
-        assert_no_leftovers(&serde_json::json!({ "lab": lab.runid }));
-        if n == 2 {
-            assert!(up < Duration::from_millis(1000), "{up:?}");
-        }
-    }
-}
-
 /// Waits for the lab record of controller `pid`; returns (runid, agent pids).
 fn lab_of(pid: u32) -> (String, Vec<i32>) {
     let deadline = Instant::now() + Duration::from_secs(10);
