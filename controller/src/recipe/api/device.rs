@@ -177,8 +177,22 @@ pub fn register(engine: &mut Engine) {
         Ok(d.info()?.ips.into_iter().map(Dynamic::from).collect())
     });
     engine.register_get("master", |d: &mut Device| -> R<Dynamic> {
-        Ok(d.info()?.master.map(Dynamic::from).unwrap_or(Dynamic::UNIT))
+        // The master as a device (same namespace), so `dev.master.name`,
+        // `dev.master == h.br0` and `dev.master == "br0"` all read naturally.
+        Ok(match d.info()?.master {
+            Some(name) => Dynamic::from(Device::new(
+                d.0.client.clone(),
+                Rc::clone(&d.0.core),
+                d.dev().netns,
+                name,
+            )),
+            None => Dynamic::UNIT,
+        })
     });
+    engine.register_fn("==", |a: &mut Device, b: Device| a.dev() == b.dev());
+    engine.register_fn("!=", |a: &mut Device, b: Device| a.dev() != b.dev());
+    engine.register_fn("==", |a: &mut Device, b: &str| a.dev().name == b);
+    engine.register_fn("!=", |a: &mut Device, b: &str| a.dev().name != b);
     engine.register_set("master", |d: &mut Device, m: Dynamic| -> R<()> {
         let master = if m.is_unit() {
             None

@@ -235,7 +235,7 @@ pub const API: &[ApiItem] = &[
     item("Device.state -> string", "\"up\" or \"down\" (administrative)."),
     item("Device.carrier -> bool", "Carrier (refreshed on each read)."),
     item("Device.ips -> array", "Addresses as \"addr/prefix\" (`ip addr show DEV`)."),
-    item("Device.master -> string|()", "Master device name; settable to a Device or () (`ip link set DEV master M|nomaster`)."),
+    item("Device.master -> Device|()", "The master device (bridge, bond) or (); settable to a Device, its name or () (`ip link set DEV master M|nomaster`). Devices compare with == by namespace and name, and with a string by name."),
     item("Device.stats -> map", "rx/tx bytes, packets, dropped, errors (`ip -s link`), refreshed on each read."),
     item("Device.features -> map", "ethtool features (`ethtool -k DEV`)."),
     item("Device.up()", "`ip link set DEV up`."),
