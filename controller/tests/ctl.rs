@@ -800,3 +800,46 @@ fn pool_mode_with_a_real_agent() {
     assert_eq!(v["matches"][0]["mapping"]["h"]["nics"]["x"], "lo");
     assert_eq!(v["pool"], pool.to_str().unwrap());
 }
+
+/// Every member of RECIPES.md §4–§8 used once by one recipe
+/// (`fixtures/conformance.rhai`), each followed by an `m.check` of its
+/// effect. Only the two lines that are meant to FAIL (a job killed by its
+/// timeout, a ping to a downed NIC) may fail; the file the recipe sends
+/// to the host is removed again after the run.
+#[test]
+fn spec_conformance_recipe() {
+    let Some(agent) = lab_ready("spec_conformance_recipe") else {
+        return;
+    };
+    let t = Tmp::new();
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conformance.rhai");
+    let o = Command::new(ctl())
+        .args(["run", recipe.to_str().unwrap(), "--json", "--out"])
+        .arg(t.0.join("runs"))
+        .arg("--agent-bin")
+        .arg(&agent)
+        .args(["--", "req=x"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let results = v["matches"][0]["results"].as_array().unwrap();
+    let not_passed: Vec<String> = results
+        .iter()
+        .filter(|r| r["result"] != "PASS")
+        .map(|r| format!("{} {}", r["result"], r["desc"]))
+        .collect();
+    assert_eq!(
+        not_passed,
+        vec![
+            "\"FAIL\" \"timeout (expected FAIL line)\"".to_string(),
+            "\"FAIL\" \"ping 10.9.0.1\"".to_string()
+        ],
+        "{err}"
+    );
+    assert!(results.len() >= 50, "{} results", results.len());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!Path::new("/tmp/lnst-conformance-copy").exists());
+    let _ = std::fs::remove_file("/tmp/lnst-conformance-back");
+    assert_no_leftovers(&v);
+}
