@@ -68,6 +68,9 @@ pub struct ParamDecl {
     /// on with the default meanwhile; they touch no machine).
     #[serde(skip)]
     pub invalid: Option<ParamError>,
+    /// Where the recipe declares it (line, column), for error messages.
+    #[serde(skip)]
+    pub pos: Option<(usize, usize)>,
 }
 
 impl ParamDecl {
@@ -84,10 +87,12 @@ pub enum ParamError {
     #[error("param {name:?} given twice on the command line")]
     Duplicate { name: String },
     #[error(
-        "param {name:?}: {value:?} is not a valid {ty}: {why}; the recipe declares: {}",
+        "{at}param {name:?}: {value:?} is not a valid {ty}: {why}; the recipe declares: {}",
         list(declared)
     )]
     BadValue {
+        /// `file:line:col: ` of the declaration, or empty.
+        at: String,
         name: String,
         ty: ParamType,
         value: String,
@@ -134,6 +139,7 @@ pub fn parse_overrides(args: &[String]) -> Result<BTreeMap<String, String>, Para
 /// Parses a command-line value to the param's type.
 pub fn parse_value(name: &str, ty: ParamType, raw: &str) -> Result<Value, ParamError> {
     let bad = |why: String| ParamError::BadValue {
+        at: String::new(),
         name: name.to_string(),
         ty,
         value: raw.to_string(),
@@ -196,6 +202,7 @@ pub fn declare(
     };
     Ok(ParamDecl {
         invalid,
+        pos: None,
         name: name.to_string(),
         ty,
         default,
@@ -206,9 +213,17 @@ pub fn declare(
 
 /// After the declaration phase: every override must name a declared param
 /// and every required param must have a value. Returns the first error.
-pub fn check(decls: &[ParamDecl], overrides: &BTreeMap<String, String>) -> Result<(), ParamError> {
+/// `file` names the recipe in the position of a bad value.
+pub fn check(
+    decls: &[ParamDecl],
+    overrides: &BTreeMap<String, String>,
+    file: &str,
+) -> Result<(), ParamError> {
     let declared: Vec<String> = decls.iter().map(|d| d.name.clone()).collect();
-    if let Some(e) = decls.iter().find_map(|d| d.invalid.clone()) {
+    if let Some((e, pos)) = decls
+        .iter()
+        .find_map(|d| d.invalid.clone().map(|e| (e, d.pos)))
+    {
         return Err(match e {
             ParamError::BadValue {
                 name,
@@ -217,6 +232,9 @@ pub fn check(decls: &[ParamDecl], overrides: &BTreeMap<String, String>) -> Resul
                 why,
                 ..
             } => ParamError::BadValue {
+                at: pos
+                    .map(|(l, c)| format!("{file}:{l}:{c}: "))
+                    .unwrap_or_default(),
                 name,
                 ty,
                 value,
@@ -316,7 +334,7 @@ mod tests {
         ];
         // The declaration goes on with the default; check reports it.
         assert_eq!(d[1].value, Some(json!(1500)));
-        let e = check(&d, &o).unwrap_err().to_string();
+        let e = check(&d, &o, "r.rhai").unwrap_err().to_string();
         assert!(
             e.contains("\"mtu\"") && e.contains("int") && e.contains("big"),
             "{e}"
@@ -338,16 +356,19 @@ mod tests {
             declare("mtu", json!(1500), None, &o).unwrap(),
             declare("count", json!(5), None, &o).unwrap(),
         ];
-        let e = check(&d, &o).unwrap_err().to_string();
+        let e = check(&d, &o, "r.rhai").unwrap_err().to_string();
         assert!(e.contains("mtux") && e.contains("mtu, count"), "{e}");
         let o = ov(&[]);
         let d = vec![declare("peer", Value::Null, Some("x".into()), &o).unwrap()];
         assert!(d[0].required());
         assert_eq!(d[0].ty, ParamType::String);
-        assert!(matches!(check(&d, &o), Err(ParamError::Missing { .. })));
+        assert!(matches!(
+            check(&d, &o, "r.rhai"),
+            Err(ParamError::Missing { .. })
+        ));
         let o = ov(&["peer=10.0.0.1"]);
         let d = vec![declare("peer", Value::Null, None, &o).unwrap()];
-        assert!(check(&d, &o).is_ok());
+        assert!(check(&d, &o, "r.rhai").is_ok());
         assert_eq!(d[0].value, Some(json!("10.0.0.1")));
     }
 

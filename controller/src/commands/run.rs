@@ -116,7 +116,12 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
         ));
     });
     let loaded = recipe::load(&a.recipe, &overrides, sink, cancel.clone()).usage()?;
-    params::check(&loaded.declared.params, &overrides).usage()?;
+    params::check(
+        &loaded.declared.params,
+        &overrides,
+        &recipe_label(&a.recipe),
+    )
+    .usage()?;
     let req = loaded.declared.requirements.clone();
     let (pool, pool_name) = match &a.pool {
         Some(d) => (pool::load_dir(d).usage()?, d.display().to_string()),
@@ -417,4 +422,11 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
     } else {
         ExitCode::Fail
     })
+}
+
+/// The recipe's file name as errors show it (`hello_world.rhai:5:13: ...`).
+pub fn recipe_label(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }

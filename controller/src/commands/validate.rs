@@ -66,7 +66,7 @@ pub fn exec(a: ValidateArgs) -> Result<ExitCode, Failure> {
             println!("    nic {} {}", n.name, at.join(", "));
         }
     }
-    let check = params::check(&d.params, &overrides);
+    let check = params::check(&d.params, &overrides, &super::run::recipe_label(&a.recipe));
     match &a.pool {
         Some(dir) => {
             let p = pool::load_dir(dir).usage()?;

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use rhai::{Dynamic, Engine, EvalAltResult, Map};
+use rhai::{Dynamic, Engine, EvalAltResult, Map, NativeCallContext};
 
 use crate::mapper::{HostReq, NicReq, Requirements};
 use crate::params::{self, ParamDecl};
@@ -81,6 +81,7 @@ fn check_name(kind: &str, name: &str, max: usize) -> R<()> {
 
 fn param(
     state: &Rc<RefCell<DeclState>>,
+    ctx: &NativeCallContext,
     name: &str,
     default: Dynamic,
     help: Option<String>,
@@ -93,8 +94,10 @@ fn param(
             .to_string()
             .into());
     }
-    let d = params::declare(name, to_json(&default), help, &st.overrides)
+    let mut d = params::declare(name, to_json(&default), help, &st.overrides)
         .map_err(|e| -> Box<EvalAltResult> { e.to_string().into() })?;
+    let p = ctx.call_position();
+    d.pos = p.line().map(|l| (l, p.position().unwrap_or(1)));
     let v = d.value.as_ref().map(to_dynamic).unwrap_or(Dynamic::UNIT);
     st.params.push(d);
     Ok(v)
@@ -159,13 +162,19 @@ fn nic(h: &mut HostDecl, name: &str, mut attrs: Map) -> R<HostDecl> {
 pub fn register(engine: &mut Engine, state: Rc<RefCell<DeclState>>) {
     engine.register_type_with_name::<HostDecl>("HostRequirement");
     let s = Rc::clone(&state);
-    engine.register_fn("param", move |name: &str, default: Dynamic| {
-        param(&s, name, default, None)
-    });
+    engine.register_fn(
+        "param",
+        move |ctx: NativeCallContext, name: &str, default: Dynamic| {
+            param(&s, &ctx, name, default, None)
+        },
+    );
     let s = Rc::clone(&state);
-    engine.register_fn("param", move |name: &str, default: Dynamic, help: &str| {
-        param(&s, name, default, Some(help.to_string()))
-    });
+    engine.register_fn(
+        "param",
+        move |ctx: NativeCallContext, name: &str, default: Dynamic, help: &str| {
+            param(&s, &ctx, name, default, Some(help.to_string()))
+        },
+    );
     let s = Rc::clone(&state);
     engine.register_fn("host", move |name: &str| host(&s, name, Map::new()));
     let s = Rc::clone(&state);

@@ -176,12 +176,19 @@ fn test(m) {
             .unwrap()
             .to_string();
         assert!(e.starts_with("syn.rhai:2:"), "{e}");
-        let p = write("bad.rhai", "param(\"mtu\", 1500);\nfn test(m) {}\n");
-        let e = load(&p, &ov(&[("mtu", "x")]), Rc::new(|_| {}), Cancel::new())
-            .err()
-            .unwrap()
+        // A bad value is reported once every param is declared (so the
+        // message can list them), still at the declaration's position.
+        let p = write(
+            "bad.rhai",
+            "param(\"mtu\", 1500);\nparam(\"count\", 5);\nfn test(m) {}\n",
+        );
+        let o = ov(&[("mtu", "x")]);
+        let l = load(&p, &o, Rc::new(|_| {}), Cancel::new()).unwrap();
+        let e = crate::params::check(&l.declared.params, &o, "bad.rhai")
+            .unwrap_err()
             .to_string();
-        assert!(e.starts_with("bad.rhai:1:") && e.contains("\"mtu\""), "{e}");
+        assert!(e.starts_with("bad.rhai:1:1: param \"mtu\""), "{e}");
+        assert!(e.contains("declares: mtu, count"), "{e}");
         let p = write("thr.rhai", "let x = 1;\n  throw \"boom\";\nfn test(m) {}\n");
         let e = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new())
             .err()
