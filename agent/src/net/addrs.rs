@@ -164,24 +164,34 @@ pub async fn ip_del(
     }
     let all = saved(&conn, dev.netns.as_deref(), link.header.index).await?;
     record_routes(&conn, rec, dev, link.header.index).await?;
-    // Deleting an IPv4 primary takes the secondaries of its subnet along
-    // (without promote_secondaries): save them too, to be re-added after it.
+    // Deleting an IPv4 primary takes the secondaries of its subnet along,
+    // or (promote_secondaries) makes one of them primary. Either way the
+    // undo removes what is left of them, adds the primary, then them, so
+    // the primary/secondary order comes back as it was.
     if let Some(target) = all.iter().find(|a| a.cidr == want) {
-        if addr.is_ipv4() && !target.is_secondary() {
-            for sec in all
-                .iter()
+        let secs: Vec<&SavedAddr> = if addr.is_ipv4() && !target.is_secondary() {
+            all.iter()
                 .filter(|a| a.is_secondary() && same_subnet(&a.cidr, &want))
-            {
-                rec.record(NetUndo::AddSavedAddress {
-                    dev: dev.clone(),
-                    addr: sec.clone(),
-                })?;
-            }
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for sec in &secs {
+            rec.record(NetUndo::AddSavedAddress {
+                dev: dev.clone(),
+                addr: (*sec).clone(),
+            })?;
         }
         rec.record(NetUndo::AddSavedAddress {
             dev: dev.clone(),
             addr: target.clone(),
         })?;
+        for sec in secs.iter().rev() {
+            rec.record(NetUndo::DelAddress {
+                dev: dev.clone(),
+                cidr: sec.cidr.clone(),
+            })?;
+        }
     }
     apply_del(nets, dev, &want, false).await?;
     device(nets, dev).await

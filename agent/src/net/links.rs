@@ -185,6 +185,7 @@ async fn record_v6_addrs(
     for a in addrs::saved(conn, dev.netns.as_deref(), index)
         .await?
         .into_iter()
+        .rev()
         .filter(|a| a.cidr.contains(':') && !addrs::is_link_local(&a.cidr))
     {
         rec.record(NetUndo::AddSavedAddress {
@@ -319,7 +320,13 @@ pub async fn move_to(
         dev: dev.clone(),
         up: link.header.flags.contains(LinkFlags::Up),
     })?;
-    for a in saved.into_iter().filter(|a| !addrs::is_link_local(&a.cidr)) {
+    // Newest-first replay: record in reverse so primaries come back before
+    // their secondaries.
+    for a in saved
+        .into_iter()
+        .rev()
+        .filter(|a| !addrs::is_link_local(&a.cidr))
+    {
         rec.record(NetUndo::AddSavedAddress {
             dev: dev.clone(),
             addr: a,

@@ -418,7 +418,7 @@ mod tests {
             dev: Some("nic1".into()),
             pref: None,
         };
-        let m = r.message(4).unwrap();
+        let m = r.message(Some(4)).unwrap();
         assert_eq!(m.header.table, 252);
         let back = SavedRoute::from_message(&m, |i| (i == 4).then(|| "nic1".to_string())).unwrap();
         assert_eq!(back, r);
