@@ -40,7 +40,7 @@ pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireEr
             let id = ctx
                 .agent
                 .jobs
-                .start(spec, ctx.session, ctx.events.clone())
+                .start(&ctx.agent.journal, spec, ctx.session, ctx.events.clone())
                 .await?;
             if wait {
                 Ok(Response::Job(ctx.agent.jobs.wait(id, None).await?))

@@ -137,6 +137,17 @@ impl Journal {
     /// Blocks for one fsync (typically well under a millisecond on tmpfs,
     /// a few ms on disk).
     pub fn record(&self, entry: UndoEntry) -> Result<(), WireError> {
+        self.append(entry, true)
+    }
+
+    /// Appends `entry` without `fsync`: for job starts, which must stay
+    /// fast. A `kill -9` of the agent keeps the page cache, so the entry
+    /// survives it; a machine crash loses it, and the job with it.
+    pub fn record_unsynced(&self, entry: UndoEntry) -> Result<(), WireError> {
+        self.append(entry, false)
+    }
+
+    fn append(&self, entry: UndoEntry, sync: bool) -> Result<(), WireError> {
         let line = encode_line(&entry)
             .map_err(|e| WireError::internal(format!("cannot encode undo entry: {e}")))?;
         let mut f = self
@@ -144,7 +155,7 @@ impl Journal {
             .lock()
             .map_err(|_| WireError::internal("undo journal lock poisoned"))?;
         f.write_all(line.as_bytes())
-            .and_then(|()| f.sync_data())
+            .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
             .map_err(|e| {
                 WireError::os(format!(
                     "cannot write undo journal {}: {e}",

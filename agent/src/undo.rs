@@ -21,6 +21,11 @@ pub enum UndoEntry {
     Test { path: String, marker: String },
     /// A device, address, route, namespace, sysctl or file change.
     Net(NetUndo),
+    /// A job started: `kill -TERM -PGID`, then `-KILL`, if the group still
+    /// runs and its leader is the process that started at `start_time`
+    /// (`/proc/PID/stat` field 22), so a reused pid is never signalled.
+    /// Journaled without fsync (see [`crate::journal::Journal::record_unsynced`]).
+    KillJob { pgid: i32, start_time: u64 },
 }
 
 /// What undos need from the running agent: the per-namespace netlink
@@ -56,10 +61,24 @@ pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<String> {
                 .iter()
                 .filter_map(|e| match e {
                     UndoEntry::Net(n) => Some(n.clone()),
-                    UndoEntry::Test { .. } => None,
+                    UndoEntry::Test { .. } | UndoEntry::KillJob { .. } => None,
                 })
                 .collect();
             errors.extend(crate::net::undo_all(&ctx.nets, run).await);
+            end = start;
+        } else if matches!(entries[end - 1], UndoEntry::KillJob { .. }) {
+            // A run of jobs: one /proc scan, TERM to all, one grace period.
+            while start > 0 && matches!(entries[start - 1], UndoEntry::KillJob { .. }) {
+                start -= 1;
+            }
+            let groups: Vec<(i32, u64)> = entries[start..end]
+                .iter()
+                .filter_map(|e| match e {
+                    UndoEntry::KillJob { pgid, start_time } => Some((*pgid, *start_time)),
+                    _ => None,
+                })
+                .collect();
+            errors.extend(crate::jobs::orphans::kill_groups(&groups).await);
             end = start;
         } else {
             let entry = &entries[end - 1];
@@ -91,6 +110,14 @@ impl UndoEntry {
                     .map_err(|e| format!("undo test entry: cannot write {path}: {e}"))
             }
             UndoEntry::Net(n) => n.undo(&ctx.nets).await,
+            UndoEntry::KillJob { pgid, start_time } => {
+                let errors = crate::jobs::orphans::kill_groups(&[(*pgid, *start_time)]).await;
+                if errors.is_empty() {
+                    Ok(())
+                } else {
+                    Err(errors.join("; "))
+                }
+            }
         }
     }
 
@@ -99,6 +126,7 @@ impl UndoEntry {
         match self {
             UndoEntry::Test { path, marker } => format!("test marker {marker:?} -> {path}"),
             UndoEntry::Net(n) => n.describe(),
+            UndoEntry::KillJob { pgid, .. } => format!("kill job process group {pgid}"),
         }
     }
 }

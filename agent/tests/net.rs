@@ -1183,3 +1183,201 @@ async fn tun_and_tap_are_created_in_the_namespace_and_undone() {
         .collect();
     assert_eq!(names, vec!["lo".to_string()]);
 }
+
+/// `ip -j addr` and both route tables of `ns`, lifetimes dropped (they
+/// count down), arrays sorted.
+fn exact_state(ns: &Ns) -> Value {
+    let mut addrs = ipj(ns, &["addr", "show"]);
+    for l in addrs.as_array_mut().unwrap() {
+        if let Some(a) = l["addr_info"].as_array_mut() {
+            for i in a.iter_mut() {
+                let o = i.as_object_mut().unwrap();
+                for k in ["valid_life_time", "preferred_life_time"] {
+                    // keep whether it was forever, not the seconds left
+                    let forever = o.get(k).and_then(Value::as_u64) == Some(u32::MAX as u64);
+                    o.insert(k.into(), Value::Bool(forever));
+                }
+            }
+            a.sort_by_key(|v| v.to_string());
+        }
+    }
+    let mut r = Vec::new();
+    for fam in ["-4", "-6"] {
+        let v = ipj(ns, &[fam, "route", "show", "table", "all"]);
+        for x in v.as_array().unwrap() {
+            let mut x = x.clone();
+            x.as_object_mut().unwrap().remove("expires");
+            r.push(x.to_string());
+        }
+    }
+    r.sort();
+    serde_json::json!({ "addrs": addrs, "routes": r })
+}
+
+/// Addresses and routes deleted, or dropped by the kernel (NIC down, move,
+/// MTU below 1280, flush), come back with every attribute they had: no
+/// broadcast where there was none, label, noprefixroute, secondaries,
+/// a finite lifetime, the route's own protocol/scope/metric/src/onlink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_and_dropped_addresses_and_routes_come_back_exactly() {
+    if !root() {
+        return;
+    }
+    let h = Ns::new();
+    let other = Ns::new();
+    let (pfx, _guard) = prefix();
+    veth_pair(&h, "e0", "e0p");
+    let n = &h.0;
+    for a in [
+        vec!["ip", "-n", n, "link", "set", "e0", "up"],
+        vec!["ip", "-n", n, "link", "set", "e0p", "up"],
+        vec!["ip", "-n", n, "addr", "add", "10.60.0.1/24", "dev", "e0"],
+        vec![
+            "ip",
+            "-n",
+            n,
+            "addr",
+            "add",
+            "10.60.0.9/24",
+            "dev",
+            "e0",
+            "label",
+            "e0:sec",
+        ],
+        vec![
+            "ip",
+            "-n",
+            n,
+            "addr",
+            "add",
+            "10.61.0.1/24",
+            "brd",
+            "+",
+            "dev",
+            "e0",
+            "noprefixroute",
+        ],
+        vec![
+            "ip",
+            "-n",
+            n,
+            "addr",
+            "add",
+            "10.62.0.1/24",
+            "dev",
+            "e0",
+            "valid_lft",
+            "3000",
+            "preferred_lft",
+            "2000",
+        ],
+        vec![
+            "ip",
+            "-n",
+            n,
+            "-6",
+            "addr",
+            "add",
+            "fd60::1/64",
+            "dev",
+            "e0",
+            "nodad",
+        ],
+        vec![
+            "ip",
+            "-n",
+            n,
+            "route",
+            "add",
+            "10.70.0.0/24",
+            "via",
+            "10.60.0.2",
+            "proto",
+            "42",
+            "metric",
+            "7",
+            "src",
+            "10.60.0.1",
+        ],
+        vec![
+            "ip",
+            "-n",
+            n,
+            "route",
+            "add",
+            "10.71.0.0/24",
+            "via",
+            "192.0.2.1",
+            "dev",
+            "e0",
+            "onlink",
+            "table",
+            "1234",
+        ],
+        vec![
+            "ip",
+            "-n",
+            n,
+            "-6",
+            "route",
+            "add",
+            "fd70::/64",
+            "via",
+            "fd60::2",
+            "proto",
+            "static",
+        ],
+    ] {
+        sh(&a);
+    }
+    let before = exact_state(&h);
+    let nets = Nets::new(pfx.clone());
+    let rec = VecRec::default();
+    let e0 = h.dev("e0");
+    let route = |dst: &str, via: &str, table: Option<u32>| RouteSpec {
+        dst: dst.into(),
+        via: Some(via.into()),
+        dev: None,
+        table,
+        metric: None,
+    };
+    net::route_del(
+        &nets,
+        &rec,
+        h.name(),
+        &route("10.70.0.0/24", "10.60.0.2", None),
+    )
+    .await
+    .unwrap();
+    net::route_del(
+        &nets,
+        &rec,
+        h.name(),
+        &route("10.71.0.0/24", "192.0.2.1", Some(1234)),
+    )
+    .await
+    .unwrap();
+    // a primary takes its secondary along
+    net::ip_del(&nets, &rec, &e0, "10.60.0.1/24").await.unwrap();
+    net::ip_del(&nets, &rec, &e0, "10.62.0.1/24").await.unwrap();
+    net::set_mtu(&nets, &rec, &e0, 1200).await.unwrap();
+    net::set_mtu(&nets, &rec, &e0, 1500).await.unwrap();
+    net::set_state(&nets, &rec, &e0, false).await.unwrap();
+    net::set_state(&nets, &rec, &e0, true).await.unwrap();
+    net::ip_flush(&nets, &rec, &e0).await.unwrap();
+    assert_ne!(exact_state(&h), before);
+    let errors = net::undo_all(&nets, rec.take()).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(exact_state(&h), before);
+
+    // A move to another namespace and back restores the routes too.
+    let before = exact_state(&h);
+    net::move_to(&nets, &rec, &e0, other.name()).await.unwrap();
+    assert!(ipj(&h, &["-6", "route", "show", "fd70::/64"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let errors = net::undo_all(&nets, rec.take()).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(exact_state(&h), before);
+}

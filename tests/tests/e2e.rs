@@ -93,15 +93,6 @@ struct Pool {
 
 const NICS: [&str; 2] = ["nic1", "nic2"];
 
-/// Whether the recipe also deletes a pre-existing route and address and
-/// sets a NIC down. Off until the agent restores those exactly: a deleted
-/// IPv4 address comes back with a broadcast it did not have, a deleted
-/// route with `proto static` instead of its own protocol, and an IPv6
-/// route the kernel drops when the NIC goes down is not put back.
-/// `LNST_E2E_STRICT=1` turns it on to see those differences.
-static STRICT: std::sync::LazyLock<bool> =
-    std::sync::LazyLock::new(|| std::env::var("LNST_E2E_STRICT").is_ok_and(|v| v == "1"));
-
 impl Pool {
     fn new(case: &str, heartbeat: Option<&'static str>) -> Pool {
         let tag = format!("lnsttest-{}-{case}", std::process::id());
@@ -257,15 +248,13 @@ impl Pool {
     }
 
     fn params(&self, hold: bool) -> Vec<String> {
-        let mut v = vec![format!("strict={}", *STRICT)];
-        v.extend([
+        vec![
             format!("n1={}", NICS[0]),
             format!("n2={}", NICS[1]),
             format!("sleeper={}", self.sleeper()),
             format!("hold={hold}"),
             format!("ready={}", self.dir.join("ready").display()),
-        ]);
-        v
+        ]
     }
 
     /// The background job's argument, unique to this test: `sleep N`.
@@ -500,7 +489,6 @@ let n2 = param("n2", "b");
 let sleeper = param("sleeper", "1000");
 let hold = param("hold", false);
 let ready = param("ready", "");
-let strict = param("strict", true, "also the changes the agent cannot yet restore exactly");
 let poll = param("poll", false, "hold in short sleeps with a request to every host");
 let h1 = host("h1");
 h1.nic("eth0", #{ net: "t1" });
@@ -514,10 +502,8 @@ fn test(m) {
         let n = e[1];
         let i = e[2];
         let d = h.eth0;
-        if p.strict {
-            h.route_del(#{ dst: "10.51.0.0/24", via: `10.50.0.${3 - i}` });
-            d.ip_del(`10.50.0.${i}/24`);
-        }
+        h.route_del(#{ dst: "10.51.0.0/24", via: `10.50.0.${3 - i}` });
+        d.ip_del(`10.50.0.${i}/24`);
         d.mtu = 1280 + i;
         d.mac = `02:00:00:00:ee:0${i}`;
         d.ip_add(`10.52.0.${i}/24`);
@@ -539,7 +525,7 @@ fn test(m) {
         ns.v1p.ip_add("10.55.0.1/24");
         h.br0.up();
         h.run(`sleep ${p.sleeper}`, #{ bg: true });
-        if i == 2 && p.strict { d.down(); }
+        if i == 2 { d.down(); }
         m.check(d.mtu == 1280 + i && d.master == "br0", `${h.name} changed`);
     }
     if p.hold {
@@ -683,29 +669,10 @@ fn snapshot_restored_after_kill9_of_an_agent_and_its_restart() {
     );
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     p.start_agent(1);
-    // Known bug: jobs are not in the undo journal, so the background job
-    // of the killed agent outlives it and its restart. Compare the rest;
-    // report the orphans.
-    let mut want = before.clone();
-    want["processes"] = Value::Null;
-    let t0 = Instant::now();
-    loop {
-        let mut now = p.snapshot();
-        let procs = now["processes"].take();
-        now["processes"] = Value::Null;
-        if now == want {
-            if procs != before["processes"] {
-                println!("KNOWN BUG: left after the agent's restart: {procs}");
-            }
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(3),
-            "not restored within 3 s:\n{}",
-            diff(&want, &now)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The restarted agent replays the journal: devices, addresses, routes
+    // and the killed agent's background job (a `KillJob` entry) are gone.
+    let took = p.wait_restored(&before, Duration::from_secs(3));
+    println!("agentkill: restored {took:?} after the agent's restart");
 }
 
 /// A kind this kernel lacks is an error a recipe can catch, naming the kind.

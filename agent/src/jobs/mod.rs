@@ -7,8 +7,12 @@
 //! [`KILL_GRACE`]), and on exit publishes the [`JobExit`] and sends
 //! `Event::JobFinished`. Signals always go to the whole group (`kill
 //! -SIG -PGID`), so grandchildren go too. Job ids are unique per agent
-//! process, from 1.
+//! process, from 1. Each job is journaled as `KillJob` right after it is
+//! spawned (no fsync), so the journal replay of a restarted agent ends
+//! jobs that outlived a `kill -9` of the one that started them
+//! ([`orphans`]).
 
+pub mod orphans;
 pub mod output;
 pub mod spawn;
 
@@ -24,6 +28,8 @@ use tokio::process::Child;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
+use crate::journal::Journal;
+use crate::undo::UndoEntry;
 use output::Bounded;
 use spawn::NetnsSpawners;
 
@@ -97,8 +103,13 @@ impl Jobs {
     /// Starts `spec` for `session`; its output and exit are sent to
     /// `events`. Returns at once with the id (the caller waits if
     /// `spec.wait`).
+    ///
+    /// The job is journaled in `journal` as [`UndoEntry::KillJob`] before
+    /// this returns; if that fails, the job is killed and the error
+    /// returned.
     pub async fn start(
         &self,
+        journal: &Journal,
         spec: JobSpec,
         session: u64,
         events: EventTx,
@@ -110,6 +121,14 @@ impl Jobs {
             .id()
             .ok_or_else(|| WireError::internal("spawned job has no pid"))?
             as i32;
+        // The leader is our unreaped child, so its /proc entry exists even
+        // if it already exited (a zombie).
+        let start_time = orphans::start_time(pgid).unwrap_or(0);
+        if let Err(e) = journal.record_unsynced(UndoEntry::KillJob { pgid, start_time }) {
+            let _ = killpg(pgid, libc::SIGKILL);
+            let _ = child.wait().await;
+            return Err(e);
+        }
         let (exit_tx, exit_rx) = watch::channel(None);
         let job = Arc::new(Job {
             id,

@@ -1,6 +1,9 @@
 //! `ip addr`: listing, adding, deleting and flushing addresses.
 //! `ip_add` records `DelAddress`; `ip_del` and `ip_flush` record
-//! `AddAddress` for what they remove.
+//! `AddSavedAddress` for what they remove, with every attribute the kernel
+//! had ([`SavedAddr`]), and `AddSavedRoute` for the routes through the
+//! device (the kernel drops a route whose gateway or source goes with the
+//! address).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -13,6 +16,8 @@ use netlink_packet_route::AddressFamily;
 
 use super::error::{errno_of, nl_error};
 use super::links::{device, get_link};
+use super::nsthread::NsConn;
+use super::saved::{routes_via, SavedAddr};
 use super::{ns_label, NetUndo, Nets, Recorder};
 
 /// Parses `addr/prefix` (a bare address gets /32 or /128, like `ip addr add`).
@@ -157,10 +162,37 @@ pub async fn ip_del(
             }
         )));
     }
-    rec.record(NetUndo::AddAddress {
-        dev: dev.clone(),
-        cidr: want.clone(),
-    })?;
+    let all = saved(&conn, dev.netns.as_deref(), link.header.index).await?;
+    record_routes(&conn, rec, dev, link.header.index).await?;
+    // Deleting an IPv4 primary takes the secondaries of its subnet along,
+    // or (promote_secondaries) makes one of them primary. Either way the
+    // undo removes what is left of them, adds the primary, then them, so
+    // the primary/secondary order comes back as it was.
+    if let Some(target) = all.iter().find(|a| a.cidr == want) {
+        let secs: Vec<&SavedAddr> = if addr.is_ipv4() && !target.is_secondary() {
+            all.iter()
+                .filter(|a| a.is_secondary() && same_subnet(&a.cidr, &want))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for sec in &secs {
+            rec.record(NetUndo::AddSavedAddress {
+                dev: dev.clone(),
+                addr: (*sec).clone(),
+            })?;
+        }
+        rec.record(NetUndo::AddSavedAddress {
+            dev: dev.clone(),
+            addr: target.clone(),
+        })?;
+        for sec in secs.iter().rev() {
+            rec.record(NetUndo::DelAddress {
+                dev: dev.clone(),
+                cidr: sec.cidr.clone(),
+            })?;
+        }
+    }
     apply_del(nets, dev, &want, false).await?;
     device(nets, dev).await
 }
@@ -180,16 +212,103 @@ pub async fn ip_flush(
         .unwrap_or_default();
     // Delete IPv6 first, then IPv4 in reverse so that secondaries go before
     // their primary (deleting a primary drops its secondaries).
+    let all = saved(&conn, dev.netns.as_deref(), link.header.index).await?;
+    record_routes(&conn, rec, dev, link.header.index).await?;
     let mut order: Vec<&String> = have.iter().filter(|c| !is_link_local(c)).collect();
     order.reverse();
     for cidr in order {
-        rec.record(NetUndo::AddAddress {
-            dev: dev.clone(),
-            cidr: cidr.clone(),
-        })?;
+        if let Some(a) = all.iter().find(|a| &a.cidr == cidr) {
+            rec.record(NetUndo::AddSavedAddress {
+                dev: dev.clone(),
+                addr: a.clone(),
+            })?;
+        }
         apply_del(nets, dev, cidr, true).await?;
     }
     device(nets, dev).await
+}
+
+/// Whether two IPv4 `addr/prefix` share prefix length and network.
+fn same_subnet(a: &str, b: &str) -> bool {
+    match (parse_cidr(a), parse_cidr(b)) {
+        (Ok((IpAddr::V4(x), p)), Ok((IpAddr::V4(y), q))) if p == q => {
+            let mask = if p == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(p))
+            };
+            u32::from(x) & mask == u32::from(y) & mask
+        }
+        _ => false,
+    }
+}
+
+/// `ip -d addr show dev DEV` with every attribute, kernel order.
+pub(crate) async fn saved(
+    conn: &NsConn,
+    netns: Option<&str>,
+    index: u32,
+) -> Result<Vec<SavedAddr>, WireError> {
+    let msgs: Vec<AddressMessage> = conn
+        .rt
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| nl_error(e, format!("ip addr show in {}", ns_label(netns))))?;
+    Ok(msgs
+        .iter()
+        .filter(|m| m.header.index == index)
+        .filter_map(SavedAddr::from_message)
+        .collect())
+}
+
+/// Records `AddSavedRoute` for every route through device `index` that
+/// the kernel would drop with a change to it (see [`routes_via`]). Call it
+/// before recording the entries that bring the device's addresses and
+/// state back: replay is in reverse, and a route needs both.
+pub(crate) async fn record_routes(
+    conn: &NsConn,
+    rec: &dyn Recorder,
+    dev: &DevRef,
+    index: u32,
+) -> Result<(), WireError> {
+    for route in routes_via(conn, dev.netns.as_deref(), index, &dev.name).await? {
+        rec.record(NetUndo::AddSavedRoute {
+            netns: dev.netns.clone(),
+            route,
+        })?;
+    }
+    Ok(())
+}
+
+/// `ip addr add` of a [`SavedAddr`] on `dev` (as named now); one already
+/// there is fine.
+pub(crate) async fn apply_add_saved(
+    nets: &Nets,
+    dev: &DevRef,
+    a: &SavedAddr,
+) -> Result<(), WireError> {
+    let conn = nets.conn(dev.netns.as_deref()).await?;
+    let link = get_link(&conn, dev).await?;
+    let (addr, prefix) = a.ip()?;
+    let mut req = conn.rt.address().add(link.header.index, addr, prefix);
+    *req.message_mut() = a.message(link.header.index)?;
+    match req.execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno_of(&e) == Some(nix::errno::Errno::EEXIST) => Ok(()),
+        Err(e) => Err(nl_error(
+            e,
+            format!(
+                "ip addr add {} dev {} in {}",
+                a.cidr,
+                dev.name,
+                ns_label(dev.netns.as_deref())
+            ),
+        )),
+    }
 }
 
 /// Adds `cidr`; with `tolerant`, an address already present is fine.

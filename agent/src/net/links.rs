@@ -80,6 +80,12 @@ pub async fn set_mtu(
     let conn = nets.conn(dev.netns.as_deref()).await?;
     let link = get_link(&conn, dev).await?;
     let old = link_mtu(&link);
+    if mtu < IPV6_MIN_MTU && old >= IPV6_MIN_MTU {
+        // Below 1280 the kernel turns IPv6 off on the device, dropping its
+        // IPv6 addresses and routes: bring them back after the MTU.
+        addrs::record_routes(&conn, rec, dev, link.header.index).await?;
+        record_v6_addrs(&conn, rec, dev, link.header.index).await?;
+    }
     rec.record(NetUndo::RestoreMtu {
         dev: dev.clone(),
         mtu: old,
@@ -151,21 +157,11 @@ pub async fn set_state(
     let link = get_link(&conn, dev).await?;
     let was_up = link.header.flags.contains(LinkFlags::Up);
     if was_up && !up {
-        // Going down drops the IPv6 addresses (unless keep_addr_on_down):
-        // re-add them after the state is restored (replay is in reverse).
-        let ips = addrs::dump(&conn.rt, dev.netns.as_deref(), Some(link.header.index))
-            .await?
-            .remove(&link.header.index)
-            .unwrap_or_default();
-        for cidr in ips
-            .iter()
-            .filter(|c| c.contains(':') && !addrs::is_link_local(c))
-        {
-            rec.record(NetUndo::AddAddress {
-                dev: dev.clone(),
-                cidr: cidr.clone(),
-            })?;
-        }
+        // Going down drops the routes through the device and the IPv6
+        // addresses (unless keep_addr_on_down): re-add them after the state
+        // is restored, addresses before routes (replay is in reverse).
+        addrs::record_routes(&conn, rec, dev, link.header.index).await?;
+        record_v6_addrs(&conn, rec, dev, link.header.index).await?;
     }
     rec.record(NetUndo::RestoreState {
         dev: dev.clone(),
@@ -173,6 +169,31 @@ pub async fn set_state(
     })?;
     apply_state(&conn, dev, link.header.index, up).await?;
     device_after(&conn, dev, link.header.index).await
+}
+
+/// The smallest MTU with which the kernel keeps IPv6 on a device.
+const IPV6_MIN_MTU: u32 = 1280;
+
+/// Records `AddSavedAddress` for the device's IPv6 addresses other than
+/// link-local (which the kernel makes again itself).
+async fn record_v6_addrs(
+    conn: &NsConn,
+    rec: &dyn Recorder,
+    dev: &DevRef,
+    index: u32,
+) -> Result<(), WireError> {
+    for a in addrs::saved(conn, dev.netns.as_deref(), index)
+        .await?
+        .into_iter()
+        .rev()
+        .filter(|a| a.cidr.contains(':') && !addrs::is_link_local(&a.cidr))
+    {
+        rec.record(NetUndo::AddSavedAddress {
+            dev: dev.clone(),
+            addr: a,
+        })?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn apply_state(
@@ -224,6 +245,9 @@ pub async fn set_master(
         Some(i) => Some(link_name(&get_link_by_index(&conn, i).await?).to_string()),
         None => None,
     };
+    // A new master (an L3 master such as a VRF, or a bond) can take the
+    // device's routes: put them back after the master is restored.
+    addrs::record_routes(&conn, rec, dev, link.header.index).await?;
     rec.record(NetUndo::RestoreMaster {
         dev: dev.clone(),
         master: old,
@@ -288,18 +312,24 @@ pub async fn move_to(
             ),
         ));
     }
-    let ips = addrs::dump(&conn.rt, dev.netns.as_deref(), Some(link.header.index))
-        .await?
-        .remove(&link.header.index)
-        .unwrap_or_default();
+    let saved = addrs::saved(&conn, dev.netns.as_deref(), link.header.index).await?;
+    // Replay order: move back, addresses, state, then the routes (which
+    // need the device up and its addresses).
+    addrs::record_routes(&conn, rec, dev, link.header.index).await?;
     rec.record(NetUndo::RestoreState {
         dev: dev.clone(),
         up: link.header.flags.contains(LinkFlags::Up),
     })?;
-    for cidr in ips.iter().filter(|c| !addrs::is_link_local(c)) {
-        rec.record(NetUndo::AddAddress {
+    // Newest-first replay: record in reverse so primaries come back before
+    // their secondaries.
+    for a in saved
+        .into_iter()
+        .rev()
+        .filter(|a| !addrs::is_link_local(&a.cidr))
+    {
+        rec.record(NetUndo::AddSavedAddress {
             dev: dev.clone(),
-            cidr: cidr.clone(),
+            addr: a,
         })?;
     }
     rec.record(NetUndo::MoveBack {

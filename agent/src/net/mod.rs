@@ -18,7 +18,8 @@
 //! [`monitor`] (the device cache and its events) →
 //! [`error`] (netlink errors with the kernel's extended-ACK text) →
 //! [`links`] (`ip link`) → [`create`] (`ip link add`) → [`addrs`] →
-//! [`routes`] → [`features`] / [`driver`] (ethtool) → [`netns`] →
+//! [`routes`] → [`saved`] (addresses and routes kept exactly for undo) →
+//! [`features`] / [`driver`] (ethtool) → [`netns`] →
 //! [`sysctl`] → [`files`] → [`undo`].
 
 pub mod addrs;
@@ -32,6 +33,7 @@ pub mod monitor;
 pub mod netns;
 pub mod nsthread;
 pub mod routes;
+pub mod saved;
 pub mod sysctl;
 pub mod undo;
 

@@ -1,12 +1,14 @@
 //! `ip route add|del DST [via GW] [dev DEV] [table T] [metric M]`, IPv4 and
-//! IPv6. `route_add` records `DelRoute`; `route_del` records `AddRoute`.
+//! IPv6. `route_add` records `DelRoute`; `route_del` finds the route as
+//! the kernel has it (protocol, scope, type, table, metric, src, via, dev,
+//! onlink) and records `AddSavedRoute` with all of it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use lnst_common::device::DevRef;
 use lnst_common::host::RouteSpec;
 use lnst_common::WireError;
-use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope};
+use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteProtocol, RouteScope};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::RouteMessageBuilder;
 
@@ -14,6 +16,7 @@ use super::addrs::parse_cidr;
 use super::error::{errno_of, nl_error};
 use super::links::get_link;
 use super::nsthread::NsConn;
+use super::saved::{dump_routes, SavedRoute};
 use super::{ns_label, NetUndo, Nets, Recorder};
 
 /// `ip route` words of a spec, for messages.
@@ -154,12 +157,121 @@ pub async fn route_del(
 ) -> Result<(), WireError> {
     let conn = nets.conn(netns).await?;
     // Validate (and resolve dev) before recording anything.
-    message(&conn, netns, route, true).await?;
-    rec.record(NetUndo::AddRoute {
+    let want = message(&conn, netns, route, true).await?;
+    let Some(found) = find(&conn, netns, &want).await? else {
+        return Err(WireError::not_found(format!(
+            "ip route del {} in {}: no such route",
+            describe(route),
+            ns_label(netns)
+        )));
+    };
+    rec.record(NetUndo::AddSavedRoute {
         netns: netns.map(str::to_string),
-        route: route.clone(),
+        route: found.clone(),
     })?;
-    apply_del(nets, netns, route, false).await
+    // Delete exactly the route saved (the first match, as `ip route del`).
+    let oif = saved_oif(&conn, netns, &found).await?;
+    conn.rt
+        .route()
+        .del(found.message(oif)?)
+        .execute()
+        .await
+        .map_err(|e| {
+            nl_error(
+                e,
+                format!("ip route del {} in {}", describe(route), ns_label(netns)),
+            )
+        })
+}
+
+fn table_of(m: &RouteMessage) -> u32 {
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(m.header.table))
+}
+
+/// The first route in the kernel matching the delete request `want` (as
+/// `ip route del` picks it): same family, destination and table (main by
+/// default), and the metric, gateway and device when given.
+async fn find(
+    conn: &NsConn,
+    netns: Option<&str>,
+    want: &RouteMessage,
+) -> Result<Option<SavedRoute>, WireError> {
+    let attr = |m: &RouteMessage, f: fn(&RouteAttribute) -> bool| {
+        m.attributes.iter().find(|a| f(a)).cloned()
+    };
+    let is_dst = |a: &RouteAttribute| matches!(a, RouteAttribute::Destination(_));
+    let is_gw = |a: &RouteAttribute| matches!(a, RouteAttribute::Gateway(_));
+    let is_oif = |a: &RouteAttribute| matches!(a, RouteAttribute::Oif(_));
+    let is_prio = |a: &RouteAttribute| matches!(a, RouteAttribute::Priority(_));
+    let want_table = match table_of(want) {
+        0 => 254,
+        t => t,
+    };
+    let all = dump_routes(conn, netns).await?;
+    let Some(m) = all.iter().find(|m| {
+        m.header.address_family == want.header.address_family
+            && m.header.destination_prefix_length == want.header.destination_prefix_length
+            && attr(m, is_dst) == attr(want, is_dst)
+            && table_of(m) == want_table
+            && [is_gw, is_oif, is_prio]
+                .iter()
+                .all(|f| attr(want, *f).is_none() || attr(m, *f) == attr(want, *f))
+    }) else {
+        return Ok(None);
+    };
+    let mut names = std::collections::HashMap::new();
+    if let Some(RouteAttribute::Oif(i)) = attr(m, is_oif) {
+        let l = super::links::get_link_by_index(conn, i).await?;
+        names.insert(i, super::links::link_name(&l).to_string());
+    }
+    Ok(SavedRoute::from_message(m, |i| names.get(&i).cloned()))
+}
+
+/// The ifindex of a saved route's device now.
+async fn saved_oif(
+    conn: &NsConn,
+    netns: Option<&str>,
+    r: &SavedRoute,
+) -> Result<Option<u32>, WireError> {
+    Ok(match &r.dev {
+        Some(d) => Some(
+            get_link(
+                conn,
+                &DevRef {
+                    netns: netns.map(str::to_string),
+                    name: d.clone(),
+                },
+            )
+            .await?
+            .header
+            .index,
+        ),
+        None => None,
+    })
+}
+
+/// `ip route add` of a [`SavedRoute`]; one already there is fine.
+pub(crate) async fn apply_add_saved(
+    nets: &Nets,
+    netns: Option<&str>,
+    r: &SavedRoute,
+) -> Result<(), WireError> {
+    let conn = nets.conn(netns).await?;
+    let oif = saved_oif(&conn, netns, r).await?;
+    match conn.rt.route().add(r.message(oif)?).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno_of(&e) == Some(nix::errno::Errno::EEXIST) => Ok(()),
+        Err(e) => Err(nl_error(
+            e,
+            format!("ip route add {} in {}", r.describe(), ns_label(netns)),
+        )),
+    }
 }
 
 /// Adds a route; with `tolerant`, one already present is fine.
@@ -215,7 +327,7 @@ pub(crate) async fn apply_del(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+    use netlink_packet_route::route::RouteAddress;
 
     fn spec(dst: &str, via: Option<&str>) -> RouteSpec {
         RouteSpec {

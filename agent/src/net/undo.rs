@@ -14,6 +14,7 @@ use lnst_common::{ErrorKind, WireError};
 use serde::{Deserialize, Serialize};
 
 use super::links::{apply_master, apply_move, apply_state, get_link};
+use super::saved::{SavedAddr, SavedRoute};
 use super::{addrs, features, files, netns, routes, sysctl, Nets};
 
 /// One change to undo. Devices are named as they are at undo time.
@@ -69,6 +70,13 @@ pub enum NetUndo {
         netns: Option<String>,
         route: RouteSpec,
     },
+    /// `ip addr add` with every attribute the address had.
+    AddSavedAddress { dev: DevRef, addr: SavedAddr },
+    /// `ip route add` with every attribute the route had.
+    AddSavedRoute {
+        netns: Option<String>,
+        route: SavedRoute,
+    },
 }
 
 /// `Ok` for "already gone".
@@ -113,6 +121,8 @@ impl NetUndo {
             NetUndo::RestoreFile { path, .. } => format!("file {path}"),
             NetUndo::DelRoute { route, .. } => format!("del route {}", routes::describe(route)),
             NetUndo::AddRoute { route, .. } => format!("add route {}", routes::describe(route)),
+            NetUndo::AddSavedAddress { dev, addr } => format!("add {} to {}", addr.cidr, d(dev)),
+            NetUndo::AddSavedRoute { route, .. } => format!("add route {}", route.describe()),
         }
     }
 
@@ -213,6 +223,15 @@ impl NetUndo {
             }
             NetUndo::AddRoute { netns, route } => {
                 gone_ok(routes::apply_add(nets, netns.as_deref(), route, true).await)
+            }
+            NetUndo::AddSavedAddress { dev, addr } => {
+                gone_ok(addrs::apply_add_saved(nets, dev, addr).await)
+            }
+            NetUndo::AddSavedRoute { netns, route } => {
+                if ns_exists(netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(routes::apply_add_saved(nets, netns.as_deref(), route).await)
             }
         }
     }
