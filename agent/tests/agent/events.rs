@@ -11,16 +11,7 @@ use lnst_common::job::JobSpec;
 use lnst_common::{Event, Request, Response};
 use tokio::sync::broadcast;
 
-use super::harness::{run, Agent, Netns};
-
-fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        println!("SKIP: needs root (network namespaces)");
-        false
-    }
-}
+use super::harness::{root, run, Agent, Netns};
 
 async fn devices(c: &lnst_ctl::client::AgentClient, ns: &str) -> Vec<DeviceInfo> {
     match c

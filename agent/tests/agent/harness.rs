@@ -299,6 +299,21 @@ impl Drop for Netns {
     }
 }
 
+/// Whether this process runs as root (namespaces, veth and capture need it).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// [`is_root`], printing `SKIP` when not, for a test to return early.
+pub fn root() -> bool {
+    if is_root() {
+        true
+    } else {
+        println!("SKIP: needs root (network namespaces)");
+        false
+    }
+}
+
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }

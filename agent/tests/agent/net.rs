@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use lnst_agent::net::{self, NetUndo, Nets, Recorder};
@@ -14,18 +13,14 @@ use lnst_common::host::RouteSpec;
 use lnst_common::{ErrorKind, WireError};
 use serde_json::Value;
 
-static N: AtomicU32 = AtomicU32::new(0);
+use super::harness::{root, unique, TempDir};
 
 /// A namespace made with `ip netns add`, deleted on drop.
 struct Ns(String);
 
 impl Ns {
     fn new() -> Ns {
-        let name = format!(
-            "lnsttest-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
+        let name = unique("");
         sh(&["ip", "netns", "add", &name]);
         sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
         Ns(name)
@@ -65,11 +60,7 @@ impl Drop for PrefixGuard {
 }
 
 fn prefix() -> (String, PrefixGuard) {
-    let p = format!(
-        "lnsttest-{}-p{}-",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    );
+    let p = unique("-p-");
     (p.clone(), PrefixGuard(p))
 }
 
@@ -122,15 +113,6 @@ fn addrs_of(ns: &Ns, dev: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        println!("SKIP: needs root (network namespaces)");
-        false
-    }
 }
 
 fn veth_pair(ns: &Ns, a: &str, b: &str) {
@@ -914,8 +896,8 @@ async fn sysctl_files_and_errors() {
         .trim(),
         "2"
     );
-    let dir = std::env::temp_dir().join(format!("lnsttest-{}-files", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new();
+    let dir = tmp.0.clone();
     let existing = dir.join("existing.txt");
     std::fs::write(&existing, b"old").unwrap();
     let p = existing.to_str().unwrap();
@@ -981,7 +963,6 @@ async fn sysctl_files_and_errors() {
     );
     assert_eq!(std::fs::read(&existing).unwrap(), b"old");
     assert!(!fresh.exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A new namespace starts with ip_forward 0.

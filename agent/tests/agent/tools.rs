@@ -9,10 +9,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lnst_agent::tools::{capture_main, cpu_stat_main};
+
+use super::harness::{is_root, unique};
 
 /// Not a test of its own: the body of the re-executed child process.
 #[test]
@@ -34,6 +35,15 @@ fn child_entry() {
     std::process::exit(code);
 }
 
+/// libtest's name of [`child_entry`] (`agent::tools::child_entry`): this
+/// module's path without the crate name, so a move of the file keeps the
+/// re-execution working.
+fn child_entry_name() -> String {
+    let path = module_path!();
+    let in_crate = path.split_once("::").map_or(path, |(_, rest)| rest);
+    format!("{in_crate}::child_entry")
+}
+
 /// Starts the tool `which` with `args`, inside netns `ns` when given.
 fn spawn_tool(which: &str, args: &[&str], ns: Option<&str>) -> Child {
     let exe = std::env::current_exe().expect("test exe");
@@ -45,20 +55,19 @@ fn spawn_tool(which: &str, args: &[&str], ns: Option<&str>) -> Child {
         }
         None => Command::new(&exe),
     };
-    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("LNST_TOOLS_CHILD", which)
-        .env("LNST_TOOLS_ARGS", args.join("\x1f"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--exact",
+        &child_entry_name(),
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("LNST_TOOLS_CHILD", which)
+    .env("LNST_TOOLS_ARGS", args.join("\x1f"))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     cmd.spawn().expect("spawn tool")
 }
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// Two namespaces joined by a veth pair (`veth0` in `a` with 192.0.2.1,
 /// `veth1` in `b` with 192.0.2.2), removed on drop.
@@ -69,11 +78,9 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
         let p = Pair {
-            a: format!("lnsttest-{pid}-{n}a"),
-            b: format!("lnsttest-{pid}-{n}b"),
+            a: unique("a"),
+            b: unique("b"),
         };
         for cmd in [
             format!("ip netns add {}", p.a),
@@ -142,7 +149,7 @@ fn stop(child: Child) -> (Option<i32>, String) {
 }
 
 /// The lines of `stdout` that hold a JSON object starting with `prefix`,
-/// with libtest's `test child_entry ... ` cut off the first one.
+/// with libtest's `test agent::tools::child_entry ... ` cut off the first one.
 fn json_lines<'a>(stdout: &'a str, prefix: &str) -> Vec<&'a str> {
     stdout
         .lines()
