@@ -317,6 +317,14 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
+/// The network layer records through the journal: each change is on disk
+/// (fsynced) before it is applied.
+impl Recorder for Journal {
+    fn record(&self, undo: NetUndo) -> Result<(), WireError> {
+        Journal::record(self, UndoEntry::Net(undo))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,13 +436,5 @@ mod tests {
         assert_eq!(j.entries().unwrap(), vec![test_entry(&marker, "new")]);
         j.record(test_entry(&marker, "newer")).unwrap();
         assert_eq!(j.entries().unwrap().len(), 2);
-    }
-}
-
-/// The network layer records through the journal: each change is on disk
-/// (fsynced) before it is applied.
-impl Recorder for Journal {
-    fn record(&self, undo: NetUndo) -> Result<(), WireError> {
-        Journal::record(self, UndoEntry::Net(undo))
     }
 }

@@ -14,6 +14,10 @@
 //! The binaries are found beside this test's target dir
 //! (`target/debug/lnst-ctl`); `cargo test --workspace` builds them.
 
+// The two hosts are indexed by number in parallel arrays (`ns`, `NICS`) and
+// in names (`h{i + 1}`); an iterator over one of them reads worse.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

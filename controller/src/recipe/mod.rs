@@ -52,6 +52,9 @@ pub struct Loaded {
 
 /// Reads, compiles and declares. Unknown or missing params are *not*
 /// checked here (validate shows them); call [`crate::params::check`].
+// Called once per run: the size of the error is irrelevant, and boxing it
+// would change the public API for nothing.
+#[allow(clippy::result_large_err)]
 pub fn load(
     path: &Path,
     overrides: &BTreeMap<String, String>,

@@ -265,15 +265,14 @@ pub fn register(engine: &mut Engine) {
                 .map_err(|t| format!("feature {k}: expected a bool, not {t}"))?;
             features.insert(k.to_string(), b);
         }
-        match d.0.core.request(
+        d.0.core.request(
             &d.0.client,
             Request::SetFeatures {
                 dev: d.dev(),
                 features,
             },
-        )? {
-            _ => Ok(()),
-        }
+        )?;
+        Ok(())
     });
     engine.register_fn("wait_carrier", |d: &mut Device, t: Dynamic| -> R<bool> {
         let t = seconds(t)?;
