@@ -111,24 +111,29 @@ fn quick_fit(h: &HostReq, m: &Machine) -> Option<Vec<Vec<usize>>> {
     }
     let mut options = Vec::with_capacity(h.nics.len());
     for n in &h.nics {
-        let opts: Vec<usize> = m
-            .nics
-            .iter()
-            .enumerate()
-            .filter(|(_, pn)| {
-                (n.net.is_none() || pn.net.is_some())
-                    && n.attrs
-                        .iter()
-                        .all(|(k, w)| pn.attrs.get(k).is_some_and(|h| value_matches(w, h)))
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let opts = nic_options(n, m);
         if opts.is_empty() {
             return None;
         }
         options.push(opts);
     }
     local_fit(h, m, &options).then_some(options)
+}
+
+/// The indexes of `m`'s NICs that can play requirement NIC `n` on their
+/// own: cabled when `n` has a net label, every attribute matching.
+fn nic_options(n: &NicReq, m: &Machine) -> Vec<usize> {
+    m.nics
+        .iter()
+        .enumerate()
+        .filter(|(_, pn)| {
+            (n.net.is_none() || pn.net.is_some())
+                && n.attrs
+                    .iter()
+                    .all(|(k, w)| pn.attrs.get(k).is_some_and(|h| value_matches(w, h)))
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// Why a machine cannot play a host, on its own.
@@ -154,18 +159,7 @@ fn reject_reasons(h: &HostReq, m: &Machine) -> (Vec<String>, Vec<Vec<usize>>) {
     }
     let mut options = Vec::with_capacity(h.nics.len());
     for n in &h.nics {
-        let opts: Vec<usize> = m
-            .nics
-            .iter()
-            .enumerate()
-            .filter(|(_, pn)| {
-                (n.net.is_none() || pn.net.is_some())
-                    && n.attrs
-                        .iter()
-                        .all(|(k, w)| pn.attrs.get(k).is_some_and(|h| value_matches(w, h)))
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let opts = nic_options(n, m);
         if opts.is_empty() {
             let mut wanted: Vec<String> = n
                 .attrs

@@ -109,21 +109,7 @@ async fn message(
     r: &RouteSpec,
     for_delete: bool,
 ) -> Result<RouteMessage, WireError> {
-    let oif = match &r.dev {
-        Some(d) => Some(
-            get_link(
-                conn,
-                &DevRef {
-                    netns: netns.map(str::to_string),
-                    name: d.clone(),
-                },
-            )
-            .await?
-            .header
-            .index,
-        ),
-        None => None,
-    };
+    let oif = oif_of(conn, netns, r.dev.as_deref()).await?;
     build_message(r, oif, for_delete)
 }
 
@@ -170,7 +156,7 @@ pub async fn route_del(
         route: found.clone(),
     })?;
     // Delete exactly the route saved (the first match, as `ip route del`).
-    let oif = saved_oif(&conn, netns, &found).await?;
+    let oif = oif_of(&conn, netns, found.dev.as_deref()).await?;
     conn.rt
         .route()
         .del(found.message(oif)?)
@@ -233,27 +219,18 @@ async fn find(
     Ok(SavedRoute::from_message(m, |i| names.get(&i).cloned()))
 }
 
-/// The ifindex of a saved route's device now.
-async fn saved_oif(
+/// The ifindex of a route's device (by name) now, if it names one.
+async fn oif_of(
     conn: &NsConn,
     netns: Option<&str>,
-    r: &SavedRoute,
+    dev: Option<&str>,
 ) -> Result<Option<u32>, WireError> {
-    Ok(match &r.dev {
-        Some(d) => Some(
-            get_link(
-                conn,
-                &DevRef {
-                    netns: netns.map(str::to_string),
-                    name: d.clone(),
-                },
-            )
-            .await?
-            .header
-            .index,
-        ),
-        None => None,
-    })
+    let Some(name) = dev else { return Ok(None) };
+    let d = DevRef {
+        netns: netns.map(str::to_string),
+        name: name.to_string(),
+    };
+    Ok(Some(get_link(conn, &d).await?.header.index))
 }
 
 /// `ip route add` of a [`SavedRoute`]; one already there is fine.
@@ -263,7 +240,7 @@ pub(crate) async fn apply_add_saved(
     r: &SavedRoute,
 ) -> Result<(), WireError> {
     let conn = nets.conn(netns).await?;
-    let oif = saved_oif(&conn, netns, r).await?;
+    let oif = oif_of(&conn, netns, r.dev.as_deref()).await?;
     match conn.rt.route().add(r.message(oif)?).execute().await {
         Ok(()) => Ok(()),
         Err(e) if errno_of(&e) == Some(nix::errno::Errno::EEXIST) => Ok(()),
