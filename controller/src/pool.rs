@@ -72,15 +72,12 @@ pub struct Pool {
 /// Why a pool could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    #[error("cannot read pool directory {dir}: {source}")]
-    Dir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot read {file}: {source}")]
+    #[error("cannot read pool directory {dir}: {error} (give the pool with --pool DIR: one TOML file per machine)")]
+    Dir { dir: PathBuf, error: std::io::Error },
+    #[error("cannot read {file}: {error}")]
     Read {
         file: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{file}:{line}: {message}")]
     Invalid {
@@ -94,9 +91,9 @@ pub enum PoolError {
 
 /// Reads every `*.toml` file of `dir`.
 pub fn load_dir(dir: &Path) -> Result<Pool, PoolError> {
-    let rd = std::fs::read_dir(dir).map_err(|source| PoolError::Dir {
+    let rd = std::fs::read_dir(dir).map_err(|error| PoolError::Dir {
         dir: dir.to_path_buf(),
-        source,
+        error,
     })?;
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -110,9 +107,9 @@ pub fn load_dir(dir: &Path) -> Result<Pool, PoolError> {
     }
     let mut machines = Vec::with_capacity(files.len());
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| PoolError::Read {
+        let text = std::fs::read_to_string(&file).map_err(|error| PoolError::Read {
             file: file.clone(),
-            source,
+            error,
         })?;
         let id = file
             .file_stem()
