@@ -4,7 +4,8 @@
 //!   the requirements → machines mapping;
 //! - [`recipe`]: the Rhai engine, the declaration phase and the script API;
 //! - [`client`]: the connection to one agent (handshake, requests, events,
-//!   heartbeats, loss detection);
+//!   heartbeats, loss detection); [`keygen`]: the controller's key pair for
+//!   authenticated TCP;
 //! - [`lab`]: the netns lab that stands in for a pool;
 //! - [`session`]: the connected agents of one run and their teardown;
 //! - [`report`]: summary, JSON, JUnit and the run directory;
