@@ -94,27 +94,34 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `lnst-ctl run RECIPE --json --out T/runs --agent-bin AGENT [-- PARAMS]`
+/// with stdout and stderr piped: run it with `.output()` or `.spawn()`.
+fn lab_command(t: &Tmp, agent: &Path, recipe: &Path, params: &[&str]) -> Command {
+    let mut c = Command::new(ctl());
+    c.arg("run")
+        .arg(recipe)
+        .arg("--json")
+        .arg("--out")
+        .arg(t.0.join("runs"))
+        .arg("--agent-bin")
+        .arg(agent)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if !params.is_empty() {
+        c.arg("--").args(params);
+    }
+    c
+}
+
 /// Runs a recipe on the lab with `--json`; returns (code, summary, stderr).
 fn run_lab(t: &Tmp, agent: &Path, recipe: &Path, params: &[&str]) -> (i32, Value, String) {
-    let out = t.0.join("runs");
-    let mut args = vec![
-        "run",
-        recipe.to_str().unwrap(),
-        "--json",
-        "--out",
-        out.to_str().unwrap(),
-        "--agent-bin",
-        agent.to_str().unwrap(),
-    ];
-    if !params.is_empty() {
-        args.push("--");
-        args.extend(params);
-    }
-    let (code, stdout, stderr) = run(&args);
+    let out = lab_command(t, agent, recipe, params).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let v: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}\nstderr: {stderr}"));
     assert_no_leftovers(&v);
-    (code, v, stderr)
+    (out.status.code().unwrap_or(-1), v, stderr)
 }
 
 /// Nothing of the run's lab is left: no namespace, no record, no agent.
@@ -520,21 +527,7 @@ fn ctrl_c_cleans_up_and_exits_130() {
         "long.rhai",
         "let h1 = host(\"h1\");\nh1.nic(\"eth0\");\nfn test(m) {\n    m.h1.run(\"sleep 60\", #{ bg: true });\n    m.h1.run(\"sleep 60\");\n}\n",
     );
-    let out = t.0.join("runs");
-    let child = Command::new(ctl())
-        .args([
-            "run",
-            r.to_str().unwrap(),
-            "--json",
-            "--out",
-            out.to_str().unwrap(),
-            "--agent-bin",
-            agent.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = lab_command(&t, &agent, &r, &[]).spawn().unwrap();
     // Wait until the foreground job runs (a sleep process in a lab namespace).
     let deadline = Instant::now() + Duration::from_secs(10);
     let t0 = Instant::now();
@@ -660,21 +653,7 @@ fn lost_agent_exits_3_naming_the_host_and_others_are_cleaned() {
         "lost.rhai",
         "let h1 = host(\"h1\");\nlet h2 = host(\"h2\");\nfn test(m) {\n    m.h2.run(\"sleep 30\", #{ bg: true });\n    m.h1.run(\"sleep 30\");\n}\n",
     );
-    let out = t.0.join("runs");
-    let child = Command::new(ctl())
-        .args([
-            "run",
-            r.to_str().unwrap(),
-            "--json",
-            "--out",
-            out.to_str().unwrap(),
-            "--agent-bin",
-            agent.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = lab_command(&t, &agent, &r, &[]).spawn().unwrap();
     let (_, pids) = lab_of(child.id());
     std::thread::sleep(Duration::from_millis(500));
     unsafe_kill(pids[0] as u32, 9); // h1's agent (hosts in declaration order)
@@ -703,22 +682,8 @@ fn lost_agent_interrupts_a_sleep_and_a_wait_on_another_host() {
             "lost.rhai",
             &format!("host(\"h1\");\nhost(\"h2\");\nfn test(m) {{\n    {body}\n}}\n"),
         );
-        let out = t.0.join("runs");
         let t0 = Instant::now();
-        let child = Command::new(ctl())
-            .args([
-                "run",
-                r.to_str().unwrap(),
-                "--json",
-                "--out",
-                out.to_str().unwrap(),
-                "--agent-bin",
-                agent.to_str().unwrap(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = lab_command(&t, &agent, &r, &[]).spawn().unwrap();
         let (_, pids) = lab_of(child.id());
         std::thread::sleep(Duration::from_millis(500));
         unsafe_kill(pids[1] as u32, 9); // h2's agent, idle
@@ -813,16 +778,7 @@ fn spec_conformance_recipe() {
     };
     let t = Tmp::new();
     let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conformance.rhai");
-    let o = Command::new(ctl())
-        .args(["run", recipe.to_str().unwrap(), "--json", "--out"])
-        .arg(t.0.join("runs"))
-        .arg("--agent-bin")
-        .arg(&agent)
-        .args(["--", "req=x"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let (code, v, err) = run_lab(&t, &agent, &recipe, &["req=x"]);
     let results = v["matches"][0]["results"].as_array().unwrap();
     let not_passed: Vec<String> = results
         .iter()
@@ -838,8 +794,7 @@ fn spec_conformance_recipe() {
         "{err}"
     );
     assert!(results.len() >= 50, "{} results", results.len());
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(code, 1);
     assert!(!Path::new("/tmp/lnst-conformance-copy").exists());
     let _ = std::fs::remove_file("/tmp/lnst-conformance-back");
-    assert_no_leftovers(&v);
 }
