@@ -131,7 +131,7 @@ fn bench_lab(agent: &Path) {
             let logs = TmpDir::new(&format!("lab{n}-{r}"));
             let t = Instant::now();
             let mut lab =
-                lnst_ctl::lab::Lab::build(&requirements(n), agent, &logs.0).expect("lab builds");
+                lnst_ctl::lab::NetnsLab::build(&requirements(n), agent, &logs.0).expect("lab builds");
             let s = rt
                 .block_on(lnst_ctl::session::Session::connect(&lab.addrs))
                 .expect("agents connect");

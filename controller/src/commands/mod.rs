@@ -135,9 +135,21 @@ pub struct RunArgs {
     /// Pool directory (one TOML file per machine); without it, the netns lab.
     #[arg(long, value_name = "DIR")]
     pub pool: Option<PathBuf>,
-    /// The lab to build when no --pool is given (only `netns`).
-    #[arg(long, value_name = "KIND", value_parser = ["netns"])]
+    /// The lab to build when no --pool is given: `netns` (default; one
+    /// network namespace per host) or `vm` (one qemu guest per host with a
+    /// full distribution kernel, so every device kind exists).
+    #[arg(long, value_name = "KIND", value_parser = ["netns", "vm"])]
     pub lab: Option<String>,
+    /// The VM lab's kernel: a path to a bzImage or vmlinux (its modules
+    /// in `lib/modules/<release>` beside it or under a kernel build tree),
+    /// or a Debian kernel version to fetch (`6.1.0-28`). Default: Debian's
+    /// current kernel, fetched and cached on first use. Implies --lab vm.
+    #[arg(long, value_name = "PATH|VERSION")]
+    pub kernel: Option<String>,
+    /// The VM lab's qemu accelerator: `kvm`, `tcg` or `auto` (default:
+    /// KVM when a probe guest boots with it, else TCG).
+    #[arg(long, value_name = "ACCEL", value_parser = ["auto", "kvm", "tcg"])]
+    pub accel: Option<String>,
     /// Run the test once for every match, not only the first.
     #[arg(long)]
     pub all_matches: bool,
@@ -163,6 +175,13 @@ pub struct ValidateArgs {
     /// Pool directory to map the requirements onto.
     #[arg(long, value_name = "DIR")]
     pub pool: Option<PathBuf>,
+    /// The lab to plan when no --pool is given: `netns` or `vm` (the plan
+    /// is shown; nothing is booted).
+    #[arg(long, value_name = "KIND", value_parser = ["netns", "vm"])]
+    pub lab: Option<String>,
+    /// The VM lab's kernel (as for `run`); implies --lab vm.
+    #[arg(long, value_name = "PATH|VERSION")]
+    pub kernel: Option<String>,
     #[arg(last = true, value_name = "NAME=VALUE")]
     pub params: Vec<String>,
 }

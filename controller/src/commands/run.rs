@@ -18,7 +18,7 @@ use tokio::runtime::Handle;
 use crate::client::AgentAddr;
 use crate::commands::{auth_for, RunArgs, INSECURE_WARNING};
 use crate::exit::{Classify, ExitCode, Failure};
-use crate::lab::{self, Lab};
+use crate::lab::{self, Lab, LabOptions};
 use crate::mapper::{self, Mapping};
 use crate::recipe::api::{
     ctx::{Ctx, CtxInner},
@@ -87,6 +87,7 @@ fn agent_bin(a: &RunArgs) -> PathBuf {
 pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitCode, Failure> {
     let t0 = Instant::now();
     let overrides = params::parse_overrides(&a.params).usage()?;
+    let lab_kind = lab::kind_of(a.lab.as_deref(), a.pool.is_some(), a.kernel.is_some()).usage()?;
     for l in lab::clean_stale() {
         eprintln!("lnst-ctl: removed a leftover lab: {l}");
     }
@@ -125,12 +126,18 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
     let req = loaded.declared.requirements.clone();
     let (pool, pool_name) = match &a.pool {
         Some(d) => (pool::load_dir(d).usage()?, d.display().to_string()),
-        None => (lab::pool_for(&req), "netns lab".to_string()),
+        None => (
+            lab::pool_for(&req, lab_kind),
+            format!("{} lab", lab_kind.name()),
+        ),
     };
     if a.all_matches && a.pool.is_none() {
         // The lab is built for the recipe: its one meaningful match is the
         // identity (other matches only swap identical hosts).
-        eprintln!("lnst-ctl: --all-matches has no effect on the netns lab; running its one match");
+        eprintln!(
+            "lnst-ctl: --all-matches has no effect on the {} lab; running its one match",
+            lab_kind.name()
+        );
     }
     let mappings: Vec<Mapping> = if a.all_matches && a.pool.is_some() {
         mapper::map_all(&req, &pool, MAX_MATCHES)
@@ -178,23 +185,30 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
     let jobs_dir = dir.join("jobs");
 
     // The lab, or the pool's addresses.
-    let mut the_lab: Option<Lab> = None;
+    let mut the_lab: Option<Box<dyn Lab>> = None;
     if a.pool.is_none() {
-        let bin = agent_bin(&a);
-        let l = Lab::build(&req, &bin, &dir)
-            .context("cannot build the netns lab")
+        let opts = LabOptions {
+            kind: lab_kind,
+            agent_bin: agent_bin(&a),
+            kernel: a.kernel.clone(),
+            accel: a.accel.clone(),
+            run_dir: dir.clone(),
+        };
+        let l = lab::build(&req, &opts)
+            .with_context(|| format!("cannot build the {} lab", lab_kind.name()))
             .infra()?;
         log.borrow_mut().line(format!(
-            "lab {} up in {:.1} ms: namespaces {}",
-            l.runid,
-            l.build_time.as_secs_f64() * 1e3,
-            l.namespaces.join(", ")
+            "{} lab {} up in {:.1} ms: {}",
+            l.kind(),
+            l.runid(),
+            l.build_time().as_secs_f64() * 1e3,
+            l.describe()
         ));
         the_lab = Some(l);
     }
     let addr_of = |machine: &str| -> Result<AgentAddr, Failure> {
         if let Some(l) = &the_lab {
-            return l.addrs.get(machine).cloned().ok_or_else(|| {
+            return l.addrs().get(machine).cloned().ok_or_else(|| {
                 Failure::new(ExitCode::Infra, anyhow!("lab has no agent for {machine}"))
             });
         }
@@ -290,9 +304,11 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
                 let hm = mapping.get(&h.name)?;
                 let client = session.clients.get(&h.name)?.clone();
                 let machine = pool.machines.iter().find(|m| m.id == hm.machine);
-                let params = machine
-                    .map(|m| map_to_dynamic(&m.params))
-                    .unwrap_or_default();
+                let mut params = machine.map(|m| m.params.clone()).unwrap_or_default();
+                if let Some(l) = &the_lab {
+                    params.extend(l.host_params(&h.name));
+                }
+                let params = map_to_dynamic(&params);
                 Some(Host::new(
                     h.name.clone(),
                     hm.machine.clone(),
@@ -370,8 +386,8 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             break;
         }
     }
-    let lab_id = the_lab.as_ref().map(|l| l.runid.clone());
-    let lab_ms = the_lab.as_ref().map(|l| l.build_time.as_secs_f64() * 1e3);
+    let lab_id = the_lab.as_ref().map(|l| l.runid().to_string());
+    let lab_ms = the_lab.as_ref().map(|l| l.build_time().as_secs_f64() * 1e3);
     if let Some(mut l) = the_lab.take() {
         let errs = l.teardown();
         cleanup_errors.extend(errs);

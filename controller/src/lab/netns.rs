@@ -16,113 +16,27 @@
 //!
 //! A record under `/run/lnst/labs/<runid>/` (owner pid and start time,
 //! namespaces, agent pids; also the sockets and agent state dirs) lets
-//! [`clean_stale`] remove what a killed controller left behind. [`Lab`]
-//! tears down on drop, so errors and panics clean up too.
+//! [`super::clean_stale`] remove what a killed controller left behind.
+//! [`NetnsLab`] tears down on drop, so errors and panics clean up too.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
+use super::{delete_namespaces, finish, ip_batch, new_runid, write_owner, Lab, LabError, LABS_DIR};
 use crate::client::AgentAddr;
 use crate::mapper::Requirements;
-use crate::pool::{Machine, Pool, PoolNic};
-
-/// Where lab records live.
-pub const LABS_DIR: &str = "/run/lnst/labs";
 
 /// How long an agent may take to print `READY`.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why the lab could not be built (exit 3).
-#[derive(Debug, thiserror::Error)]
-pub enum LabError {
-    #[error("the netns lab needs root (network namespaces); run as root or give --pool DIR")]
-    NotRoot,
-    #[error("agent binary {0} not found; build it (`cargo build -p lnst-agent`) or give --agent-bin PATH")]
-    NoAgent(PathBuf),
-    #[error("cannot write lab record {path}: {source}")]
-    Record {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("`{cmd}` failed: {message}")]
-    Command { cmd: String, message: String },
-    #[error("agent for host {host} did not start: {message} (its log: {log})")]
-    Agent {
-        host: String,
-        message: String,
-        log: PathBuf,
-    },
-}
-
-/// The pool a lab stands for: one machine per host requirement (id = host
-/// name, params = the requirement's, first of an array), NICs named as the
-/// recipe names them; a label is a network, an unlabelled NIC gets a
-/// network of its own.
-pub fn pool_for(req: &Requirements) -> Pool {
-    let machines = req
-        .hosts
-        .iter()
-        .map(|h| Machine {
-            id: h.name.clone(),
-            address: String::new(),
-            params: h
-                .params
-                .iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::Array(a) => a.first().cloned().unwrap_or(Value::Null),
-                        v => v.clone(),
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-            nics: h
-                .nics
-                .iter()
-                .map(|n| {
-                    let net = n
-                        .net
-                        .clone()
-                        .unwrap_or_else(|| format!("{}.{}", h.name, n.name));
-                    let mut attrs: BTreeMap<String, Value> = n
-                        .attrs
-                        .iter()
-                        .map(|(k, v)| match v {
-                            Value::Array(a) => {
-                                (k.clone(), a.first().cloned().unwrap_or(Value::Null))
-                            }
-                            v => (k.clone(), v.clone()),
-                        })
-                        .collect();
-                    attrs.insert("name".into(), Value::String(n.name.clone()));
-                    attrs.insert("net".into(), Value::String(net.clone()));
-                    attrs
-                        .entry("driver".into())
-                        .or_insert_with(|| "veth".into());
-                    PoolNic {
-                        name: n.name.clone(),
-                        net: Some(net),
-                        attrs,
-                    }
-                })
-                .collect(),
-            extra: BTreeMap::new(),
-            file: PathBuf::from("(netns lab)"),
-        })
-        .collect();
-    Pool { machines }
-}
-
-/// A running lab.
-pub struct Lab {
+/// A running netns lab.
+pub struct NetnsLab {
     pub runid: String,
     /// `/run/lnst/labs/<runid>`.
     pub record: PathBuf,
@@ -136,63 +50,10 @@ pub struct Lab {
     done: bool,
 }
 
-fn ip_batch(netns: Option<&str>, lines: &[String]) -> Result<Child, LabError> {
-    let mut cmd = Command::new("ip");
-    if let Some(ns) = netns {
-        cmd.args(["-n", ns]);
-    }
-    cmd.args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| LabError::Command {
-        cmd: "ip -batch -".into(),
-        message: e.to_string(),
-    })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(lines.join("\n").as_bytes());
-        let _ = stdin.write_all(b"\n");
-    }
-    Ok(child)
-}
-
-fn finish(child: Child, what: &str) -> Result<(), LabError> {
-    let out = child.wait_with_output().map_err(|e| LabError::Command {
-        cmd: what.into(),
-        message: e.to_string(),
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(LabError::Command {
-            cmd: what.into(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
-    }
-}
-
-/// A run id short enough for namespace and socket names, unique per
-/// process and start.
-pub fn new_runid() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{:x}{:03x}", std::process::id(), (nanos >> 10) & 0xfff)
-}
-
-/// Start time of a process (field 22 of /proc/PID/stat), to tell a live
-/// owner from a reused pid.
-fn start_time(pid: u32) -> Option<String> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19).map(str::to_string)
-}
-
-impl Lab {
+impl NetnsLab {
     /// Builds the lab for `req` and starts its agents. `logs`: where each
     /// agent's stderr goes (`agent-<host>.log`).
-    pub fn build(req: &Requirements, agent_bin: &Path, logs: &Path) -> Result<Lab, LabError> {
+    pub fn build(req: &Requirements, agent_bin: &Path, logs: &Path) -> Result<NetnsLab, LabError> {
         let t0 = Instant::now();
         if !nix::unistd::geteuid().is_root() {
             return Err(LabError::NotRoot);
@@ -220,11 +81,8 @@ impl Lab {
             let path = path.to_path_buf();
             move |source| LabError::Record { path, source }
         };
-        fs::create_dir_all(&record).map_err(rec_err(&record))?;
-        let me = std::process::id();
-        let owner = format!("{me} {}\n", start_time(me).unwrap_or_default());
-        fs::write(record.join("owner"), owner).map_err(rec_err(&record.join("owner")))?;
-        let mut lab = Lab {
+        write_owner(&record)?;
+        let mut lab = NetnsLab {
             runid: runid.clone(),
             record: record.clone(),
             addrs: BTreeMap::new(),
@@ -423,7 +281,28 @@ impl Lab {
     }
 }
 
-impl Drop for Lab {
+impl Lab for NetnsLab {
+    fn kind(&self) -> &'static str {
+        "netns"
+    }
+    fn runid(&self) -> &str {
+        &self.runid
+    }
+    fn addrs(&self) -> &BTreeMap<String, AgentAddr> {
+        &self.addrs
+    }
+    fn build_time(&self) -> Duration {
+        self.build_time
+    }
+    fn describe(&self) -> String {
+        format!("namespaces {}", self.namespaces.join(", "))
+    }
+    fn teardown(&mut self) -> Vec<String> {
+        NetnsLab::teardown(self)
+    }
+}
+
+impl Drop for NetnsLab {
     fn drop(&mut self) {
         for e in self.teardown() {
             tracing::warn!("lab teardown: {e}");
@@ -431,84 +310,3 @@ impl Drop for Lab {
     }
 }
 
-/// `ip netns del` for each that exists; returns the errors.
-fn delete_namespaces(names: &[String]) -> Vec<String> {
-    let present: Vec<String> = names
-        .iter()
-        .filter(|n| Path::new("/run/netns").join(n).exists())
-        .map(|n| format!("netns del {n}"))
-        .collect();
-    if present.is_empty() {
-        return Vec::new();
-    }
-    match ip_batch(None, &present).and_then(|c| finish(c, "ip -batch (netns del)")) {
-        Ok(()) => Vec::new(),
-        Err(e) => vec![e.to_string()],
-    }
-}
-
-/// Removes labs whose controller is gone (`lnst-ctl lab clean`, and at the
-/// start of every `run`). Returns what was cleaned, one line each.
-pub fn clean_stale() -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir(LABS_DIR) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let dir = e.path();
-        let runid = e.file_name().to_string_lossy().into_owned();
-        let owner = fs::read_to_string(dir.join("owner")).unwrap_or_default();
-        let mut it = owner.split_whitespace();
-        let pid: Option<u32> = it.next().and_then(|p| p.parse().ok());
-        let st = it.next().map(str::to_string);
-        let alive = pid.is_some_and(|p| start_time(p).is_some() && start_time(p) == st);
-        if alive {
-            continue;
-        }
-        for pid in fs::read_to_string(dir.join("agents"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse::<i32>().ok())
-        {
-            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains("lnst-agent") {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        let mut names: Vec<String> = fs::read_to_string(dir.join("namespaces"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .filter(|l| !l.is_empty())
-            .collect();
-        // Also any namespace of that run the record missed.
-        if let Ok(rd) = fs::read_dir("/run/netns") {
-            for n in rd.flatten() {
-                let n = n.file_name().to_string_lossy().into_owned();
-                if n.starts_with(&format!("lnst-{runid}-")) && !names.contains(&n) {
-                    names.push(n);
-                }
-            }
-        }
-        let errs = delete_namespaces(&names);
-        let _ = fs::remove_dir_all(&dir);
-        out.push(format!(
-            "lab {runid} (owner pid {} gone): removed namespaces {}{}",
-            pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
-            if names.is_empty() {
-                "(none)".to_string()
-            } else {
-                names.join(", ")
-            },
-            if errs.is_empty() {
-                String::new()
-            } else {
-                format!("; errors: {}", errs.join("; "))
-            }
-        ));
-    }
-    out
-}

@@ -1,0 +1,359 @@
+//! Labs: throwaway test hosts that `lnst-ctl run` builds on this machine
+//! when it gets no `--pool` (RECIPES.md §9). Every lab kind provides the
+//! same thing to a run: one agent per host requirement, reachable at an
+//! [`AgentAddr`], NICs named as the recipe names them, one L2 segment per
+//! `net` label, and a teardown that removes everything — also after a
+//! killed controller, through the record under [`LABS_DIR`] that
+//! [`clean_stale`] reads.
+//!
+//! - [`netns`]: one network namespace and `lnst-agent` per host (default);
+//! - [`vm`]: one qemu guest per host, booting a full distribution kernel.
+
+pub mod netns;
+pub mod vm;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::client::AgentAddr;
+use crate::mapper::Requirements;
+use crate::pool::{Machine, Pool, PoolNic};
+
+pub use netns::NetnsLab;
+pub use vm::VmLab;
+
+/// A lab that is up: its agents are ready for `Session::connect`.
+pub trait Lab {
+    /// `"netns"` or `"vm"`, for messages.
+    fn kind(&self) -> &'static str;
+    /// The run id that names its namespaces and record.
+    fn runid(&self) -> &str;
+    /// Host requirement → its agent's address.
+    fn addrs(&self) -> &BTreeMap<String, AgentAddr>;
+    /// Bring-up time, for the report.
+    fn build_time(&self) -> Duration;
+    /// One line for the run log: what was built.
+    fn describe(&self) -> String;
+    /// Params the lab adds to a host's `h.params` (the VM lab: `kernel`).
+    fn host_params(&self, _host: &str) -> BTreeMap<String, Value> {
+        BTreeMap::new()
+    }
+    /// Why a host's agent was lost, when the lab knows more than the
+    /// connection did (the VM lab: qemu exited, with its console tail).
+    fn lost(&mut self, _host: &str) -> Option<String> {
+        None
+    }
+    /// Stops the agents (they undo their changes) and removes everything
+    /// the lab created. Keeps going after an error; returns them all.
+    fn teardown(&mut self) -> Vec<String>;
+}
+
+/// Which lab `run` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabKind {
+    Netns,
+    Vm,
+}
+
+impl LabKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LabKind::Netns => "netns",
+            LabKind::Vm => "vm",
+        }
+    }
+    /// The driver its NICs report (what a NIC requirement's `driver`
+    /// matches on the lab).
+    fn nic_driver(self) -> &'static str {
+        match self {
+            LabKind::Netns => "veth",
+            LabKind::Vm => "virtio_net",
+        }
+    }
+}
+
+/// The lab the command line asks for: `--lab` (default netns; `--kernel`
+/// implies vm). A lab option next to `--pool` is a usage error.
+pub fn kind_of(lab: Option<&str>, pool: bool, kernel: bool) -> anyhow::Result<LabKind> {
+    if pool && (lab.is_some() || kernel) {
+        anyhow::bail!(
+            "--lab and --kernel build a lab on this machine; they cannot be combined with --pool"
+        );
+    }
+    match (lab, kernel) {
+        (Some("netns"), true) => {
+            anyhow::bail!("--kernel boots VMs; use it with --lab vm (the netns lab runs on this machine's kernel)")
+        }
+        (Some("vm"), _) | (None, true) => Ok(LabKind::Vm),
+        (Some("netns"), false) | (None, false) => Ok(LabKind::Netns),
+        (Some(k), _) => anyhow::bail!("unknown lab {k:?}: use --lab netns or --lab vm"),
+    }
+}
+
+/// What `run` passes to a lab's build.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    pub kind: LabKind,
+    /// The `lnst-agent` binary the hosts run (beside `lnst-ctl`, or
+    /// `--agent-bin`).
+    pub agent_bin: PathBuf,
+    /// `--kernel`: a path or a version (VM lab).
+    pub kernel: Option<String>,
+    /// `--accel` (VM lab).
+    pub accel: Option<String>,
+    /// The run directory: agent logs, guest consoles.
+    pub run_dir: PathBuf,
+}
+
+/// Builds the lab `opts.kind` for `req`.
+pub fn build(req: &Requirements, opts: &LabOptions) -> Result<Box<dyn Lab>, LabError> {
+    Ok(match opts.kind {
+        LabKind::Netns => Box::new(NetnsLab::build(req, &opts.agent_bin, &opts.run_dir)?),
+        LabKind::Vm => Box::new(VmLab::build(req, opts)?),
+    })
+}
+
+/// Where lab records live.
+pub const LABS_DIR: &str = "/run/lnst/labs";
+
+
+/// Why the lab could not be built (exit 3).
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("the netns lab needs root (network namespaces); run as root or give --pool DIR")]
+    NotRoot,
+    #[error("agent binary {0} not found; build it (`cargo build -p lnst-agent`) or give --agent-bin PATH")]
+    NoAgent(PathBuf),
+    #[error("cannot write lab record {path}: {source}")]
+    Record {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{cmd}` failed: {message}")]
+    Command { cmd: String, message: String },
+    #[error("VM lab: {0}")]
+    Vm(String),
+    #[error("agent for host {host} did not start: {message} (its log: {log})")]
+    Agent {
+        host: String,
+        message: String,
+        log: PathBuf,
+    },
+}
+
+/// The pool a lab stands for: one machine per host requirement (id = host
+/// name, params = the requirement's, first of an array), NICs named as the
+/// recipe names them; a label is a network, an unlabelled NIC gets a
+/// network of its own.
+pub fn pool_for(req: &Requirements, kind: LabKind) -> Pool {
+    let machines = req
+        .hosts
+        .iter()
+        .map(|h| Machine {
+            id: h.name.clone(),
+            address: String::new(),
+            params: h
+                .params
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::Array(a) => a.first().cloned().unwrap_or(Value::Null),
+                        v => v.clone(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+            nics: h
+                .nics
+                .iter()
+                .map(|n| {
+                    let net = n
+                        .net
+                        .clone()
+                        .unwrap_or_else(|| format!("{}.{}", h.name, n.name));
+                    let mut attrs: BTreeMap<String, Value> = n
+                        .attrs
+                        .iter()
+                        .map(|(k, v)| match v {
+                            Value::Array(a) => {
+                                (k.clone(), a.first().cloned().unwrap_or(Value::Null))
+                            }
+                            v => (k.clone(), v.clone()),
+                        })
+                        .collect();
+                    attrs.insert("name".into(), Value::String(n.name.clone()));
+                    attrs.insert("net".into(), Value::String(net.clone()));
+                    attrs
+                        .entry("driver".into())
+                        .or_insert_with(|| kind.nic_driver().into());
+                    PoolNic {
+                        name: n.name.clone(),
+                        net: Some(net),
+                        attrs,
+                    }
+                })
+                .collect(),
+            extra: BTreeMap::new(),
+            file: PathBuf::from(format!("({} lab)", kind.name())),
+        })
+        .collect();
+    Pool { machines }
+}
+
+
+pub(crate) fn ip_batch(netns: Option<&str>, lines: &[String]) -> Result<Child, LabError> {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = netns {
+        cmd.args(["-n", ns]);
+    }
+    cmd.args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| LabError::Command {
+        cmd: "ip -batch -".into(),
+        message: e.to_string(),
+    })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(lines.join("\n").as_bytes());
+        let _ = stdin.write_all(b"\n");
+    }
+    Ok(child)
+}
+
+pub(crate) fn finish(child: Child, what: &str) -> Result<(), LabError> {
+    let out = child.wait_with_output().map_err(|e| LabError::Command {
+        cmd: what.into(),
+        message: e.to_string(),
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(LabError::Command {
+            cmd: what.into(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// A run id short enough for namespace and socket names, unique per
+/// process and start.
+pub fn new_runid() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:03x}", std::process::id(), (nanos >> 10) & 0xfff)
+}
+
+/// Start time of a process (field 22 of /proc/PID/stat), to tell a live
+/// owner from a reused pid.
+pub(crate) fn start_time(pid: u32) -> Option<String> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19).map(str::to_string)
+}
+
+/// `ip netns del` for each that exists; returns the errors.
+pub(crate) fn delete_namespaces(names: &[String]) -> Vec<String> {
+    let present: Vec<String> = names
+        .iter()
+        .filter(|n| Path::new("/run/netns").join(n).exists())
+        .map(|n| format!("netns del {n}"))
+        .collect();
+    if present.is_empty() {
+        return Vec::new();
+    }
+    match ip_batch(None, &present).and_then(|c| finish(c, "ip -batch (netns del)")) {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+/// Writes the record's `owner` line (pid and start time) so that
+/// [`clean_stale`] can tell a live controller from a dead one.
+pub(crate) fn write_owner(record: &Path) -> Result<(), LabError> {
+    fs::create_dir_all(record).map_err(|source| LabError::Record {
+        path: record.to_path_buf(),
+        source,
+    })?;
+    let me = std::process::id();
+    let owner = format!("{me} {}\n", start_time(me).unwrap_or_default());
+    fs::write(record.join("owner"), owner).map_err(|source| LabError::Record {
+        path: record.join("owner"),
+        source,
+    })
+}
+
+/// Removes labs whose controller is gone (`lnst-ctl lab clean`, and at the
+/// start of every `run`). Returns what was cleaned, one line each.
+pub fn clean_stale() -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(LABS_DIR) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let dir = e.path();
+        let runid = e.file_name().to_string_lossy().into_owned();
+        let owner = fs::read_to_string(dir.join("owner")).unwrap_or_default();
+        let mut it = owner.split_whitespace();
+        let pid: Option<u32> = it.next().and_then(|p| p.parse().ok());
+        let st = it.next().map(str::to_string);
+        let alive = pid.is_some_and(|p| start_time(p).is_some() && start_time(p) == st);
+        if alive {
+            continue;
+        }
+        for pid in fs::read_to_string(dir.join("agents"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+        {
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.contains("lnst-agent") || cmd.contains("qemu-system") {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let mut names: Vec<String> = fs::read_to_string(dir.join("namespaces"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect();
+        // Also any namespace of that run the record missed.
+        if let Ok(rd) = fs::read_dir("/run/netns") {
+            for n in rd.flatten() {
+                let n = n.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&format!("lnst-{runid}-")) && !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        let errs = delete_namespaces(&names);
+        let _ = fs::remove_dir_all(&dir);
+        out.push(format!(
+            "lab {runid} (owner pid {} gone): removed namespaces {}{}",
+            pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+            if names.is_empty() {
+                "(none)".to_string()
+            } else {
+                names.join(", ")
+            },
+            if errs.is_empty() {
+                String::new()
+            } else {
+                format!("; errors: {}", errs.join("; "))
+            }
+        ));
+    }
+    out
+}
