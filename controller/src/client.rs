@@ -391,6 +391,20 @@ impl AgentClient {
     /// Ends the session politely: `Goodbye`, then waits (bounded) for the
     /// agent to close, which it does after undoing the session.
     pub async fn close(&self) -> Result<(), ClientError> {
+        self.close_waiting(true).await
+    }
+
+    /// [`Self::close`], or with `wait` false: `Goodbye` and return at
+    /// once. For an agent on a virtio-serial port, which cannot close
+    /// the host side: its `Teardown` reply to `EndSession` already said
+    /// everything was undone.
+    pub async fn close_waiting(&self, wait: bool) -> Result<(), ClientError> {
+        if !wait {
+            if let Ok(f) = codec::encode_frame(&ToAgent::Goodbye) {
+                let _ = self.inner.frames.send(f);
+            }
+            return Ok(());
+        }
         if self.inner.lost.borrow().is_some() {
             return Ok(());
         }

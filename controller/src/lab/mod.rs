@@ -46,8 +46,14 @@ pub trait Lab {
     }
     /// Why a host's agent was lost, when the lab knows more than the
     /// connection did (the VM lab: qemu exited, with its console tail).
-    fn lost(&mut self, _host: &str) -> Option<String> {
+    fn lost(&self, _host: &str) -> Option<String> {
         None
+    }
+    /// Whether its agents close the connection after `Goodbye` (an agent
+    /// on a virtio-serial port cannot: the VM lab says false, and the
+    /// session does not wait for it).
+    fn agents_close(&self) -> bool {
+        true
     }
     /// Stops the agents (they undo their changes) and removes everything
     /// the lab created. Keeps going after an error; returns them all.
@@ -139,6 +145,9 @@ pub enum LabError {
     Command { cmd: String, message: String },
     #[error("VM lab: {0}")]
     Vm(String),
+    /// A requirement the lab cannot satisfy (exit 2, like a mapping error).
+    #[error("{0}")]
+    Mismatch(String),
     #[error("agent for host {host} did not start: {message} (its log: {log})")]
     Agent {
         host: String,
