@@ -20,6 +20,9 @@ pub struct Wiring {
     pub batch: Vec<String>,
 }
 
+/// The MTU of taps and bridges: the largest a tap takes.
+pub const WIRE_MTU: u32 = 65521;
+
 /// A locally administered unicast MAC for NIC `nic` of host `host`
 /// (indices), unique within a lab.
 pub fn mac(host: usize, nic: usize) -> String {
@@ -46,7 +49,9 @@ pub fn plan(req: &Requirements) -> Wiring {
                 .clone();
             let tap = format!("t{hi}n{ni}");
             w.batch.push(format!("tuntap add dev {tap} mode tap"));
-            tails.push(format!("link set {tap} master {br} up"));
+            // The largest MTU, so that the lab's wire never limits what a
+            // recipe sets on the guest NICs (a bridge takes its ports' minimum).
+            tails.push(format!("link set {tap} mtu {WIRE_MTU} master {br} up"));
             nics.push(GuestNic {
                 name: n.name.clone(),
                 tap,
@@ -100,7 +105,7 @@ mod tests {
         assert_eq!(w.bridges.len(), 3, "{:?}", w.bridges);
         assert_eq!(w.nics["h1"][0].tap, "t0n0");
         assert_eq!(w.nics["h2"][1].mac, "52:54:00:4c:01:02");
-        assert!(w.batch.contains(&"link set t1n0 master br0 up".to_string()), "{:?}", w.batch);
+        assert!(w.batch.contains(&"link set t1n0 mtu 65521 master br0 up".to_string()), "{:?}", w.batch);
         let taps: Vec<_> = w.batch.iter().filter(|l| l.starts_with("tuntap add")).collect();
         assert_eq!(taps.len(), 4);
         // Bridges exist before the taps join them.
