@@ -193,9 +193,14 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             kernel: a.kernel.clone(),
             accel: a.accel.clone(),
             run_dir: dir.clone(),
+            cancel: cancel.clone(),
         };
         let l = match lab::build(&req, &opts) {
             Ok(l) => l,
+            Err(lab::LabError::Interrupted) => {
+                eprintln!("lnst-ctl: interrupted; the lab was removed");
+                return Ok(ExitCode::Interrupted);
+            }
             Err(e @ lab::LabError::Mismatch(_)) => {
                 return Err(Failure::new(
                     ExitCode::Usage,

@@ -103,7 +103,7 @@ pub fn kind_of(lab: Option<&str>, pool: bool, kernel: bool) -> anyhow::Result<La
 }
 
 /// What `run` passes to a lab's build.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LabOptions {
     pub kind: LabKind,
     /// The `lnst-agent` binary the hosts run (beside `lnst-ctl`, or
@@ -115,6 +115,8 @@ pub struct LabOptions {
     pub accel: Option<String>,
     /// The run directory: agent logs, guest consoles.
     pub run_dir: PathBuf,
+    /// Ctrl-C: a long bring-up (VM boot) stops waiting.
+    pub cancel: crate::recipe::Cancel,
 }
 
 /// Builds the lab `opts.kind` for `req`.
@@ -145,6 +147,8 @@ pub enum LabError {
     Command { cmd: String, message: String },
     #[error("VM lab: {0}")]
     Vm(String),
+    #[error("interrupted while the lab was being built")]
+    Interrupted,
     /// A requirement the lab cannot satisfy (exit 2, like a mapping error).
     #[error("{0}")]
     Mismatch(String),

@@ -304,7 +304,11 @@ impl VmLab {
         while ready < lab.guests.len() {
             let left = deadline.saturating_duration_since(Instant::now());
             let console_of = |host: &str| opts.run_dir.join(format!("console-{host}.log"));
-            match rx.recv_timeout(left) {
+            if opts.cancel.is_cancelled() {
+                return Err(LabError::Interrupted);
+            }
+            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => continue,
                 Ok((_, ConsoleEvent::Ready)) => ready += 1,
                 Ok((host, ConsoleEvent::Failed(why))) => {
                     let log = console_of(&host);
