@@ -175,6 +175,9 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// `Some(why)` once the agent is lost (or the session closed).
     lost: watch::Sender<Option<String>>,
+    /// The silence after which the agent is lost, in ms (atomic: a lab
+    /// whose agents run in slow guests lengthens it after connecting).
+    silence_ms: AtomicU64,
 }
 
 /// Buffered events per subscriber; a slow reader that falls this far behind
@@ -318,11 +321,20 @@ impl AgentClient {
             frames,
             events,
             lost,
+            silence_ms: AtomicU64::new(timing.timeout.as_millis() as u64),
         });
         tokio::spawn(writer(inner.clone(), wr, frames_rx));
-        tokio::spawn(reader(inner.clone(), rd, timing.timeout));
+        tokio::spawn(reader(inner.clone(), rd));
         tokio::spawn(heartbeat(Arc::downgrade(&inner), timing.interval));
         Ok(AgentClient { inner })
+    }
+
+    /// Lengthens (or shortens) the silence after which the agent counts
+    /// as lost; from the next frame on.
+    pub fn set_silence_timeout(&self, d: Duration) {
+        self.inner
+            .silence_ms
+            .store(d.as_millis().max(1) as u64, Ordering::Relaxed);
     }
 
     /// Sends one request and waits for its reply. An error reply from the
@@ -517,8 +529,9 @@ async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R) -> Result<ToController, St
     codec::decode_body(&body).map_err(|e| e.to_string())
 }
 
-async fn reader<R: AsyncRead + Unpin>(inner: Arc<Inner>, mut rd: R, timeout: Duration) {
+async fn reader<R: AsyncRead + Unpin>(inner: Arc<Inner>, mut rd: R) {
     loop {
+        let timeout = Duration::from_millis(inner.silence_ms.load(Ordering::Relaxed));
         let frame = match tokio::time::timeout(timeout, read_frame(&mut rd)).await {
             Err(_) => {
                 mark_lost(

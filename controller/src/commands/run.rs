@@ -290,6 +290,11 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             }
             Some(Ok(s)) => s,
         };
+        if let Some(d) = the_lab.as_ref().and_then(|l| l.silence_timeout()) {
+            for c in session.clients.values() {
+                c.set_silence_timeout(d);
+            }
+        }
         log.borrow_mut().line(format!(
             "connected to {} agent(s) in {:.1} ms",
             session.clients.len(),

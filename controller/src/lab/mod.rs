@@ -49,6 +49,12 @@ pub trait Lab {
     fn lost(&self, _host: &str) -> Option<String> {
         None
     }
+    /// How long an agent may stay silent before it counts as lost, when
+    /// the lab needs longer than the default (TCG guests on a loaded host
+    /// stall for seconds).
+    fn silence_timeout(&self) -> Option<Duration> {
+        None
+    }
     /// Whether its agents close the connection after `Goodbye` (an agent
     /// on a virtio-serial port cannot: the VM lab says false, and the
     /// session does not wait for it).

@@ -49,6 +49,12 @@ pub const PORT_NAME: &str = "lnst.agent";
 /// The guest's console line that says a step of `/init` failed.
 pub const GUEST_ERROR: &str = "LNST-GUEST-ERROR";
 
+/// How long either side of a guest's session may stay silent before the
+/// other counts it as lost: a TCG guest on a loaded 2-core host stalls for
+/// seconds (a 3 s limit lost agents under a parallel build), and a guest
+/// that really died is also seen by its qemu exiting.
+pub const SILENCE_MS: u64 = 20_000;
+
 /// Where the static busybox comes from (Debian's `busybox-static`).
 pub const BUSYBOX: &str = "/bin/busybox";
 
@@ -152,7 +158,7 @@ $B hostname "$HOST"
 echo "$HOST" > $R/etc/hostname
 : > $R/run/lnst-agent.toml
 [ -x "$R$AGENT" ] || fail "agent $AGENT not found in the host root"
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root NO_COLOR=1 LNST_HEARTBEAT_MS=1000,{SILENCE_MS}
 exec $B switch_root $R /bin/sh -c "\"$AGENT\" --virtio-port /dev/virtio-ports/{PORT_NAME} --state-dir /run/lnst-agent --config /run/lnst-agent.toml $ARGS; echo o > /proc/sysrq-trigger"
 "#
     )

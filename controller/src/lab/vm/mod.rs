@@ -394,6 +394,9 @@ impl Lab for VmLab {
     fn agents_close(&self) -> bool {
         false
     }
+    fn silence_timeout(&self) -> Option<Duration> {
+        Some(Duration::from_millis(guest::SILENCE_MS))
+    }
     fn lost(&self, host: &str) -> Option<String> {
         let g = self.guests.iter().find(|g| g.host == host)?;
         // An exited child is a zombie until waited for (at teardown).
