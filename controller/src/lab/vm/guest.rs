@@ -130,7 +130,6 @@ $B mount -t devpts devpts $R/dev/pts
 $B mount -t tmpfs shm $R/dev/shm
 $B mount -t tmpfs -o mode=0755 run $R/run
 $B mount -t cgroup2 cgroup2 $R/sys/fs/cgroup 2>/dev/null
-$B mount -t tmpfs -o mode=1777 tmp $R/tmp
 REL=$($B uname -r)
 if [ -n "$MODS" ]; then
   $B mkdir -p $R/lib/modules/$REL && $B mount --bind /host$MODS $R/lib/modules/$REL || fail "modules $MODS"
