@@ -3,6 +3,8 @@
 //! `lnst-agent` on a virtio-serial port, NICs named as the recipe names
 //! them, one bridge per `net` label inside a lab namespace.
 
+pub mod kernel;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
