@@ -214,7 +214,7 @@ fn debian_package(version: &str) -> String {
 
 /// `resolve(None)`: the package `linux-image-amd64` depends on.
 fn resolve_current(cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<Kernel, KernelError> {
-    let package = match current_package() {
+    let package = match current_package_memo(cache) {
         Ok(p) => p,
         Err(detail) => {
             return match newest_cached(cache)? {
@@ -239,6 +239,59 @@ fn resolve_current(cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<Kerne
             None => Err(e),
         },
     }
+}
+
+/// Where the last answer of [`current_package`] is kept, with the apt
+/// lists' state it was computed from.
+const CURRENT_MEMO: &str = "current.json";
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct CurrentMemo {
+    /// [`lists_stamp`] when apt was asked.
+    lists: String,
+    package: String,
+}
+
+/// A cheap fingerprint of apt's package lists: names, sizes and mtimes of
+/// `/var/lib/apt/lists/*` (`apt-get update` changes them).
+fn lists_stamp() -> Option<String> {
+    let mut items: Vec<String> = fs::read_dir("/var/lib/apt/lists")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let md = e.metadata().ok()?;
+            let mtime = md.modified().ok()?.duration_since(UNIX_EPOCH).ok()?.as_nanos();
+            md.is_file().then(|| format!("{}:{}:{mtime}", e.file_name().to_string_lossy(), md.len()))
+        })
+        .collect();
+    items.sort();
+    (!items.is_empty()).then(|| format!("{:016x}", fnv1a(items.join("\n").as_bytes())))
+}
+
+/// [`current_package`], remembered in `<cache>/current.json` while the
+/// apt lists stay the same: `apt-cache` takes ~1 s here (no pkgcache.bin),
+/// a third of a VM's boot.
+fn current_package_memo(cache: &Path) -> Result<String, String> {
+    let stamp = lists_stamp();
+    let memo_path = cache.join(CURRENT_MEMO);
+    if let Some(stamp) = &stamp {
+        let memo: Option<CurrentMemo> = fs::read_to_string(&memo_path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        if let Some(m) = memo.filter(|m| &m.lists == stamp) {
+            return Ok(m.package);
+        }
+    }
+    let package = current_package()?;
+    if let Some(lists) = stamp {
+        let memo = CurrentMemo { lists, package: package.clone() };
+        if let Ok(text) = serde_json::to_string(&memo) {
+            // Best effort: without the memo the next resolve asks apt again.
+            let tmp = cache.join(format!("{CURRENT_MEMO}.{}", std::process::id()));
+            if fs::create_dir_all(cache).and_then(|()| fs::write(&tmp, text)).and_then(|()| fs::rename(&tmp, &memo_path)).is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+        }
+    }
+    Ok(package)
 }
 
 /// Asks apt which package `linux-image-amd64` depends on; the error is a
@@ -276,7 +329,8 @@ fn apt_knows(package: &str) -> Result<bool, KernelError> {
     Ok(out.status.success() && !out.stdout.is_empty())
 }
 
-/// A few kernel versions apt knows, newest first, for error messages.
+/// A few generic-flavour kernel versions apt knows, newest first, for
+/// error messages (`-cloud-amd64` and `-rt-amd64` exist too).
 fn available_versions(n: usize) -> Vec<String> {
     let Ok(out) = Command::new("apt-cache").args(["pkgnames", "linux-image-"]).stdin(Stdio::null()).output() else {
         return Vec::new();
@@ -284,7 +338,8 @@ fn available_versions(n: usize) -> Vec<String> {
     let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.trim().strip_prefix("linux-image-"))
-        .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()) && v.ends_with("-amd64") && !v.contains("-dbg") && !v.contains("unsigned"))
+        .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()) && v.ends_with("-amd64"))
+        .filter(|v| !["-dbg", "unsigned", "-cloud-", "-rt-"].iter().any(|x| v.contains(x)))
         .map(str::to_string)
         .collect();
     v.sort_by(|a, b| version_cmp(b, a));
@@ -1219,6 +1274,13 @@ fn modinfo_depends(ko: &[u8]) -> Option<Vec<String>> {
 /// transitively and listed as depmod does (the last is loaded first).
 /// Only modules.dep: no aliases, no binary indexes.
 fn write_modules_dep(modules: &Path) -> Result<(), KernelError> {
+    let text = modules_dep_text(modules)?;
+    let out = modules.join("modules.dep");
+    fs::write(&out, text).map_err(KernelError::io("write", &out))
+}
+
+/// The text of [`write_modules_dep`].
+fn modules_dep_text(modules: &Path) -> Result<String, KernelError> {
     let mut files = Vec::new();
     collect_modules(modules, modules, &mut files).map_err(KernelError::io("list the modules in", modules))?;
     files.sort();
@@ -1261,8 +1323,7 @@ fn write_modules_dep(modules: &Path) -> Result<(), KernelError> {
         }
         text.push('\n');
     }
-    let out = modules.join("modules.dep");
-    fs::write(&out, text).map_err(KernelError::io("write", &out))
+    Ok(text)
 }
 
 /// Relative paths of every `*.ko*` under `dir`.
@@ -1279,4 +1340,432 @@ fn collect_modules(root: &Path, dir: &Path, out: &mut Vec<String>) -> io::Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A fresh scratch directory under the system temp dir.
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("lnst-kernel-test-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A minimal ELF64 x86_64 file: header, one PT_NOTE program header,
+    /// the note, and padding. With `pvh`, the note is Xen type 18.
+    fn tiny_elf(pvh: bool, banner: &str) -> Vec<u8> {
+        let mut e = vec![0u8; 64];
+        e[..4].copy_from_slice(b"\x7fELF");
+        e[4] = 2; // 64-bit
+        e[5] = 1; // little endian
+        e[0x12..0x14].copy_from_slice(&62u16.to_le_bytes());
+        e[0x20..0x28].copy_from_slice(&64u64.to_le_bytes()); // phoff
+        e[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        e[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        let mut note = Vec::new();
+        note.extend_from_slice(&4u32.to_le_bytes());
+        note.extend_from_slice(&4u32.to_le_bytes());
+        note.extend_from_slice(&(if pvh { 18u32 } else { 1 }).to_le_bytes());
+        note.extend_from_slice(b"Xen\0");
+        note.extend_from_slice(&0x100_0000u32.to_le_bytes());
+        let mut ph = vec![0u8; 56];
+        ph[..4].copy_from_slice(&4u32.to_le_bytes());
+        ph[8..16].copy_from_slice(&120u64.to_le_bytes());
+        ph[0x20..0x28].copy_from_slice(&(note.len() as u64).to_le_bytes());
+        e.extend_from_slice(&ph);
+        e.extend_from_slice(&note);
+        e.extend_from_slice(banner.as_bytes());
+        e.extend_from_slice(&[0xcc; 300]);
+        e
+    }
+
+    /// A bzImage-shaped buffer: boot header with the version string and
+    /// `payload` where the header says, followed by the 4-byte size.
+    fn tiny_bzimage(version: &str, payload: &[u8], plain_len: usize) -> Vec<u8> {
+        let setup_sects = 2u8;
+        let mut b = vec![0u8; (usize::from(setup_sects) + 1) * 512];
+        b[0x1f1] = setup_sects;
+        b[0x202..0x206].copy_from_slice(b"HdrS");
+        b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        b[0x236..0x238].copy_from_slice(&1u16.to_le_bytes()); // XLF_KERNEL_64
+        let vo = 0x300usize;
+        b[0x20e..0x210].copy_from_slice(&((vo - 0x200) as u16).to_le_bytes());
+        b[vo..vo + version.len()].copy_from_slice(version.as_bytes());
+        let off = 0x40u32; // payload offset inside the protected-mode part
+        b[0x248..0x24c].copy_from_slice(&off.to_le_bytes());
+        b[0x24c..0x250].copy_from_slice(&((payload.len() + 4) as u32).to_le_bytes());
+        b.extend_from_slice(&[0x90; 0x40]);
+        b.extend_from_slice(payload);
+        b.extend_from_slice(&(plain_len as u32).to_le_bytes());
+        b.extend_from_slice(&[0u8; 64]);
+        b
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn xz(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        liblzma::read::XzEncoder::new(data, 1).read_to_end(&mut out).unwrap();
+        out
+    }
+
+    const DEP: &str = "\
+kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko
+kernel/net/9p/9pnet.ko:
+kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko
+kernel/fs/fscache/fscache.ko: kernel/fs/netfs/netfs.ko
+kernel/fs/netfs/netfs.ko:
+kernel/drivers/virtio/virtio.ko:
+kernel/drivers/virtio/virtio_ring.ko:
+kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
+kernel/sound/snd-hda-intel.ko.xz:
+";
+
+    #[test]
+    fn closure_is_in_load_order_without_duplicates() {
+        let deps = parse_modules_dep(DEP);
+        let order = closure_order(&deps, &HashSet::new(), &["9p", "9pnet-virtio", "virtio_net"]).unwrap();
+        assert_eq!(
+            order,
+            [
+                "kernel/fs/netfs/netfs.ko",
+                "kernel/fs/fscache/fscache.ko",
+                "kernel/net/9p/9pnet.ko",
+                "kernel/fs/9p/9p.ko",
+                "kernel/drivers/virtio/virtio.ko",
+                "kernel/drivers/virtio/virtio_ring.ko",
+                "kernel/net/9p/9pnet_virtio.ko",
+                "kernel/net/core/failover.ko",
+                "kernel/drivers/net/net_failover.ko",
+                "kernel/drivers/net/virtio_net.ko",
+            ]
+        );
+        // Every module comes after everything it depends on.
+        for (i, p) in order.iter().enumerate() {
+            for d in &deps[&module_name(p)].1 {
+                assert!(order[..i].contains(d), "{d} must load before {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn closure_accepts_dashes_and_underscores_and_compressed_names() {
+        let deps = parse_modules_dep(DEP);
+        assert_eq!(closure_order(&deps, &HashSet::new(), &["snd_hda_intel"]).unwrap(), ["kernel/sound/snd-hda-intel.ko.xz"]);
+        assert_eq!(closure_order(&deps, &HashSet::new(), &["snd-hda-intel"]).unwrap(), ["kernel/sound/snd-hda-intel.ko.xz"]);
+        assert_eq!(module_name("kernel/sound/snd-hda-intel.ko.zst"), "snd_hda_intel");
+    }
+
+    #[test]
+    fn closure_skips_builtins_and_rejects_unknown_modules() {
+        let deps = parse_modules_dep(DEP);
+        let builtin = parse_builtin("kernel/fs/overlayfs/overlay.ko\nkernel/drivers/block/virtio_blk.ko\n");
+        assert_eq!(closure_order(&deps, &builtin, &["overlay", "virtio-blk", "9pnet"]).unwrap(), ["kernel/net/9p/9pnet.ko"]);
+        assert_eq!(closure_order(&deps, &builtin, &["9pnet", "nosuch"]), Err("nosuch".to_string()));
+    }
+
+    #[test]
+    fn module_closure_returns_absolute_paths_and_names_unknown_modules() {
+        let d = scratch("closure");
+        fs::write(d.join("modules.dep"), DEP).unwrap();
+        fs::write(d.join("modules.builtin"), "kernel/fs/overlayfs/overlay.ko\n").unwrap();
+        let got = module_closure(&d, &["overlay", "9pnet"]).unwrap();
+        assert_eq!(got, [d.join("kernel/net/9p/9pnet.ko")]);
+        let err = module_closure(&d, &["bonding"]).unwrap_err();
+        assert!(matches!(&err, KernelError::UnknownModule { name, .. } if name == "bonding"), "{err}");
+        assert!(err.to_string().contains("modules.dep"), "{err}");
+        let err = module_closure(&d.join("missing"), &["9pnet"]).unwrap_err();
+        assert!(err.to_string().contains("depmod"), "{err}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn read_module_decompresses_by_extension() {
+        let d = scratch("readmod");
+        let body = b"\x7fELF module body".repeat(100);
+        fs::write(d.join("a.ko"), &body).unwrap();
+        fs::write(d.join("b.ko.xz"), xz(&body)).unwrap();
+        fs::write(d.join("c.ko.gz"), gzip(&body)).unwrap();
+        for f in ["a.ko", "b.ko.xz", "c.ko.gz"] {
+            assert_eq!(read_module(&d.join(f)).unwrap(), body, "{f}");
+        }
+        fs::write(d.join("bad.ko.xz"), b"not xz").unwrap();
+        assert!(read_module(&d.join("bad.ko.xz")).is_err());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn parses_apt_cache_depends() {
+        let out = "linux-image-amd64\n  Depends: linux-image-6.1.0-57-amd64\n";
+        assert_eq!(parse_depends(out).as_deref(), Some("linux-image-6.1.0-57-amd64"));
+        assert_eq!(parse_depends("linux-image-amd64\n  Depends: <linux-image-6.1.0-9-amd64>\n").as_deref(), Some("linux-image-6.1.0-9-amd64"));
+        assert_eq!(parse_depends("foo\n  Depends: libc6\n"), None);
+    }
+
+    #[test]
+    fn versions_get_a_flavour_and_sort_numerically() {
+        assert_eq!(debian_package("6.1.0-28"), "linux-image-6.1.0-28-amd64");
+        assert_eq!(debian_package("6.1.0-28-amd64"), "linux-image-6.1.0-28-amd64");
+        assert_eq!(debian_package("6.1.0-28-cloud-amd64"), "linux-image-6.1.0-28-cloud-amd64");
+        assert_eq!(debian_package("linux-image-6.1.0-28"), "linux-image-6.1.0-28-amd64");
+        assert!(version_cmp("6.1.0-57-amd64", "6.1.0-9-amd64").is_gt());
+        assert!(version_cmp("6.12.0-1-amd64", "6.1.0-57-amd64").is_gt());
+    }
+
+    #[test]
+    fn bzimage_header_gives_release_and_payload() {
+        let elf = tiny_elf(true, "");
+        let payload = gzip(&elf);
+        let bz = tiny_bzimage("6.1.0-57-amd64 (debian-kernel@lists.debian.org) #1 SMP", &payload, elf.len());
+        assert_eq!(release_of(&bz).as_deref(), Some("6.1.0-57-amd64"));
+        assert_eq!(classify(&bz), Ok(ImageKind::BzImage));
+        assert_eq!(header_payload(&bz).map(<[u8]>::len), Some(payload.len() + 4));
+        assert_eq!(extract_vmlinux(&bz), Some(elf));
+    }
+
+    #[test]
+    fn extracts_xz_payload_with_x86_filter_header() {
+        let elf = tiny_elf(true, "");
+        let bz = tiny_bzimage("6.1.0-1-amd64 #1", &xz(&elf), elf.len());
+        let v = extract_vmlinux(&bz).unwrap();
+        assert_eq!(v, elf);
+        assert!(has_pvh_note(&v));
+    }
+
+    #[test]
+    fn scanning_finds_a_payload_without_a_usable_header() {
+        let elf = tiny_elf(true, "");
+        for payload in [gzip(&elf), xz(&elf)] {
+            let mut data = vec![0x5a; 1000];
+            data.extend_from_slice(b"BZh9 junk \x1f\x8b\x08 junk ");
+            data.extend_from_slice(&payload);
+            data.extend_from_slice(&[0u8; 100]);
+            assert_eq!(extract_vmlinux(&data), Some(elf.clone()));
+        }
+        assert_eq!(extract_vmlinux(&[0u8; 4096]), None);
+    }
+
+    #[test]
+    fn magics_are_found_in_file_order() {
+        let mut data = vec![0u8; 64];
+        data[10..13].copy_from_slice(b"\x1f\x8b\x08");
+        data[30..36].copy_from_slice(b"\xfd7zXZ\0");
+        data[50..54].copy_from_slice(b"\x28\xb5\x2f\xfd");
+        assert_eq!(scan_magics(&data, 8), [(10, Format::Gzip), (30, Format::Xz), (50, Format::Zstd)]);
+        assert_eq!(format_at(b"\x02\x21\x4c\x18...."), Some(Format::Lz4));
+    }
+
+    #[test]
+    fn lz4_legacy_frames_decode() {
+        // One block: a single literal-only sequence (token 0xA0, 10 bytes).
+        let mut f = vec![0x02, 0x21, 0x4c, 0x18];
+        f.extend_from_slice(&11u32.to_le_bytes());
+        f.push(0xa0);
+        f.extend_from_slice(b"0123456789");
+        f.extend_from_slice(&1234u32.to_le_bytes()); // a trailing size field
+        assert_eq!(decompress(Format::Lz4, &f, 1 << 20).as_deref(), Some(&b"0123456789"[..]));
+    }
+
+    #[test]
+    fn elf_banner_gives_release_and_pvh_note_is_seen() {
+        let elf = tiny_elf(true, "Linux version %s\0Linux version 6.8.0-rc1+ (me@host) #3\0");
+        assert_eq!(release_of(&elf).as_deref(), Some("6.8.0-rc1+"));
+        assert!(has_pvh_note(&elf));
+        assert!(!has_pvh_note(&tiny_elf(false, "")));
+        assert!(elf_complete(&elf));
+        assert!(!elf_complete(&elf[..40]));
+    }
+
+    #[test]
+    fn other_architectures_and_non_kernels_are_named() {
+        let mut arm = vec![0u8; 0x40];
+        arm[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        assert!(matches!(classify(&arm), Err(Ok(a)) if a.contains("arm64")));
+        let mut elf = tiny_elf(true, "");
+        elf[0x12..0x14].copy_from_slice(&183u16.to_le_bytes());
+        assert!(matches!(classify(&elf), Err(Ok(a)) if a.contains("aarch64")));
+        assert!(matches!(classify(b"#!/bin/sh\n"), Err(Err(_))));
+        let mut bz32 = tiny_bzimage("4.0 #1", b"", 0);
+        bz32[0x236] = 0;
+        assert!(matches!(classify(&bz32), Err(Ok(a)) if a.contains("32-bit")));
+    }
+
+    #[test]
+    fn user_paths_that_are_not_kernels_say_what_was_expected() {
+        let d = scratch("user");
+        let cache = d.join("cache");
+        let mut quiet = |_: &str| {};
+        let err = resolve(Some("/nonexistent/bzImage"), &cache, &mut quiet).unwrap_err();
+        assert!(matches!(err, KernelError::NotFound { .. }), "{err}");
+        assert!(err.to_string().contains("/nonexistent/bzImage"), "{err}");
+        let text = d.join("notes.txt");
+        fs::write(&text, "hello").unwrap();
+        let err = resolve(Some(text.to_str().unwrap()), &cache, &mut quiet).unwrap_err();
+        assert!(matches!(err, KernelError::NotAKernel { .. }), "{err}");
+        let err = resolve(Some(d.to_str().unwrap()), &cache, &mut quiet).unwrap_err();
+        assert!(err.to_string().contains("arch/x86/boot/bzImage"), "{err}");
+        let novm = d.join("vmlinux-nopvh");
+        fs::write(&novm, tiny_elf(false, "Linux version 6.9.0 #1")).unwrap();
+        let err = resolve(Some(novm.to_str().unwrap()), &cache, &mut quiet).unwrap_err();
+        assert!(matches!(err, KernelError::NoPvh { .. }), "{err}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_user_bzimage_is_extracted_once_and_finds_installed_modules() {
+        let d = scratch("userbz");
+        let cache = d.join("cache");
+        let elf = tiny_elf(true, "");
+        fs::write(d.join("bzImage"), tiny_bzimage("6.9.0-lnst #1", &xz(&elf), elf.len())).unwrap();
+        let mods = d.join("lib/modules/6.9.0-lnst");
+        fs::create_dir_all(&mods).unwrap();
+        fs::write(mods.join("modules.dep"), "").unwrap();
+        let mut lines = Vec::new();
+        let k = resolve(Some(d.join("bzImage").to_str().unwrap()), &cache, &mut |l| lines.push(l.to_string())).unwrap();
+        assert_eq!(k.release, "6.9.0-lnst");
+        assert!(k.image.starts_with(cache.join("user")), "{}", k.image.display());
+        assert_eq!(fs::read(&k.image).unwrap(), elf);
+        assert_eq!(k.modules.as_deref(), Some(mods.as_path()));
+        let again = resolve(Some(d.join("bzImage").to_str().unwrap()), &cache, &mut |_| {}).unwrap();
+        assert_eq!(again, k);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn writes_modules_dep_from_modinfo() {
+        /// A module ELF with only a `.modinfo` section.
+        fn ko(depends: &str) -> Vec<u8> {
+            let modinfo = format!("license=GPL\0depends={depends}\0name=x\0");
+            let shstr = b"\0.modinfo\0.shstrtab\0";
+            let mut e = vec![0u8; 64];
+            e[..4].copy_from_slice(b"\x7fELF");
+            e[4] = 2;
+            let modinfo_off = e.len();
+            e.extend_from_slice(modinfo.as_bytes());
+            let shstr_off = e.len();
+            e.extend_from_slice(shstr);
+            let shoff = e.len();
+            let sh = |name: u32, off: usize, size: usize| {
+                let mut s = vec![0u8; 64];
+                s[..4].copy_from_slice(&name.to_le_bytes());
+                s[0x18..0x20].copy_from_slice(&(off as u64).to_le_bytes());
+                s[0x20..0x28].copy_from_slice(&(size as u64).to_le_bytes());
+                s
+            };
+            e.extend(sh(0, 0, 0));
+            e.extend(sh(1, modinfo_off, modinfo.len()));
+            e.extend(sh(10, shstr_off, shstr.len()));
+            e[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+            e[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+            e[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+            e[0x3e..0x40].copy_from_slice(&2u16.to_le_bytes());
+            e
+        }
+        let d = scratch("modinfo");
+        for (path, deps) in [("fs/a.ko", "b,c"), ("fs/b.ko", "c"), ("net/c.ko", ""), ("net/d-e.ko", "a")] {
+            fs::create_dir_all(d.join(path).parent().unwrap()).unwrap();
+            fs::write(d.join(path), ko(deps)).unwrap();
+        }
+        write_modules_dep(&d).unwrap();
+        let text = fs::read_to_string(d.join("modules.dep")).unwrap();
+        assert_eq!(text, "fs/a.ko: fs/b.ko net/c.ko\nfs/b.ko: net/c.ko\nnet/c.ko:\nnet/d-e.ko: fs/a.ko fs/b.ko net/c.ko\n");
+        let got = module_closure(&d, &["d_e"]).unwrap();
+        assert_eq!(got, ["net/c.ko", "fs/b.ko", "fs/a.ko", "net/d-e.ko"].map(|p| d.join(p)));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Fetches Debian's current kernel for real (~70 MB once; later runs
+    /// reuse the shared cache) and checks the result from outside.
+    #[test]
+    fn live_resolve_current_debian_kernel() {
+        if find_tool("apt-get").is_none() || find_tool("dpkg-deb").is_none() || find_tool("apt-cache").is_none() {
+            println!("SKIP: apt-get, apt-cache or dpkg-deb not installed");
+            return;
+        }
+        let cache = cache_root();
+        let t = Instant::now();
+        let k = match resolve(None, &cache, &mut |l| println!("progress: {l}")) {
+            Ok(k) => k,
+            Err(e @ KernelError::NoAptLists { .. }) => {
+                println!("SKIP: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let first = t.elapsed();
+        let t = Instant::now();
+        let again = resolve(None, &cache, &mut |l| println!("progress: {l}")).unwrap();
+        let cached = t.elapsed();
+        println!("resolve: {:.2} s; cached resolve: {:.1} ms; {}", first.as_secs_f64(), cached.as_secs_f64() * 1e3, k.source);
+        assert_eq!(again, k);
+
+        let mut head = [0u8; 4];
+        File::open(&k.image).unwrap().read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"\x7fELF", "{} is not the extracted vmlinux", k.image.display());
+        let modules = k.modules.clone().unwrap();
+        assert_eq!(modules.file_name().unwrap().to_str(), Some(k.release.as_str()));
+        assert_eq!(modules.parent().unwrap().file_name().unwrap(), "modules");
+        assert!(modules.join("modules.dep").is_file());
+        let image = fs::read(&k.image).unwrap();
+        assert_eq!(release_of(&image).as_deref(), Some(k.release.as_str()));
+        assert!(has_pvh_note(&image));
+
+        let names = ["9p", "9pnet_virtio", "overlay", "virtio_net", "virtio_console"];
+        let closure = module_closure(&modules, &names).unwrap();
+        for p in &closure {
+            assert!(p.is_absolute() && p.is_file(), "{}", p.display());
+            assert!(read_module(p).unwrap().starts_with(b"\x7fELF"));
+        }
+        let stems: Vec<String> = closure.iter().map(|p| module_name(&p.to_string_lossy())).collect();
+        println!("closure: {}", stems.join(" "));
+        for n in names {
+            assert!(stems.iter().any(|s| s == n) || n == "overlay" && !stems.iter().any(|s| s == "overlay"), "{n} missing");
+        }
+        assert!(stems.iter().any(|s| s == "overlay"), "overlay is a module in Debian's kernel");
+        let pos = |n: &str| stems.iter().position(|s| s == n).unwrap();
+        assert!(pos("9pnet") < pos("9p") && pos("9pnet") < pos("9pnet_virtio"));
+
+        // A version apt does not know lists real ones.
+        match resolve(Some("0.0.1-1"), &cache, &mut |_| {}) {
+            Err(KernelError::UnknownVersion { package, available }) => {
+                assert_eq!(package, "linux-image-0.0.1-1-amd64");
+                assert!(!available.is_empty());
+                assert!(available.iter().all(|v| v.ends_with("-amd64") && !v.contains("cloud")), "{available:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The built-in modules.dep generator agrees with depmod on every
+        // module's dependency set.
+        if read_marker(modules.ancestors().nth(3).unwrap()).unwrap().index.as_deref() == Some("depmod") {
+            let t = Instant::now();
+            let ours = parse_modules_dep(&modules_dep_text(&modules).unwrap());
+            let theirs = parse_modules_dep(&fs::read_to_string(modules.join("modules.dep")).unwrap());
+            println!("built-in modules.dep for {} modules in {:.2} s", ours.len(), t.elapsed().as_secs_f64());
+            assert_eq!(ours.len(), theirs.len());
+            for (name, (path, deps)) in &theirs {
+                let (p, d) = &ours[name];
+                assert_eq!(p, path);
+                let set = |v: &Vec<String>| v.iter().cloned().collect::<HashSet<_>>();
+                assert_eq!(set(d), set(deps), "deps of {name}");
+            }
+        } else {
+            println!("SKIP: depmod not installed, built-in modules.dep not compared");
+        }
+        // The cached bzImage as a user kernel gives the same release.
+        let bz = modules.ancestors().nth(3).unwrap().join("boot").join(format!("vmlinuz-{}", k.release));
+        let user = resolve(Some(bz.to_str().unwrap()), &std::env::temp_dir().join("lnst-kernel-live-user"), &mut |_| {}).unwrap();
+        assert_eq!(user.release, k.release);
+        assert!(has_pvh_note(&fs::read(&user.image).unwrap()));
+        let _ = fs::remove_dir_all(std::env::temp_dir().join("lnst-kernel-live-user"));
+    }
 }
