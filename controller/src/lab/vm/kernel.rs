@@ -80,13 +80,25 @@ pub enum KernelError {
         if available.is_empty() { "none (are the apt lists there? run `apt-get update`)".to_string() } else { available.join(", ") },
         available.first().map(String::as_str).unwrap_or("6.1.0-57-amd64")
     )]
-    UnknownVersion { package: String, available: Vec<String> },
+    UnknownVersion {
+        package: String,
+        available: Vec<String>,
+    },
     /// A tool the fetch needs is not installed.
     #[error("`{tool}` is not installed (needed to {purpose}): install it with `apt-get install {package}`, or pass `--kernel PATH` to boot a kernel you have")]
-    MissingTool { tool: String, purpose: String, package: String },
+    MissingTool {
+        tool: String,
+        purpose: String,
+        package: String,
+    },
     /// An external command failed.
     #[error("`{command}` failed ({status}): {stderr}. {hint}")]
-    Command { command: String, status: String, stderr: String, hint: String },
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+        hint: String,
+    },
     /// A file operation failed.
     #[error("cannot {action} {}: {source}. Check permissions and free space there (set LNST_CACHE to move the kernel cache)", path.display())]
     Io {
@@ -124,7 +136,11 @@ pub enum KernelError {
 impl KernelError {
     fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> KernelError {
         let path = path.to_path_buf();
-        move |source| KernelError::Io { action, path, source }
+        move |source| KernelError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }
 
@@ -150,7 +166,11 @@ struct Marker {
 /// `$LNST_CACHE/kernels`, else `$XDG_CACHE_HOME/lnst/kernels`, else
 /// `~/.cache/lnst/kernels` (`/root/.cache/lnst/kernels` for root).
 pub fn cache_root() -> PathBuf {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(d) = var("LNST_CACHE") {
         return d.join("kernels");
     }
@@ -176,7 +196,11 @@ pub fn cache_root() -> PathBuf {
 ///
 /// `progress` receives short human lines ("fetching …", "downloaded 34.1
 /// MB", "ready: … in 12.3 s"); the caller decides how to show them.
-pub fn resolve(spec: Option<&str>, cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<Kernel, KernelError> {
+pub fn resolve(
+    spec: Option<&str>,
+    cache: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Kernel, KernelError> {
     match spec {
         None => resolve_current(cache, progress),
         Some(s) => {
@@ -184,14 +208,19 @@ pub fn resolve(spec: Option<&str>, cache: &Path, progress: &mut dyn FnMut(&str))
             if path.exists() {
                 resolve_user(path, cache, progress)
             } else if s.contains('/') || s.starts_with('.') || s.starts_with('~') {
-                Err(KernelError::NotFound { path: path.to_path_buf() })
+                Err(KernelError::NotFound {
+                    path: path.to_path_buf(),
+                })
             } else {
                 let package = debian_package(s);
                 if let Some(k) = cached(cache, &package)? {
                     return Ok(k);
                 }
                 if !apt_knows(&package)? {
-                    return Err(KernelError::UnknownVersion { package, available: available_versions(8) });
+                    return Err(KernelError::UnknownVersion {
+                        package,
+                        available: available_versions(8),
+                    });
                 }
                 fetch(&package, cache, progress)
             }
@@ -222,7 +251,10 @@ fn resolve_current(cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<Kerne
                     progress(&format!("{detail}; using the newest cached kernel {} (run `apt-get update` for the current one)", k.release));
                     Ok(k)
                 }
-                None => Err(KernelError::NoAptLists { detail, cache: cache.to_path_buf() }),
+                None => Err(KernelError::NoAptLists {
+                    detail,
+                    cache: cache.to_path_buf(),
+                }),
             };
         }
     };
@@ -233,7 +265,10 @@ fn resolve_current(cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<Kerne
         Ok(k) => Ok(k),
         Err(e) => match newest_cached(cache)? {
             Some(k) => {
-                progress(&format!("could not fetch {package} ({e}); using the newest cached kernel {}", k.release));
+                progress(&format!(
+                    "could not fetch {package} ({e}); using the newest cached kernel {}",
+                    k.release
+                ));
                 Ok(k)
             }
             None => Err(e),
@@ -260,8 +295,14 @@ fn lists_stamp() -> Option<String> {
         .flatten()
         .filter_map(|e| {
             let md = e.metadata().ok()?;
-            let mtime = md.modified().ok()?.duration_since(UNIX_EPOCH).ok()?.as_nanos();
-            md.is_file().then(|| format!("{}:{}:{mtime}", e.file_name().to_string_lossy(), md.len()))
+            let mtime = md
+                .modified()
+                .ok()?
+                .duration_since(UNIX_EPOCH)
+                .ok()?
+                .as_nanos();
+            md.is_file()
+                .then(|| format!("{}:{}:{mtime}", e.file_name().to_string_lossy(), md.len()))
         })
         .collect();
     items.sort();
@@ -275,18 +316,27 @@ fn current_package_memo(cache: &Path) -> Result<String, String> {
     let stamp = lists_stamp();
     let memo_path = cache.join(CURRENT_MEMO);
     if let Some(stamp) = &stamp {
-        let memo: Option<CurrentMemo> = fs::read_to_string(&memo_path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let memo: Option<CurrentMemo> = fs::read_to_string(&memo_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
         if let Some(m) = memo.filter(|m| &m.lists == stamp) {
             return Ok(m.package);
         }
     }
     let package = current_package()?;
     if let Some(lists) = stamp {
-        let memo = CurrentMemo { lists, package: package.clone() };
+        let memo = CurrentMemo {
+            lists,
+            package: package.clone(),
+        };
         if let Ok(text) = serde_json::to_string(&memo) {
             // Best effort: without the memo the next resolve asks apt again.
             let tmp = cache.join(format!("{CURRENT_MEMO}.{}", std::process::id()));
-            if fs::create_dir_all(cache).and_then(|()| fs::write(&tmp, text)).and_then(|()| fs::rename(&tmp, &memo_path)).is_err() {
+            if fs::create_dir_all(cache)
+                .and_then(|()| fs::write(&tmp, text))
+                .and_then(|()| fs::rename(&tmp, &memo_path))
+                .is_err()
+            {
                 let _ = fs::remove_file(&tmp);
             }
         }
@@ -305,9 +355,14 @@ fn current_package() -> Result<String, String> {
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("`apt-cache depends {META_PACKAGE}` failed: {}", first_line(&err)));
+        return Err(format!(
+            "`apt-cache depends {META_PACKAGE}` failed: {}",
+            first_line(&err)
+        ));
     }
-    parse_depends(&text).ok_or_else(|| format!("apt-cache lists no kernel package for {META_PACKAGE} (are the apt lists there?)"))
+    parse_depends(&text).ok_or_else(|| {
+        format!("apt-cache lists no kernel package for {META_PACKAGE} (are the apt lists there?)")
+    })
 }
 
 /// The first `Depends: linux-image-…` of `apt-cache depends` output.
@@ -332,14 +387,22 @@ fn apt_knows(package: &str) -> Result<bool, KernelError> {
 /// A few generic-flavour kernel versions apt knows, newest first, for
 /// error messages (`-cloud-amd64` and `-rt-amd64` exist too).
 fn available_versions(n: usize) -> Vec<String> {
-    let Ok(out) = Command::new("apt-cache").args(["pkgnames", "linux-image-"]).stdin(Stdio::null()).output() else {
+    let Ok(out) = Command::new("apt-cache")
+        .args(["pkgnames", "linux-image-"])
+        .stdin(Stdio::null())
+        .output()
+    else {
         return Vec::new();
     };
     let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.trim().strip_prefix("linux-image-"))
         .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()) && v.ends_with("-amd64"))
-        .filter(|v| !["-dbg", "unsigned", "-cloud-", "-rt-"].iter().any(|x| v.contains(x)))
+        .filter(|v| {
+            !["-dbg", "unsigned", "-cloud-", "-rt-"]
+                .iter()
+                .any(|x| v.contains(x))
+        })
         .map(str::to_string)
         .collect();
     v.sort_by(|a, b| version_cmp(b, a));
@@ -356,14 +419,22 @@ fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
         let mut digits = false;
         for c in s.chars() {
             if c.is_ascii_digit() != digits && !cur.is_empty() {
-                out.push(if digits { Ok(cur.parse().unwrap_or(u64::MAX)) } else { Err(std::mem::take(&mut cur)) });
+                out.push(if digits {
+                    Ok(cur.parse().unwrap_or(u64::MAX))
+                } else {
+                    Err(std::mem::take(&mut cur))
+                });
                 cur.clear();
             }
             digits = c.is_ascii_digit();
             cur.push(c);
         }
         if !cur.is_empty() {
-            out.push(if digits { Ok(cur.parse().unwrap_or(u64::MAX)) } else { Err(cur) });
+            out.push(if digits {
+                Ok(cur.parse().unwrap_or(u64::MAX))
+            } else {
+                Err(cur)
+            });
         }
         out
     }
@@ -371,11 +442,19 @@ fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no output").to_string()
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no output")
+        .to_string()
 }
 
 fn missing(tool: &str, purpose: &str, package: &str) -> KernelError {
-    KernelError::MissingTool { tool: tool.into(), purpose: purpose.into(), package: package.into() }
+    KernelError::MissingTool {
+        tool: tool.into(),
+        purpose: purpose.into(),
+        package: package.into(),
+    }
 }
 
 /// Finds a tool in PATH or the sbin directories (depmod lives in /sbin,
@@ -383,7 +462,11 @@ fn missing(tool: &str, purpose: &str, package: &str) -> KernelError {
 fn find_tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].into_iter().map(PathBuf::from))
+        .chain(
+            ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+                .into_iter()
+                .map(PathBuf::from),
+        )
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
@@ -391,12 +474,15 @@ fn find_tool(name: &str) -> Option<PathBuf> {
 /// Runs a command to completion; a failure becomes [`KernelError::Command`].
 fn run(cmd: &mut Command, hint: &str) -> Result<(), KernelError> {
     let shown = format!("{cmd:?}").replace('"', "");
-    let out = cmd.stdin(Stdio::null()).output().map_err(|e| KernelError::Command {
-        command: shown.clone(),
-        status: "could not start".into(),
-        stderr: e.to_string(),
-        hint: hint.into(),
-    })?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| KernelError::Command {
+            command: shown.clone(),
+            status: "could not start".into(),
+            stderr: e.to_string(),
+            hint: hint.into(),
+        })?;
     if out.status.success() {
         return Ok(());
     }
@@ -428,7 +514,11 @@ fn read_marker(entry: &Path) -> Option<Marker> {
 fn kernel_of_entry(entry: &Path, m: &Marker) -> Option<Kernel> {
     let image = entry.join(&m.image);
     let modules = m.modules.as_ref().map(|d| entry.join(d));
-    if !image.is_file() || modules.as_ref().is_some_and(|d| !d.join("modules.dep").is_file()) {
+    if !image.is_file()
+        || modules
+            .as_ref()
+            .is_some_and(|d| !d.join("modules.dep").is_file())
+    {
         return None;
     }
     Some(Kernel {
@@ -457,7 +547,10 @@ fn newest_cached(cache: &Path) -> Result<Option<Kernel>, KernelError> {
             continue;
         }
         if let Some(k) = read_marker(&e.path()).and_then(|m| kernel_of_entry(&e.path(), &m)) {
-            if best.as_ref().is_none_or(|b| version_cmp(&k.release, &b.release).is_gt()) {
+            if best
+                .as_ref()
+                .is_none_or(|b| version_cmp(&k.release, &b.release).is_gt())
+            {
                 best = Some(k);
             }
         }
@@ -477,7 +570,10 @@ fn lock_cache(cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<Flock<File
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(l) => Ok(l),
         Err((file, _)) => {
-            progress(&format!("waiting for another lnst-ctl fetching a kernel (lock {})", path.display()));
+            progress(&format!(
+                "waiting for another lnst-ctl fetching a kernel (lock {})",
+                path.display()
+            ));
             Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| KernelError::Io {
                 action: "lock",
                 path,
@@ -488,15 +584,21 @@ fn lock_cache(cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<Flock<File
 }
 
 /// Downloads, unpacks, indexes and marks `package` in the cache.
-fn fetch(package: &str, cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<Kernel, KernelError> {
+fn fetch(
+    package: &str,
+    cache: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Kernel, KernelError> {
     fs::create_dir_all(cache).map_err(KernelError::io("create the kernel cache", cache))?;
     let _lock = lock_cache(cache, progress)?;
     // Another controller may have fetched it while we waited.
     if let Some(k) = cached(cache, package)? {
         return Ok(k);
     }
-    let apt_get = find_tool("apt-get").ok_or_else(|| missing("apt-get", "download Debian kernels", "apt"))?;
-    let dpkg_deb = find_tool("dpkg-deb").ok_or_else(|| missing("dpkg-deb", "unpack Debian kernels", "dpkg"))?;
+    let apt_get =
+        find_tool("apt-get").ok_or_else(|| missing("apt-get", "download Debian kernels", "apt"))?;
+    let dpkg_deb = find_tool("dpkg-deb")
+        .ok_or_else(|| missing("dpkg-deb", "unpack Debian kernels", "dpkg"))?;
     let start = Instant::now();
     clean_leftovers(cache);
 
@@ -534,9 +636,15 @@ fn fetch_into(
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or_else(|| KernelError::BadPackage { path: tmp.to_path_buf(), detail: "apt-get download left no .deb file".into() })?;
+        .ok_or_else(|| KernelError::BadPackage {
+            path: tmp.to_path_buf(),
+            detail: "apt-get download left no .deb file".into(),
+        })?;
 
-    progress(&format!("unpacking {} …", deb.file_name().unwrap_or_default().to_string_lossy()));
+    progress(&format!(
+        "unpacking {} …",
+        deb.file_name().unwrap_or_default().to_string_lossy()
+    ));
     let partial = cache.join(format!("{package}.partial"));
     run(
         Command::new(dpkg_deb).arg("-x").arg(&deb).arg(&partial),
@@ -575,26 +683,43 @@ fn fetch_into(
     let entry = cache.join(package);
     if entry.exists() {
         // An incomplete entry (no valid marker); we hold the lock.
-        fs::remove_dir_all(&entry).map_err(KernelError::io("remove the incomplete cache entry", &entry))?;
+        fs::remove_dir_all(&entry)
+            .map_err(KernelError::io("remove the incomplete cache entry", &entry))?;
     }
     fs::rename(&partial, &entry).map_err(KernelError::io("move into place", &partial))?;
-    progress(&format!("ready: {release} in {:.1} s", start.elapsed().as_secs_f64()));
-    kernel_of_entry(&entry, &marker)
-        .ok_or_else(|| KernelError::BadPackage { path: entry.clone(), detail: "files vanished after unpacking".into() })
+    progress(&format!(
+        "ready: {release} in {:.1} s",
+        start.elapsed().as_secs_f64()
+    ));
+    kernel_of_entry(&entry, &marker).ok_or_else(|| KernelError::BadPackage {
+        path: entry.clone(),
+        detail: "files vanished after unpacking".into(),
+    })
 }
 
 /// `apt-get download package` in `dir`, reporting the downloaded size.
-fn download(package: &str, dir: &Path, apt_get: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), KernelError> {
+fn download(
+    package: &str,
+    dir: &Path,
+    apt_get: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), KernelError> {
     let log = dir.join("apt-get.log");
     let log_file = File::create(&log).map_err(KernelError::io("create", &log))?;
-    let err_file = log_file.try_clone().map_err(KernelError::io("open", &log))?;
+    let err_file = log_file
+        .try_clone()
+        .map_err(KernelError::io("open", &log))?;
     let mut cmd = Command::new(apt_get);
     // As root, apt drops to the _apt user to download, which cannot write
     // into a root-owned cache directory.
     if nix::unistd::geteuid().is_root() {
         cmd.args(["-o", "APT::Sandbox::User=root"]);
     }
-    cmd.args(["download", package]).current_dir(dir).stdin(Stdio::null()).stdout(log_file).stderr(err_file);
+    cmd.args(["download", package])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(err_file);
     let shown = format!("apt-get download {package}");
     let mut child = cmd.spawn().map_err(|e| KernelError::Command {
         command: shown.clone(),
@@ -609,7 +734,12 @@ fn download(package: &str, dir: &Path, apt_get: &Path, progress: &mut dyn FnMut(
             Ok(Some(s)) => break s,
             Ok(None) => {}
             Err(e) => {
-                return Err(KernelError::Command { command: shown, status: "wait failed".into(), stderr: e.to_string(), hint: String::new() })
+                return Err(KernelError::Command {
+                    command: shown,
+                    status: "wait failed".into(),
+                    stderr: e.to_string(),
+                    hint: String::new(),
+                })
             }
         }
         std::thread::sleep(POLL);
@@ -653,7 +783,10 @@ fn dir_size(dir: &Path) -> u64 {
 /// The one release under `<root>/lib/modules` of an unpacked package.
 fn package_release(root: &Path) -> Result<String, KernelError> {
     let dir = root.join("lib/modules");
-    let bad = |detail: String| KernelError::BadPackage { path: root.to_path_buf(), detail };
+    let bad = |detail: String| KernelError::BadPackage {
+        path: root.to_path_buf(),
+        detail,
+    };
     let names: Vec<String> = fs::read_dir(&dir)
         .map_err(|e| bad(format!("no lib/modules ({e})")))?
         .flatten()
@@ -661,9 +794,15 @@ fn package_release(root: &Path) -> Result<String, KernelError> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     let [release] = names.as_slice() else {
-        return Err(bad(format!("expected one directory in lib/modules, found {names:?}")));
+        return Err(bad(format!(
+            "expected one directory in lib/modules, found {names:?}"
+        )));
     };
-    if !root.join("boot").join(format!("vmlinuz-{release}")).is_file() {
+    if !root
+        .join("boot")
+        .join(format!("vmlinuz-{release}"))
+        .is_file()
+    {
         return Err(bad(format!("no boot/vmlinuz-{release}")));
     }
     Ok(release.clone())
@@ -699,7 +838,10 @@ fn write_marker(entry: &Path, m: &Marker) -> Result<(), KernelError> {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------
@@ -742,10 +884,15 @@ fn classify(data: &[u8]) -> Result<ImageKind, Result<String, String>> {
     if data.get(0x24..0x28) == Some(&[0x18, 0x28, 0x6f, 0x01]) {
         return Err(Ok("32-bit arm (a zImage)".into()));
     }
-    if data.starts_with(b"\x1f\x8b") || data.starts_with(b"\xfd7zXZ\0") || data.starts_with(b"\x28\xb5\x2f\xfd") {
+    if data.starts_with(b"\x1f\x8b")
+        || data.starts_with(b"\xfd7zXZ\0")
+        || data.starts_with(b"\x28\xb5\x2f\xfd")
+    {
         return Err(Err("it is a compressed file, not a boot image; decompress it, or pass arch/x86/boot/bzImage".into()));
     }
-    Err(Err("no x86 boot header (\"HdrS\" at 0x202) and no ELF header".into()))
+    Err(Err(
+        "no x86 boot header (\"HdrS\" at 0x202) and no ELF header".into(),
+    ))
 }
 
 fn elf_machine_name(m: u16) -> String {
@@ -762,7 +909,11 @@ fn elf_machine_name(m: u16) -> String {
 }
 
 /// `resolve(Some(path))` for an existing path.
-fn resolve_user(path: &Path, cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<Kernel, KernelError> {
+fn resolve_user(
+    path: &Path,
+    cache: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Kernel, KernelError> {
     let path = fs::canonicalize(path).map_err(KernelError::io("resolve", path))?;
     let (file, tree) = if path.is_dir() {
         let vmlinux = path.join("vmlinux");
@@ -781,13 +932,22 @@ fn resolve_user(path: &Path, cache: &Path, progress: &mut dyn FnMut(&str)) -> Re
         };
         (file, path.clone())
     } else {
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/"));
         (path.clone(), dir)
     };
     let data = fs::read(&file).map_err(KernelError::io("read", &file))?;
     let kind = classify(&data).map_err(|e| match e {
-        Ok(arch) => KernelError::WrongArch { path: file.clone(), arch },
-        Err(detail) => KernelError::NotAKernel { path: file.clone(), detail },
+        Ok(arch) => KernelError::WrongArch {
+            path: file.clone(),
+            arch,
+        },
+        Err(detail) => KernelError::NotAKernel {
+            path: file.clone(),
+            detail,
+        },
     })?;
     let release = release_of(&data).ok_or_else(|| KernelError::NoRelease { path: file.clone() })?;
     let image = match kind {
@@ -796,20 +956,34 @@ fn resolve_user(path: &Path, cache: &Path, progress: &mut dyn FnMut(&str)) -> Re
         ImageKind::BzImage => user_vmlinux(&file, &data, &release, cache, progress)?,
     };
     let modules = user_modules(&tree, &release, progress)?;
-    Ok(Kernel { release, image, modules, source: file.display().to_string() })
+    Ok(Kernel {
+        release,
+        image,
+        modules,
+        source: file.display().to_string(),
+    })
 }
 
 /// The vmlinux extracted from a user's bzImage, cached under
 /// `<cache>/user/<key>` (key: path, size, mtime); the bzImage itself when
 /// extraction fails.
-fn user_vmlinux(file: &Path, data: &[u8], release: &str, cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, KernelError> {
+fn user_vmlinux(
+    file: &Path,
+    data: &[u8],
+    release: &str,
+    cache: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf, KernelError> {
     let mtime = fs::metadata(file)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let key = format!("{:016x}", fnv1a(format!("{}\0{}\0{mtime}", file.display(), data.len()).as_bytes()));
+    let key = format!(
+        "{:016x}",
+        fnv1a(format!("{}\0{}\0{mtime}", file.display(), data.len()).as_bytes())
+    );
     let entry = cache.join("user").join(&key);
     if let Some(m) = read_marker(&entry) {
         let image = entry.join(&m.image);
@@ -821,7 +995,9 @@ fn user_vmlinux(file: &Path, data: &[u8], release: &str, cache: &Path, progress:
         progress(&format!("could not extract a PVH vmlinux from {}; booting the bzImage (~2.7 s slower under TCG)", file.display()));
         return Ok(file.to_path_buf());
     };
-    let partial = cache.join("user").join(format!("{key}.partial-{}", std::process::id()));
+    let partial = cache
+        .join("user")
+        .join(format!("{key}.partial-{}", std::process::id()));
     fs::create_dir_all(&partial).map_err(KernelError::io("create", &partial))?;
     let out = partial.join("vmlinux");
     fs::write(&out, vmlinux).map_err(KernelError::io("write", &out))?;
@@ -844,7 +1020,9 @@ fn user_vmlinux(file: &Path, data: &[u8], release: &str, cache: &Path, progress:
 
 /// FNV-1a: a hash that stays the same across Rust versions, for cache keys.
 fn fnv1a(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf29ce484222325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+    data.iter().fold(0xcbf29ce484222325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
 }
 
 /// Modules for a user's kernel: `<tree>/lib/modules/<release>` (`make
@@ -852,7 +1030,11 @@ fn fnv1a(data: &[u8]) -> u64 {
 /// A user's tree without `modules.dep` is indexed in place (as
 /// `modules_install` would have done); the host's `/lib/modules` is never
 /// written to.
-fn user_modules(tree: &Path, release: &str, progress: &mut dyn FnMut(&str)) -> Result<Option<PathBuf>, KernelError> {
+fn user_modules(
+    tree: &Path,
+    release: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Option<PathBuf>, KernelError> {
     let own = tree.join("lib/modules").join(release);
     if own.is_dir() {
         if !own.join("modules.dep").is_file() {
@@ -928,7 +1110,9 @@ fn release_token(s: &[u8]) -> Option<String> {
     let end = s.iter().take(128).position(|&b| b == b' ' || b == 0)?;
     let tok = std::str::from_utf8(&s[..end]).ok()?;
     let ok = tok.starts_with(|c: char| c.is_ascii_digit())
-        && tok.chars().all(|c| c.is_ascii_alphanumeric() || "._-+~".contains(c));
+        && tok
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+~".contains(c));
     ok.then(|| tok.to_string())
 }
 
@@ -939,7 +1123,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let first = needle[0];
     let mut i = 0;
     while i + needle.len() <= hay.len() {
-        match hay[i..=hay.len() - needle.len()].iter().position(|&b| b == first) {
+        match hay[i..=hay.len() - needle.len()]
+            .iter()
+            .position(|&b| b == first)
+        {
             None => return None,
             Some(p) => {
                 i += p;
@@ -976,7 +1163,10 @@ const MAGICS: &[(Format, &[u8])] = &[
 
 /// The format whose magic `data` starts with.
 fn format_at(data: &[u8]) -> Option<Format> {
-    MAGICS.iter().find(|(_, m)| data.starts_with(m)).map(|(f, _)| *f)
+    MAGICS
+        .iter()
+        .find(|(_, m)| data.starts_with(m))
+        .map(|(f, _)| *f)
 }
 
 /// Every offset where a magic occurs, in file order (at most `per_magic`
@@ -987,7 +1177,9 @@ fn scan_magics(data: &[u8], per_magic: usize) -> Vec<(usize, Format)> {
         let mut from = 0;
         let mut n = 0;
         while n < per_magic {
-            let Some(i) = find(&data[from..], m) else { break };
+            let Some(i) = find(&data[from..], m) else {
+                break;
+            };
             hits.push((from + i, f));
             from += i + 1;
             n += 1;
@@ -1003,14 +1195,25 @@ fn scan_magics(data: &[u8], per_magic: usize) -> Vec<(usize, Format)> {
 fn decompress(format: Format, data: &[u8], limit: u64) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let res = match format {
-        Format::Gzip => flate2::read::GzDecoder::new(data).take(limit).read_to_end(&mut out),
-        Format::Xz => liblzma::read::XzDecoder::new(data).take(limit).read_to_end(&mut out),
+        Format::Gzip => flate2::read::GzDecoder::new(data)
+            .take(limit)
+            .read_to_end(&mut out),
+        Format::Xz => liblzma::read::XzDecoder::new(data)
+            .take(limit)
+            .read_to_end(&mut out),
         Format::Lzma => {
             let stream = liblzma::stream::Stream::new_lzma_decoder(u64::MAX).ok()?;
-            liblzma::read::XzDecoder::new_stream(data, stream).take(limit).read_to_end(&mut out)
+            liblzma::read::XzDecoder::new_stream(data, stream)
+                .take(limit)
+                .read_to_end(&mut out)
         }
-        Format::Zstd => ruzstd::decoding::StreamingDecoder::new(data).ok()?.take(limit).read_to_end(&mut out),
-        Format::Bzip2 => bzip2::read::BzDecoder::new(data).take(limit).read_to_end(&mut out),
+        Format::Zstd => ruzstd::decoding::StreamingDecoder::new(data)
+            .ok()?
+            .take(limit)
+            .read_to_end(&mut out),
+        Format::Bzip2 => bzip2::read::BzDecoder::new(data)
+            .take(limit)
+            .read_to_end(&mut out),
         Format::Lz4 => return lz4_legacy(data, limit),
     };
     match res {
@@ -1033,8 +1236,12 @@ fn lz4_legacy(data: &[u8], limit: u64) -> Option<Vec<u8>> {
         if size == 0x184c2102 || size > CHUNK + CHUNK / 255 + 16 {
             break;
         }
-        let Some(block) = data.get(pos + 4..pos + 4 + size) else { break };
-        let Ok(n) = lz4_flex::block::decompress_into(block, &mut buf) else { break };
+        let Some(block) = data.get(pos + 4..pos + 4 + size) else {
+            break;
+        };
+        let Ok(n) = lz4_flex::block::decompress_into(block, &mut buf) else {
+            break;
+        };
         out.extend_from_slice(&buf[..n]);
         if out.len() as u64 > limit {
             return None;
@@ -1065,17 +1272,23 @@ fn elf_complete(data: &[u8]) -> bool {
 /// whole ELF. `None` if there is none (e.g. an lzo kernel).
 pub fn extract_vmlinux(bzimage: &[u8]) -> Option<Vec<u8>> {
     if let Some(payload) = header_payload(bzimage) {
-        if let Some(f) = format_at(payload) {
-            // The payload ends with the 4-byte decompressed size.
-            let body = &payload[..payload.len().saturating_sub(4)];
+        // The payload ends with the 4-byte decompressed size. Its magic
+        // names the format; lzma's "magic" is only its usual properties
+        // and dictionary size, so every decoder gets a try.
+        let body = &payload[..payload.len().saturating_sub(4)];
+        let first = format_at(body);
+        let tries = first
+            .into_iter()
+            .chain(MAGICS.iter().map(|(f, _)| *f).filter(|f| Some(*f) != first));
+        for f in tries {
             if let Some(v) = decompress(f, body, MAX_VMLINUX).filter(|v| elf_complete(v)) {
                 return Some(v);
             }
         }
     }
-    scan_magics(bzimage, 64)
-        .into_iter()
-        .find_map(|(off, f)| decompress(f, &bzimage[off..], MAX_VMLINUX).filter(|v| elf_complete(v)))
+    scan_magics(bzimage, 64).into_iter().find_map(|(off, f)| {
+        decompress(f, &bzimage[off..], MAX_VMLINUX).filter(|v| elf_complete(v))
+    })
 }
 
 /// The compressed payload a bzImage's boot header (protocol ≥ 2.08)
@@ -1099,7 +1312,9 @@ pub fn has_pvh_note(elf: &[u8]) -> bool {
     if !elf.starts_with(b"\x7fELF") || elf.get(4) != Some(&2) {
         return false;
     }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(elf, 0x20), u16_at(elf, 0x36), u16_at(elf, 0x38)) else {
+    let (Some(phoff), Some(phentsize), Some(phnum)) =
+        (u64_at(elf, 0x20), u16_at(elf, 0x36), u16_at(elf, 0x38))
+    else {
         return false;
     };
     (0..usize::from(phnum)).any(|i| {
@@ -1110,13 +1325,16 @@ pub fn has_pvh_note(elf: &[u8]) -> bool {
         let (Some(off), Some(size)) = (u64_at(elf, ph + 8), u64_at(elf, ph + 0x20)) else {
             return false;
         };
-        elf.get(off as usize..(off as usize).saturating_add(size as usize)).is_some_and(notes_have_pvh)
+        elf.get(off as usize..(off as usize).saturating_add(size as usize))
+            .is_some_and(notes_have_pvh)
     })
 }
 
 fn notes_have_pvh(mut notes: &[u8]) -> bool {
     let pad = |n: usize| (n + 3) & !3;
-    while let (Some(namesz), Some(descsz), Some(ty)) = (u32_at(notes, 0), u32_at(notes, 4), u32_at(notes, 8)) {
+    while let (Some(namesz), Some(descsz), Some(ty)) =
+        (u32_at(notes, 0), u32_at(notes, 4), u32_at(notes, 8))
+    {
         let (namesz, descsz) = (namesz as usize, descsz as usize);
         let name = notes.get(12..12 + namesz).unwrap_or_default();
         if ty == 18 && name.starts_with(b"Xen") {
@@ -1136,7 +1354,10 @@ fn has_pvh_note_file(path: &Path) -> bool {
     // A build tree's vmlinux carries debug info (hundreds of MB); its
     // notes sit near the start, so the first 64 MiB are enough to decide.
     let mut head = Vec::new();
-    File::open(path).and_then(|f| f.take(64 << 20).read_to_end(&mut head)).is_ok() && has_pvh_note(&head)
+    File::open(path)
+        .and_then(|f| f.take(64 << 20).read_to_end(&mut head))
+        .is_ok()
+        && has_pvh_note(&head)
 }
 
 // ---------------------------------------------------------------------
@@ -1159,18 +1380,34 @@ fn parse_modules_dep(text: &str) -> DepMap {
         .filter_map(|l| {
             let (path, deps) = l.split_once(':')?;
             let path = path.trim();
-            (!path.is_empty()).then(|| (module_name(path), (path.to_string(), deps.split_whitespace().map(str::to_string).collect())))
+            (!path.is_empty()).then(|| {
+                (
+                    module_name(path),
+                    (
+                        path.to_string(),
+                        deps.split_whitespace().map(str::to_string).collect(),
+                    ),
+                )
+            })
         })
         .collect()
 }
 
 fn parse_builtin(text: &str) -> HashSet<String> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(module_name).collect()
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(module_name)
+        .collect()
 }
 
 /// The load order for `names` and everything they need: deps first, each
 /// module once. Builtins are skipped; anything else unknown is `Err(name)`.
-fn closure_order(deps: &DepMap, builtin: &HashSet<String>, names: &[&str]) -> Result<Vec<String>, String> {
+fn closure_order(
+    deps: &DepMap,
+    builtin: &HashSet<String>,
+    names: &[&str],
+) -> Result<Vec<String>, String> {
     fn visit(name: &str, deps: &DepMap, seen: &mut HashSet<String>, out: &mut Vec<String>) {
         if !seen.insert(name.to_string()) {
             return;
@@ -1204,12 +1441,20 @@ pub fn module_closure(modules: &Path, names: &[&str]) -> Result<Vec<PathBuf>, Ke
     let dep_path = modules.join("modules.dep");
     let text = fs::read_to_string(&dep_path).map_err(|e| KernelError::ModulesIndex {
         path: modules.to_path_buf(),
-        detail: format!("cannot read {} ({e}); run `depmod -b <dir above lib/modules> <release>`", dep_path.display()),
+        detail: format!(
+            "cannot read {} ({e}); run `depmod -b <dir above lib/modules> <release>`",
+            dep_path.display()
+        ),
     })?;
     let deps = parse_modules_dep(&text);
-    let builtin = fs::read_to_string(modules.join("modules.builtin")).map(|t| parse_builtin(&t)).unwrap_or_default();
-    let order = closure_order(&deps, &builtin, names)
-        .map_err(|name| KernelError::UnknownModule { name, modules: modules.to_path_buf() })?;
+    let builtin = fs::read_to_string(modules.join("modules.builtin"))
+        .map(|t| parse_builtin(&t))
+        .unwrap_or_default();
+    let order =
+        closure_order(&deps, &builtin, names).map_err(|name| KernelError::UnknownModule {
+            name,
+            modules: modules.to_path_buf(),
+        })?;
     Ok(order.into_iter().map(|p| modules.join(p)).collect())
 }
 
@@ -1264,7 +1509,13 @@ fn modinfo_depends(ko: &[u8]) -> Option<Vec<String>> {
     let deps = modinfo
         .split(|&b| b == 0)
         .find_map(|kv| kv.strip_prefix(b"depends="))
-        .map(|v| String::from_utf8_lossy(v).split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .map(|v| {
+            String::from_utf8_lossy(v)
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     Some(deps)
 }
@@ -1282,11 +1533,13 @@ fn write_modules_dep(modules: &Path) -> Result<(), KernelError> {
 /// The text of [`write_modules_dep`].
 fn modules_dep_text(modules: &Path) -> Result<String, KernelError> {
     let mut files = Vec::new();
-    collect_modules(modules, modules, &mut files).map_err(KernelError::io("list the modules in", modules))?;
+    collect_modules(modules, modules, &mut files)
+        .map_err(KernelError::io("list the modules in", modules))?;
     files.sort();
     let mut direct: HashMap<String, (String, Vec<String>)> = HashMap::new();
     for rel in &files {
-        let data = read_module(&modules.join(rel)).map_err(KernelError::io("read the module", &modules.join(rel)))?;
+        let data = read_module(&modules.join(rel))
+            .map_err(KernelError::io("read the module", &modules.join(rel)))?;
         let deps = modinfo_depends(&data).ok_or_else(|| KernelError::ModulesIndex {
             path: modules.to_path_buf(),
             detail: format!("{rel} is not an x86_64 module; install kmod (`apt-get install kmod`) so depmod can index it"),
@@ -1298,8 +1551,15 @@ fn modules_dep_text(modules: &Path) -> Result<String, KernelError> {
         // Load order of the deps (deepest first), then reversed as depmod writes it.
         let mut order = Vec::new();
         let mut seen = HashSet::from([module_name(rel)]);
-        fn visit(n: &str, direct: &HashMap<String, (String, Vec<String>)>, seen: &mut HashSet<String>, order: &mut Vec<String>) {
-            let Some((path, ds)) = direct.get(n) else { return };
+        fn visit(
+            n: &str,
+            direct: &HashMap<String, (String, Vec<String>)>,
+            seen: &mut HashSet<String>,
+            order: &mut Vec<String>,
+        ) {
+            let Some((path, ds)) = direct.get(n) else {
+                return;
+            };
             for d in ds {
                 if seen.insert(module_name(d)) {
                     visit(&module_name(d), direct, seen, order);
@@ -1349,7 +1609,8 @@ mod tests {
 
     /// A fresh scratch directory under the system temp dir.
     fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("lnst-kernel-test-{name}-{}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("lnst-kernel-test-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
@@ -1413,7 +1674,9 @@ mod tests {
 
     fn xz(data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        liblzma::read::XzEncoder::new(data, 1).read_to_end(&mut out).unwrap();
+        liblzma::read::XzEncoder::new(data, 1)
+            .read_to_end(&mut out)
+            .unwrap();
         out
     }
 
@@ -1434,7 +1697,12 @@ kernel/sound/snd-hda-intel.ko.xz:
     #[test]
     fn closure_is_in_load_order_without_duplicates() {
         let deps = parse_modules_dep(DEP);
-        let order = closure_order(&deps, &HashSet::new(), &["9p", "9pnet-virtio", "virtio_net"]).unwrap();
+        let order = closure_order(
+            &deps,
+            &HashSet::new(),
+            &["9p", "9pnet-virtio", "virtio_net"],
+        )
+        .unwrap();
         assert_eq!(
             order,
             [
@@ -1461,28 +1729,51 @@ kernel/sound/snd-hda-intel.ko.xz:
     #[test]
     fn closure_accepts_dashes_and_underscores_and_compressed_names() {
         let deps = parse_modules_dep(DEP);
-        assert_eq!(closure_order(&deps, &HashSet::new(), &["snd_hda_intel"]).unwrap(), ["kernel/sound/snd-hda-intel.ko.xz"]);
-        assert_eq!(closure_order(&deps, &HashSet::new(), &["snd-hda-intel"]).unwrap(), ["kernel/sound/snd-hda-intel.ko.xz"]);
-        assert_eq!(module_name("kernel/sound/snd-hda-intel.ko.zst"), "snd_hda_intel");
+        assert_eq!(
+            closure_order(&deps, &HashSet::new(), &["snd_hda_intel"]).unwrap(),
+            ["kernel/sound/snd-hda-intel.ko.xz"]
+        );
+        assert_eq!(
+            closure_order(&deps, &HashSet::new(), &["snd-hda-intel"]).unwrap(),
+            ["kernel/sound/snd-hda-intel.ko.xz"]
+        );
+        assert_eq!(
+            module_name("kernel/sound/snd-hda-intel.ko.zst"),
+            "snd_hda_intel"
+        );
     }
 
     #[test]
     fn closure_skips_builtins_and_rejects_unknown_modules() {
         let deps = parse_modules_dep(DEP);
-        let builtin = parse_builtin("kernel/fs/overlayfs/overlay.ko\nkernel/drivers/block/virtio_blk.ko\n");
-        assert_eq!(closure_order(&deps, &builtin, &["overlay", "virtio-blk", "9pnet"]).unwrap(), ["kernel/net/9p/9pnet.ko"]);
-        assert_eq!(closure_order(&deps, &builtin, &["9pnet", "nosuch"]), Err("nosuch".to_string()));
+        let builtin =
+            parse_builtin("kernel/fs/overlayfs/overlay.ko\nkernel/drivers/block/virtio_blk.ko\n");
+        assert_eq!(
+            closure_order(&deps, &builtin, &["overlay", "virtio-blk", "9pnet"]).unwrap(),
+            ["kernel/net/9p/9pnet.ko"]
+        );
+        assert_eq!(
+            closure_order(&deps, &builtin, &["9pnet", "nosuch"]),
+            Err("nosuch".to_string())
+        );
     }
 
     #[test]
     fn module_closure_returns_absolute_paths_and_names_unknown_modules() {
         let d = scratch("closure");
         fs::write(d.join("modules.dep"), DEP).unwrap();
-        fs::write(d.join("modules.builtin"), "kernel/fs/overlayfs/overlay.ko\n").unwrap();
+        fs::write(
+            d.join("modules.builtin"),
+            "kernel/fs/overlayfs/overlay.ko\n",
+        )
+        .unwrap();
         let got = module_closure(&d, &["overlay", "9pnet"]).unwrap();
         assert_eq!(got, [d.join("kernel/net/9p/9pnet.ko")]);
         let err = module_closure(&d, &["bonding"]).unwrap_err();
-        assert!(matches!(&err, KernelError::UnknownModule { name, .. } if name == "bonding"), "{err}");
+        assert!(
+            matches!(&err, KernelError::UnknownModule { name, .. } if name == "bonding"),
+            "{err}"
+        );
         assert!(err.to_string().contains("modules.dep"), "{err}");
         let err = module_closure(&d.join("missing"), &["9pnet"]).unwrap_err();
         assert!(err.to_string().contains("depmod"), "{err}");
@@ -1507,17 +1798,32 @@ kernel/sound/snd-hda-intel.ko.xz:
     #[test]
     fn parses_apt_cache_depends() {
         let out = "linux-image-amd64\n  Depends: linux-image-6.1.0-57-amd64\n";
-        assert_eq!(parse_depends(out).as_deref(), Some("linux-image-6.1.0-57-amd64"));
-        assert_eq!(parse_depends("linux-image-amd64\n  Depends: <linux-image-6.1.0-9-amd64>\n").as_deref(), Some("linux-image-6.1.0-9-amd64"));
+        assert_eq!(
+            parse_depends(out).as_deref(),
+            Some("linux-image-6.1.0-57-amd64")
+        );
+        assert_eq!(
+            parse_depends("linux-image-amd64\n  Depends: <linux-image-6.1.0-9-amd64>\n").as_deref(),
+            Some("linux-image-6.1.0-9-amd64")
+        );
         assert_eq!(parse_depends("foo\n  Depends: libc6\n"), None);
     }
 
     #[test]
     fn versions_get_a_flavour_and_sort_numerically() {
         assert_eq!(debian_package("6.1.0-28"), "linux-image-6.1.0-28-amd64");
-        assert_eq!(debian_package("6.1.0-28-amd64"), "linux-image-6.1.0-28-amd64");
-        assert_eq!(debian_package("6.1.0-28-cloud-amd64"), "linux-image-6.1.0-28-cloud-amd64");
-        assert_eq!(debian_package("linux-image-6.1.0-28"), "linux-image-6.1.0-28-amd64");
+        assert_eq!(
+            debian_package("6.1.0-28-amd64"),
+            "linux-image-6.1.0-28-amd64"
+        );
+        assert_eq!(
+            debian_package("6.1.0-28-cloud-amd64"),
+            "linux-image-6.1.0-28-cloud-amd64"
+        );
+        assert_eq!(
+            debian_package("linux-image-6.1.0-28"),
+            "linux-image-6.1.0-28-amd64"
+        );
         assert!(version_cmp("6.1.0-57-amd64", "6.1.0-9-amd64").is_gt());
         assert!(version_cmp("6.12.0-1-amd64", "6.1.0-57-amd64").is_gt());
     }
@@ -1526,10 +1832,17 @@ kernel/sound/snd-hda-intel.ko.xz:
     fn bzimage_header_gives_release_and_payload() {
         let elf = tiny_elf(true, "");
         let payload = gzip(&elf);
-        let bz = tiny_bzimage("6.1.0-57-amd64 (debian-kernel@lists.debian.org) #1 SMP", &payload, elf.len());
+        let bz = tiny_bzimage(
+            "6.1.0-57-amd64 (debian-kernel@lists.debian.org) #1 SMP",
+            &payload,
+            elf.len(),
+        );
         assert_eq!(release_of(&bz).as_deref(), Some("6.1.0-57-amd64"));
         assert_eq!(classify(&bz), Ok(ImageKind::BzImage));
-        assert_eq!(header_payload(&bz).map(<[u8]>::len), Some(payload.len() + 4));
+        assert_eq!(
+            header_payload(&bz).map(<[u8]>::len),
+            Some(payload.len() + 4)
+        );
         assert_eq!(extract_vmlinux(&bz), Some(elf));
     }
 
@@ -1561,7 +1874,10 @@ kernel/sound/snd-hda-intel.ko.xz:
         data[10..13].copy_from_slice(b"\x1f\x8b\x08");
         data[30..36].copy_from_slice(b"\xfd7zXZ\0");
         data[50..54].copy_from_slice(b"\x28\xb5\x2f\xfd");
-        assert_eq!(scan_magics(&data, 8), [(10, Format::Gzip), (30, Format::Xz), (50, Format::Zstd)]);
+        assert_eq!(
+            scan_magics(&data, 8),
+            [(10, Format::Gzip), (30, Format::Xz), (50, Format::Zstd)]
+        );
         assert_eq!(format_at(b"\x02\x21\x4c\x18...."), Some(Format::Lz4));
     }
 
@@ -1573,12 +1889,18 @@ kernel/sound/snd-hda-intel.ko.xz:
         f.push(0xa0);
         f.extend_from_slice(b"0123456789");
         f.extend_from_slice(&1234u32.to_le_bytes()); // a trailing size field
-        assert_eq!(decompress(Format::Lz4, &f, 1 << 20).as_deref(), Some(&b"0123456789"[..]));
+        assert_eq!(
+            decompress(Format::Lz4, &f, 1 << 20).as_deref(),
+            Some(&b"0123456789"[..])
+        );
     }
 
     #[test]
     fn elf_banner_gives_release_and_pvh_note_is_seen() {
-        let elf = tiny_elf(true, "Linux version %s\0Linux version 6.8.0-rc1+ (me@host) #3\0");
+        let elf = tiny_elf(
+            true,
+            "Linux version %s\0Linux version 6.8.0-rc1+ (me@host) #3\0",
+        );
         assert_eq!(release_of(&elf).as_deref(), Some("6.8.0-rc1+"));
         assert!(has_pvh_note(&elf));
         assert!(!has_pvh_note(&tiny_elf(false, "")));
@@ -1626,17 +1948,35 @@ kernel/sound/snd-hda-intel.ko.xz:
         let d = scratch("userbz");
         let cache = d.join("cache");
         let elf = tiny_elf(true, "");
-        fs::write(d.join("bzImage"), tiny_bzimage("6.9.0-lnst #1", &xz(&elf), elf.len())).unwrap();
+        fs::write(
+            d.join("bzImage"),
+            tiny_bzimage("6.9.0-lnst #1", &xz(&elf), elf.len()),
+        )
+        .unwrap();
         let mods = d.join("lib/modules/6.9.0-lnst");
         fs::create_dir_all(&mods).unwrap();
         fs::write(mods.join("modules.dep"), "").unwrap();
         let mut lines = Vec::new();
-        let k = resolve(Some(d.join("bzImage").to_str().unwrap()), &cache, &mut |l| lines.push(l.to_string())).unwrap();
+        let k = resolve(
+            Some(d.join("bzImage").to_str().unwrap()),
+            &cache,
+            &mut |l| lines.push(l.to_string()),
+        )
+        .unwrap();
         assert_eq!(k.release, "6.9.0-lnst");
-        assert!(k.image.starts_with(cache.join("user")), "{}", k.image.display());
+        assert!(
+            k.image.starts_with(cache.join("user")),
+            "{}",
+            k.image.display()
+        );
         assert_eq!(fs::read(&k.image).unwrap(), elf);
         assert_eq!(k.modules.as_deref(), Some(mods.as_path()));
-        let again = resolve(Some(d.join("bzImage").to_str().unwrap()), &cache, &mut |_| {}).unwrap();
+        let again = resolve(
+            Some(d.join("bzImage").to_str().unwrap()),
+            &cache,
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(again, k);
         fs::remove_dir_all(&d).unwrap();
     }
@@ -1672,7 +2012,12 @@ kernel/sound/snd-hda-intel.ko.xz:
             e
         }
         let d = scratch("modinfo");
-        for (path, deps) in [("fs/a.ko", "b,c"), ("fs/b.ko", "c"), ("net/c.ko", ""), ("net/d-e.ko", "a")] {
+        for (path, deps) in [
+            ("fs/a.ko", "b,c"),
+            ("fs/b.ko", "c"),
+            ("net/c.ko", ""),
+            ("net/d-e.ko", "a"),
+        ] {
             fs::create_dir_all(d.join(path).parent().unwrap()).unwrap();
             fs::write(d.join(path), ko(deps)).unwrap();
         }
@@ -1680,15 +2025,141 @@ kernel/sound/snd-hda-intel.ko.xz:
         let text = fs::read_to_string(d.join("modules.dep")).unwrap();
         assert_eq!(text, "fs/a.ko: fs/b.ko net/c.ko\nfs/b.ko: net/c.ko\nnet/c.ko:\nnet/d-e.ko: fs/a.ko fs/b.ko net/c.ko\n");
         let got = module_closure(&d, &["d_e"]).unwrap();
-        assert_eq!(got, ["net/c.ko", "fs/b.ko", "fs/a.ko", "net/d-e.ko"].map(|p| d.join(p)));
+        assert_eq!(
+            got,
+            ["net/c.ko", "fs/b.ko", "fs/a.ko", "net/d-e.ko"].map(|p| d.join(p))
+        );
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn newest_complete_cache_entry_wins() {
+        let cache = scratch("newest");
+        let entry = |name: &str, release: &str, marker: bool| {
+            let e = cache.join(name);
+            fs::create_dir_all(e.join("lib/modules").join(release)).unwrap();
+            fs::write(e.join("lib/modules").join(release).join("modules.dep"), "").unwrap();
+            fs::write(e.join("vmlinux"), b"\x7fELF").unwrap();
+            if marker {
+                let m = Marker {
+                    package: name.trim_end_matches(".partial").into(),
+                    release: release.into(),
+                    image: "vmlinux".into(),
+                    modules: Some(format!("lib/modules/{release}")),
+                    index: Some("depmod".into()),
+                    created: 0,
+                };
+                write_marker(&e, &m).unwrap();
+            }
+        };
+        entry("linux-image-6.1.0-9-amd64", "6.1.0-9-amd64", true);
+        entry("linux-image-6.1.0-57-amd64", "6.1.0-57-amd64", true);
+        entry("linux-image-6.1.0-60-amd64", "6.1.0-60-amd64", false);
+        entry("linux-image-6.1.0-61-amd64.partial", "6.1.0-61-amd64", true);
+        let k = newest_cached(&cache).unwrap().unwrap();
+        assert_eq!(k.release, "6.1.0-57-amd64");
+        assert_eq!(k.image, cache.join("linux-image-6.1.0-57-amd64/vmlinux"));
+        assert!(
+            k.source
+                .starts_with("Debian linux-image-6.1.0-57-amd64 (cached in "),
+            "{}",
+            k.source
+        );
+        assert_eq!(
+            cached(&cache, "linux-image-6.1.0-9-amd64")
+                .unwrap()
+                .unwrap()
+                .release,
+            "6.1.0-9-amd64"
+        );
+        assert_eq!(cached(&cache, "linux-image-6.1.0-60-amd64").unwrap(), None);
+        // A cached version resolves without asking apt.
+        assert_eq!(
+            resolve(Some("6.1.0-9"), &cache, &mut |_| {})
+                .unwrap()
+                .release,
+            "6.1.0-9-amd64"
+        );
+        fs::remove_dir_all(&cache).unwrap();
+    }
+
+    /// Every payload format on a real vmlinux: builds bzImage-shaped files
+    /// with the compressors the kernel's Makefile uses and extracts them.
+    /// Slow (~1 min); run with `--ignored` after the live test.
+    #[test]
+    #[ignore]
+    fn every_format_on_the_real_vmlinux() {
+        let Some(k) = newest_cached(&cache_root()).unwrap() else {
+            println!(
+                "SKIP: no cached Debian kernel (run live_resolve_current_debian_kernel first)"
+            );
+            return;
+        };
+        let elf = fs::read(&k.image).unwrap();
+        let formats: [(&str, &str, &[&str]); 6] = [
+            ("gzip", "gzip", &["-1", "-c"]),
+            (
+                "xz",
+                "xz",
+                &["--check=crc32", "--x86", "--lzma2=preset=0", "-c"],
+            ),
+            ("zstd", "zstd", &["-3", "--long=27", "-c", "-q"]),
+            ("lz4", "lz4", &["-l", "-1", "-c", "-q"]),
+            // As the kernel's `lzma -9`: a 64 MiB dictionary, which the magic assumes.
+            (
+                "lzma",
+                "xz",
+                &["--format=lzma", "--lzma1=preset=0,dict=64MiB", "-c"],
+            ),
+            ("bzip2", "bzip2", &["-1", "-c"]),
+        ];
+        for (label, tool, args) in formats {
+            if find_tool(tool).is_none() {
+                println!("SKIP {label}: {tool} not installed");
+                continue;
+            }
+            let mut child = Command::new(tool)
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            let input = elf.clone();
+            let writer = std::thread::spawn(move || stdin.write_all(&input));
+            let out = child.wait_with_output().unwrap();
+            writer.join().unwrap().unwrap();
+            assert!(out.status.success(), "{label}");
+            let bz = tiny_bzimage("6.1.0-57-amd64 #1", &out.stdout, elf.len());
+            let t = Instant::now();
+            let got = extract_vmlinux(&bz);
+            println!(
+                "{label}: {} bytes compressed, extracted in {:.2} s",
+                out.stdout.len(),
+                t.elapsed().as_secs_f64()
+            );
+            assert!(
+                got.as_deref() == Some(&elf[..]),
+                "{label} payload not extracted"
+            );
+            // And by scanning, without the header's help.
+            let mut bare = vec![0u8; 4096];
+            bare.extend_from_slice(&out.stdout);
+            assert!(
+                extract_vmlinux(&bare).as_deref() == Some(&elf[..]),
+                "{label} payload not found by scanning"
+            );
+        }
     }
 
     /// Fetches Debian's current kernel for real (~70 MB once; later runs
     /// reuse the shared cache) and checks the result from outside.
     #[test]
     fn live_resolve_current_debian_kernel() {
-        if find_tool("apt-get").is_none() || find_tool("dpkg-deb").is_none() || find_tool("apt-cache").is_none() {
+        if find_tool("apt-get").is_none()
+            || find_tool("dpkg-deb").is_none()
+            || find_tool("apt-cache").is_none()
+        {
             println!("SKIP: apt-get, apt-cache or dpkg-deb not installed");
             return;
         }
@@ -1706,32 +2177,61 @@ kernel/sound/snd-hda-intel.ko.xz:
         let t = Instant::now();
         let again = resolve(None, &cache, &mut |l| println!("progress: {l}")).unwrap();
         let cached = t.elapsed();
-        println!("resolve: {:.2} s; cached resolve: {:.1} ms; {}", first.as_secs_f64(), cached.as_secs_f64() * 1e3, k.source);
+        println!(
+            "resolve: {:.2} s; cached resolve: {:.1} ms; {}",
+            first.as_secs_f64(),
+            cached.as_secs_f64() * 1e3,
+            k.source
+        );
         assert_eq!(again, k);
 
         let mut head = [0u8; 4];
         File::open(&k.image).unwrap().read_exact(&mut head).unwrap();
-        assert_eq!(&head, b"\x7fELF", "{} is not the extracted vmlinux", k.image.display());
+        assert_eq!(
+            &head,
+            b"\x7fELF",
+            "{} is not the extracted vmlinux",
+            k.image.display()
+        );
         let modules = k.modules.clone().unwrap();
-        assert_eq!(modules.file_name().unwrap().to_str(), Some(k.release.as_str()));
+        assert_eq!(
+            modules.file_name().unwrap().to_str(),
+            Some(k.release.as_str())
+        );
         assert_eq!(modules.parent().unwrap().file_name().unwrap(), "modules");
         assert!(modules.join("modules.dep").is_file());
         let image = fs::read(&k.image).unwrap();
         assert_eq!(release_of(&image).as_deref(), Some(k.release.as_str()));
         assert!(has_pvh_note(&image));
 
-        let names = ["9p", "9pnet_virtio", "overlay", "virtio_net", "virtio_console"];
+        let names = [
+            "9p",
+            "9pnet_virtio",
+            "overlay",
+            "virtio_net",
+            "virtio_console",
+        ];
         let closure = module_closure(&modules, &names).unwrap();
         for p in &closure {
             assert!(p.is_absolute() && p.is_file(), "{}", p.display());
             assert!(read_module(p).unwrap().starts_with(b"\x7fELF"));
         }
-        let stems: Vec<String> = closure.iter().map(|p| module_name(&p.to_string_lossy())).collect();
+        let stems: Vec<String> = closure
+            .iter()
+            .map(|p| module_name(&p.to_string_lossy()))
+            .collect();
         println!("closure: {}", stems.join(" "));
         for n in names {
-            assert!(stems.iter().any(|s| s == n) || n == "overlay" && !stems.iter().any(|s| s == "overlay"), "{n} missing");
+            assert!(
+                stems.iter().any(|s| s == n)
+                    || n == "overlay" && !stems.iter().any(|s| s == "overlay"),
+                "{n} missing"
+            );
         }
-        assert!(stems.iter().any(|s| s == "overlay"), "overlay is a module in Debian's kernel");
+        assert!(
+            stems.iter().any(|s| s == "overlay"),
+            "overlay is a module in Debian's kernel"
+        );
         let pos = |n: &str| stems.iter().position(|s| s == n).unwrap();
         assert!(pos("9pnet") < pos("9p") && pos("9pnet") < pos("9pnet_virtio"));
 
@@ -1740,17 +2240,32 @@ kernel/sound/snd-hda-intel.ko.xz:
             Err(KernelError::UnknownVersion { package, available }) => {
                 assert_eq!(package, "linux-image-0.0.1-1-amd64");
                 assert!(!available.is_empty());
-                assert!(available.iter().all(|v| v.ends_with("-amd64") && !v.contains("cloud")), "{available:?}");
+                assert!(
+                    available
+                        .iter()
+                        .all(|v| v.ends_with("-amd64") && !v.contains("cloud")),
+                    "{available:?}"
+                );
             }
             other => panic!("{other:?}"),
         }
         // The built-in modules.dep generator agrees with depmod on every
         // module's dependency set.
-        if read_marker(modules.ancestors().nth(3).unwrap()).unwrap().index.as_deref() == Some("depmod") {
+        if read_marker(modules.ancestors().nth(3).unwrap())
+            .unwrap()
+            .index
+            .as_deref()
+            == Some("depmod")
+        {
             let t = Instant::now();
             let ours = parse_modules_dep(&modules_dep_text(&modules).unwrap());
-            let theirs = parse_modules_dep(&fs::read_to_string(modules.join("modules.dep")).unwrap());
-            println!("built-in modules.dep for {} modules in {:.2} s", ours.len(), t.elapsed().as_secs_f64());
+            let theirs =
+                parse_modules_dep(&fs::read_to_string(modules.join("modules.dep")).unwrap());
+            println!(
+                "built-in modules.dep for {} modules in {:.2} s",
+                ours.len(),
+                t.elapsed().as_secs_f64()
+            );
             assert_eq!(ours.len(), theirs.len());
             for (name, (path, deps)) in &theirs {
                 let (p, d) = &ours[name];
@@ -1762,8 +2277,18 @@ kernel/sound/snd-hda-intel.ko.xz:
             println!("SKIP: depmod not installed, built-in modules.dep not compared");
         }
         // The cached bzImage as a user kernel gives the same release.
-        let bz = modules.ancestors().nth(3).unwrap().join("boot").join(format!("vmlinuz-{}", k.release));
-        let user = resolve(Some(bz.to_str().unwrap()), &std::env::temp_dir().join("lnst-kernel-live-user"), &mut |_| {}).unwrap();
+        let bz = modules
+            .ancestors()
+            .nth(3)
+            .unwrap()
+            .join("boot")
+            .join(format!("vmlinuz-{}", k.release));
+        let user = resolve(
+            Some(bz.to_str().unwrap()),
+            &std::env::temp_dir().join("lnst-kernel-live-user"),
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(user.release, k.release);
         assert!(has_pvh_note(&fs::read(&user.image).unwrap()));
         let _ = fs::remove_dir_all(std::env::temp_dir().join("lnst-kernel-live-user"));
