@@ -2165,7 +2165,9 @@ kernel/sound/snd-hda-intel.ko.xz:
         }
         let cache = cache_root();
         let t = Instant::now();
-        let k = match resolve(None, &cache, &mut |l| println!("progress: {l}")) {
+        let k = match resolve(None, &cache, &mut |l| {
+            println!("progress [{:.1} s]: {l}", t.elapsed().as_secs_f64())
+        }) {
             Ok(k) => k,
             Err(e @ KernelError::NoAptLists { .. }) => {
                 println!("SKIP: {e}");
@@ -2285,12 +2287,14 @@ kernel/sound/snd-hda-intel.ko.xz:
             .join(format!("vmlinuz-{}", k.release));
         let user = resolve(
             Some(bz.to_str().unwrap()),
-            &std::env::temp_dir().join("lnst-kernel-live-user"),
+            &std::env::temp_dir().join(format!("lnst-kernel-live-user-{}", std::process::id())),
             &mut |_| {},
         )
         .unwrap();
         assert_eq!(user.release, k.release);
         assert!(has_pvh_note(&fs::read(&user.image).unwrap()));
-        let _ = fs::remove_dir_all(std::env::temp_dir().join("lnst-kernel-live-user"));
+        let _ = fs::remove_dir_all(
+            std::env::temp_dir().join(format!("lnst-kernel-live-user-{}", std::process::id())),
+        );
     }
 }
