@@ -78,7 +78,7 @@ pub enum KernelError {
          --kernel (e.g. `--kernel {}`), run `apt-get update` if the version is newer, or \
          pass a path to a kernel you built",
         if available.is_empty() { "none (are the apt lists there? run `apt-get update`)".to_string() } else { available.join(", ") },
-        available.first().map(String::as_str).unwrap_or("6.1.0-57-amd64")
+        available.first().map(String::as_str).unwrap_or("VERSION")
     )]
     UnknownVersion {
         package: String,
@@ -932,10 +932,14 @@ fn resolve_user(
         };
         (file, path.clone())
     } else {
-        let dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("/"));
+        // The build tree's top for `<tree>/arch/x86/boot/bzImage`, else
+        // the image's directory.
+        let in_tree =
+            path.ends_with("arch/x86/boot/bzImage") || path.ends_with("arch/x86_64/boot/bzImage");
+        let dir = match path.ancestors().nth(if in_tree { 4 } else { 1 }) {
+            Some(d) => d.to_path_buf(),
+            None => PathBuf::from("/"),
+        };
         (path.clone(), dir)
     };
     let data = fs::read(&file).map_err(KernelError::io("read", &file))?;
@@ -1978,6 +1982,36 @@ kernel/sound/snd-hda-intel.ko.xz:
         )
         .unwrap();
         assert_eq!(again, k);
+        // A build tree, given as the tree or as its bzImage, finds the
+        // modules installed into it (and indexes them: no modules.dep yet).
+        let boot = d.join("tree/arch/x86/boot");
+        fs::create_dir_all(&boot).unwrap();
+        fs::copy(d.join("bzImage"), boot.join("bzImage")).unwrap();
+        fs::create_dir_all(d.join("tree/lib/modules/6.9.0-lnst")).unwrap();
+        for spec in [d.join("tree"), boot.join("bzImage")] {
+            let k = resolve(Some(spec.to_str().unwrap()), &cache, &mut |_| {}).unwrap();
+            assert_eq!(
+                k.modules,
+                Some(d.join("tree/lib/modules/6.9.0-lnst")),
+                "{}",
+                spec.display()
+            );
+            assert!(d.join("tree/lib/modules/6.9.0-lnst/modules.dep").is_file());
+        }
+        // Without installed modules: none, and progress says where it looked.
+        fs::remove_dir_all(d.join("tree/lib")).unwrap();
+        let mut lines = Vec::new();
+        let k = resolve(Some(d.join("tree").to_str().unwrap()), &cache, &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap();
+        assert_eq!(k.modules, None);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("no modules for 6.9.0-lnst")),
+            "{lines:?}"
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 
