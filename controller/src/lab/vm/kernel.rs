@@ -607,6 +607,10 @@ fn fetch(
     fs::create_dir_all(&tmp).map_err(KernelError::io("create a download directory", &tmp))?;
     let result = fetch_into(package, cache, &tmp, &apt_get, &dpkg_deb, start, progress);
     let _ = fs::remove_dir_all(&tmp);
+    if result.is_err() {
+        // Do not leave ~400 MB of a half-built entry behind.
+        let _ = fs::remove_dir_all(cache.join(format!("{package}.partial")));
+    }
     result
 }
 
@@ -710,8 +714,8 @@ fn download(
         .try_clone()
         .map_err(KernelError::io("open", &log))?;
     let mut cmd = Command::new(apt_get);
-    // As root, apt drops to the _apt user to download, which cannot write
-    // into a root-owned cache directory.
+    // As root, apt downloads as the _apt user, who cannot write into
+    // root's cache; apt then warns and downloads as root anyway.
     if nix::unistd::geteuid().is_root() {
         cmd.args(["-o", "APT::Sandbox::User=root"]);
     }
