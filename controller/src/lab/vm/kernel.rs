@@ -229,12 +229,11 @@ pub fn resolve(
 }
 
 /// The Debian package for a version given to `--kernel`: `6.1.0-28` →
-/// `linux-image-6.1.0-28-amd64`; a flavour already given is kept.
+/// `linux-image-6.1.0-28-amd64`, `6.12.118+deb12-cloud` →
+/// `linux-image-6.12.118+deb12-cloud-amd64`; `-amd64` is kept if given.
 fn debian_package(version: &str) -> String {
     let v = version.strip_prefix("linux-image-").unwrap_or(version);
-    let last = v.rsplit('-').next().unwrap_or(v);
-    let has_flavour = v.contains('-') && last.chars().any(|c| c.is_ascii_alphabetic());
-    if has_flavour {
+    if v.ends_with("-amd64") {
         format!("linux-image-{v}")
     } else {
         format!("linux-image-{v}-amd64")
@@ -1832,6 +1831,14 @@ kernel/sound/snd-hda-intel.ko.xz:
             debian_package("linux-image-6.1.0-28"),
             "linux-image-6.1.0-28-amd64"
         );
+        assert_eq!(
+            debian_package("6.12.118+deb12-cloud"),
+            "linux-image-6.12.118+deb12-cloud-amd64"
+        );
+        assert_eq!(
+            debian_package("6.12.118+deb12"),
+            "linux-image-6.12.118+deb12-amd64"
+        );
         assert!(version_cmp("6.1.0-57-amd64", "6.1.0-9-amd64").is_gt());
         assert!(version_cmp("6.12.0-1-amd64", "6.1.0-57-amd64").is_gt());
     }
@@ -2121,6 +2128,65 @@ kernel/sound/snd-hda-intel.ko.xz:
         fs::remove_dir_all(&cache).unwrap();
     }
 
+    /// The built-in modules.dep generator agrees with depmod on every
+    /// module's dependency set (when depmod indexed the entry).
+    fn builtin_index_matches_depmod(modules: &Path) {
+        let marker = read_marker(modules.ancestors().nth(3).unwrap()).unwrap();
+        if marker.index.as_deref() != Some("depmod") {
+            println!("SKIP: depmod not installed, built-in modules.dep not compared");
+            return;
+        }
+        let t = Instant::now();
+        let ours = parse_modules_dep(&modules_dep_text(modules).unwrap());
+        let theirs = parse_modules_dep(&fs::read_to_string(modules.join("modules.dep")).unwrap());
+        println!(
+            "built-in modules.dep for {} modules in {:.2} s",
+            ours.len(),
+            t.elapsed().as_secs_f64()
+        );
+        assert_eq!(ours.len(), theirs.len());
+        for (name, (path, deps)) in &theirs {
+            let (p, d) = &ours[name];
+            assert_eq!(p, path);
+            let set = |v: &Vec<String>| v.iter().cloned().collect::<HashSet<_>>();
+            assert_eq!(set(d), set(deps), "deps of {name}");
+        }
+    }
+
+    /// Fetches the Debian version in `$LNST_TEST_KERNEL` (e.g.
+    /// `6.12.118+deb12-cloud`) into a scratch cache, as `--kernel VERSION`.
+    #[test]
+    #[ignore]
+    fn live_resolve_debian_version() {
+        let Some(version) = std::env::var("LNST_TEST_KERNEL").ok() else {
+            println!("SKIP: set LNST_TEST_KERNEL to a Debian kernel version");
+            return;
+        };
+        let cache = scratch("version");
+        let t = Instant::now();
+        let k = resolve(Some(&version), &cache, &mut |l| {
+            println!("progress [{:.1} s]: {l}", t.elapsed().as_secs_f64())
+        })
+        .unwrap();
+        println!("{k:?}");
+        assert!(version.starts_with(k.release.trim_end_matches("-amd64")));
+        assert!(has_pvh_note(&fs::read(&k.image).unwrap()));
+        let modules = k.modules.unwrap();
+        for m in module_closure(&modules, &["virtio_net", "virtio_pci", "overlay"]).unwrap() {
+            assert!(
+                read_module(&m).unwrap().starts_with(b"\x7fELF"),
+                "{}",
+                m.display()
+            );
+        }
+        builtin_index_matches_depmod(&modules);
+        if std::env::var_os("LNST_TEST_KEEP").is_some() {
+            println!("kept {}", cache.display());
+        } else {
+            fs::remove_dir_all(&cache).unwrap();
+        }
+    }
+
     /// Every payload format on a real vmlinux: builds bzImage-shaped files
     /// with the compressors the kernel's Makefile uses and extracts them.
     /// Slow (~1 min); run with `--ignored` after the live test.
@@ -2289,33 +2355,7 @@ kernel/sound/snd-hda-intel.ko.xz:
             }
             other => panic!("{other:?}"),
         }
-        // The built-in modules.dep generator agrees with depmod on every
-        // module's dependency set.
-        if read_marker(modules.ancestors().nth(3).unwrap())
-            .unwrap()
-            .index
-            .as_deref()
-            == Some("depmod")
-        {
-            let t = Instant::now();
-            let ours = parse_modules_dep(&modules_dep_text(&modules).unwrap());
-            let theirs =
-                parse_modules_dep(&fs::read_to_string(modules.join("modules.dep")).unwrap());
-            println!(
-                "built-in modules.dep for {} modules in {:.2} s",
-                ours.len(),
-                t.elapsed().as_secs_f64()
-            );
-            assert_eq!(ours.len(), theirs.len());
-            for (name, (path, deps)) in &theirs {
-                let (p, d) = &ours[name];
-                assert_eq!(p, path);
-                let set = |v: &Vec<String>| v.iter().cloned().collect::<HashSet<_>>();
-                assert_eq!(set(d), set(deps), "deps of {name}");
-            }
-        } else {
-            println!("SKIP: depmod not installed, built-in modules.dep not compared");
-        }
+        builtin_index_matches_depmod(&modules);
         // The cached bzImage as a user kernel gives the same release.
         let bz = modules
             .ancestors()
