@@ -614,12 +614,25 @@ fn fetch(
 }
 
 /// Removes entries a killed fetch left behind (we hold the lock).
+/// Also removes user-kernel partials whose process is gone.
 fn clean_leftovers(cache: &Path) {
-    let Ok(dir) = fs::read_dir(cache) else { return };
-    for e in dir.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".partial") || name.starts_with("tmp-") {
-            let _ = fs::remove_dir_all(e.path());
+    if let Ok(dir) = fs::read_dir(cache) {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".partial") || name.starts_with("tmp-") {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    if let Ok(dir) = fs::read_dir(cache.join("user")) {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .rsplit_once(".partial-")
+                .map(|(_, pid)| pid.to_string());
+            if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+                let _ = fs::remove_dir_all(e.path());
+            }
         }
     }
 }
@@ -728,7 +741,7 @@ fn download(
         command: shown.clone(),
         status: "could not start".into(),
         stderr: e.to_string(),
-        hint: String::new(),
+        hint: "Check that apt is installed, or pass `--kernel PATH`".into(),
     })?;
     let mut last_size = 0;
     let mut last_report = Instant::now();
@@ -741,7 +754,7 @@ fn download(
                     command: shown,
                     status: "wait failed".into(),
                     stderr: e.to_string(),
-                    hint: String::new(),
+                    hint: "Retry; if it happens again, pass `--kernel PATH`".into(),
                 })
             }
         }
