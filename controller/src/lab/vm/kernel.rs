@@ -217,10 +217,15 @@ pub fn resolve(
                     return Ok(k);
                 }
                 if !apt_knows(&package)? {
-                    return Err(KernelError::UnknownVersion {
-                        package,
-                        available: available_versions(8),
-                    });
+                    // The default kernel first: newer series sort above it.
+                    let mut available = available_versions(8);
+                    if let Ok(current) = current_package_memo(cache) {
+                        let v = current.trim_start_matches("linux-image-").to_string();
+                        available.retain(|a| *a != v);
+                        available.insert(0, v);
+                        available.truncate(8);
+                    }
+                    return Err(KernelError::UnknownVersion { package, available });
                 }
                 fetch(&package, cache, progress)
             }
@@ -2358,7 +2363,11 @@ kernel/sound/snd-hda-intel.ko.xz:
         match resolve(Some("0.0.1-1"), &cache, &mut |_| {}) {
             Err(KernelError::UnknownVersion { package, available }) => {
                 assert_eq!(package, "linux-image-0.0.1-1-amd64");
-                assert!(!available.is_empty());
+                assert_eq!(
+                    available.first(),
+                    Some(&k.release),
+                    "the default comes first"
+                );
                 assert!(
                     available
                         .iter()
