@@ -2393,6 +2393,13 @@ kernel/sound/snd-hda-intel.ko.xz:
         .unwrap();
         assert_eq!(user.release, k.release);
         assert!(has_pvh_note(&fs::read(&user.image).unwrap()));
+        // The extracted ELF vmlinux as a user kernel: booted as is, release
+        // from its banner.
+        let elf = resolve(Some(k.image.to_str().unwrap()), &cache, &mut |_| {}).unwrap();
+        assert_eq!(
+            (elf.release.as_str(), &elf.image),
+            (k.release.as_str(), &k.image)
+        );
         let _ = fs::remove_dir_all(
             std::env::temp_dir().join(format!("lnst-kernel-live-user-{}", std::process::id())),
         );
