@@ -21,8 +21,6 @@ pub mod kernel;
 pub mod links;
 pub mod qemu;
 
-pub mod kernel;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::IsTerminal;
