@@ -1,7 +1,7 @@
 //! The VM lab end to end: the real `lnst-ctl run --lab vm`, real qemu
 //! guests booting Debian's kernel (fetched into the kernel cache on first
 //! use), the real agent inside. Checks that every recipe of `recipes/`
-//! passes there unchanged, that every §7 device kind works in a guest
+//! passes there unchanged (and those of `recipes/vm/`, which need it), that every §7 device kind works in a guest
 //! (`fixtures/vm_kinds.rhai`, checked with `ip -j -d` and traffic), and
 //! each fault: no qemu, a bad `--kernel`, a guest whose agent never comes
 //! up, a qemu that dies mid-run, a killed controller, Ctrl-C while booting
@@ -87,14 +87,20 @@ fn vm_lab_runs_every_recipe_unchanged() {
         return;
     };
     let _g = lock();
+    // recipes/*.rhai (which run on the netns lab too) and recipes/vm/*.rhai
+    // (which need the VM lab's kernel).
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".rhai"))
-        .collect();
+    let mut names: Vec<String> = Vec::new();
+    for sub in ["", "vm"] {
+        for e in std::fs::read_dir(dir.join(sub)).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.ends_with(".rhai") {
+                names.push(if sub.is_empty() { n } else { format!("{sub}/{n}") });
+            }
+        }
+    }
     names.sort();
+    assert!(names.iter().any(|n| n.starts_with("vm/")), "{names:?}");
     for name in &names {
         let t = Tmp::new();
         let t0 = Instant::now();
