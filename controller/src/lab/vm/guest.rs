@@ -171,16 +171,7 @@ pub fn write_initramfs(
     modules: &[PathBuf],
     read_module: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
 ) -> Result<(), GuestError> {
-    let busybox = std::fs::read(BUSYBOX).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => GuestError::NoBusybox,
-        _ => GuestError::Read {
-            path: BUSYBOX.into(),
-            source: e,
-        },
-    })?;
-    if is_dynamic_elf(&busybox) {
-        return Err(GuestError::DynamicBusybox);
-    }
+    let busybox = static_busybox()?;
     let mut names = Vec::new();
     let mut files: Vec<(String, u32, Vec<u8>)> = vec![
         ("bin".into(), 0o040755, Vec::new()),
@@ -208,6 +199,12 @@ pub fn write_initramfs(
         names.push(name);
     }
     files.push(("init".into(), 0o100755, init_script(&names).into_bytes()));
+    write_archive(out, &files)
+}
+
+/// Writes a newc archive of `(path, mode, bytes)` entries (directories
+/// with an empty body) plus `/dev/console`.
+pub fn write_archive(out: &Path, files: &[(String, u32, Vec<u8>)]) -> Result<(), GuestError> {
     let mut w = Cursor::new(Vec::with_capacity(8 << 20));
     let io = |source| GuestError::Write {
         path: out.to_path_buf(),
@@ -232,6 +229,21 @@ pub fn write_initramfs(
     fp.finish().map_err(io)?;
     trailer(&mut w).map_err(io)?;
     std::fs::write(out, w.into_inner()).map_err(io)
+}
+
+/// The static busybox, checked (for initramfs builders).
+pub fn static_busybox() -> Result<Vec<u8>, GuestError> {
+    let busybox = std::fs::read(BUSYBOX).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => GuestError::NoBusybox,
+        _ => GuestError::Read {
+            path: BUSYBOX.into(),
+            source: e,
+        },
+    })?;
+    if is_dynamic_elf(&busybox) {
+        return Err(GuestError::DynamicBusybox);
+    }
+    Ok(busybox)
 }
 
 #[cfg(test)]

@@ -345,6 +345,12 @@ impl VmLab {
         Ok(lab)
     }
 
+    /// The guests' qemu pids, in host order (benchmarks read their RSS
+    /// and CPU time).
+    pub fn qemu_pids(&self) -> Vec<u32> {
+        self.guests.iter().map(|g| g.child.id()).collect()
+    }
+
     /// Stops the guests, deletes the lab namespace and the record.
     pub fn teardown(&mut self) -> Vec<String> {
         if self.done {
