@@ -182,6 +182,31 @@ fn probe_kvm(image: &Path) -> bool {
     ok
 }
 
+/// What one guest costs the host at most: its memory plus qemu's own
+/// (translation buffer, devices), measured at 280–335 MiB RSS (VMLAB.md).
+const GUEST_FOOTPRINT_MIB: u64 = qemu::MEMORY_MIB as u64 + 100;
+
+/// Refuses a lab this machine cannot hold, before anything is started.
+fn check_memory(guests: usize) -> Result<(), LabError> {
+    let avail_kib = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        });
+    let need = guests as u64 * GUEST_FOOTPRINT_MIB;
+    match avail_kib {
+        Some(kib) if kib / 1024 < need => Err(vm_err(format!(
+            "{guests} guest(s) need about {need} MiB ({} MiB of guest memory plus qemu's own, each) \
+             but only {} MiB are available: stop other VMs or run a recipe with fewer hosts",
+            qemu::MEMORY_MIB,
+            kib / 1024
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// What `validate --lab vm` shows: the guests, their NICs and the
 /// segments, without fetching or booting anything.
 pub fn plan_text(req: &Requirements, kernel_spec: Option<&str>) -> String {
@@ -229,6 +254,7 @@ impl VmLab {
         if !Path::new("/dev/net/tun").exists() {
             return Err(vm_err("/dev/net/tun is missing: load the tun module (`modprobe tun`)"));
         }
+        check_memory(req.hosts.len())?;
         let mut progress = progress_printer();
         let kernel = kernel::resolve(opts.kernel.as_deref(), &kernel::cache_root(), &mut progress)
             .map_err(|e| vm_err(e.to_string()))?;
