@@ -106,21 +106,26 @@ $B mkdir -p /proc /sys /dev /host /rw /newroot
 $B mount -t proc proc /proc
 $B mount -t sysfs sys /sys
 $B mount -t devtmpfs dev /dev
-for m in {mods}; do $B insmod /m/$m || fail "insmod $m"; done
-HOST=guest; AGENT=; MODS=; NICS=; ARGS=
+HOST=guest; AGENT=; MODS=; NICS=; ARGS=; V=
 for x in $($B cat /proc/cmdline); do
   case "$x" in
     lnst.host=*) HOST="${{x#*=}}" ;;
     lnst.agent=*) AGENT="${{x#*=}}" ;;
     lnst.modules=*) MODS="${{x#*=}}" ;;
     lnst.nic=*) NICS="$NICS ${{x#*=}}" ;;
-    lnst.verbose=*) ARGS="-v" ;;
+    lnst.verbose=*) ARGS="-v"; V=1 ;;
   esac
 done
+# With lnst.verbose=1 (LNST_VM_AGENT_VERBOSE), each step's uptime.
+t() {{ [ -n "$V" ] && echo "lnst-init $($B cut -d' ' -f1 /proc/uptime) $*"; }}
+t start
+for m in {mods}; do $B insmod /m/$m || fail "insmod $m"; done
+t modules loaded
 $B mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose {ROOT_TAG} /host || fail "mount of the host root over 9p"
 $B mount -t tmpfs -o mode=0755 rw /rw
 $B mkdir -p /rw/upper /rw/work
 $B mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /newroot || fail "overlay root"
+t root mounted
 R=/newroot
 $B mount -t proc proc $R/proc
 $B mount -t sysfs sys $R/sys
@@ -157,6 +162,7 @@ $B hostname "$HOST"
 echo "$HOST" > $R/etc/hostname
 : > $R/run/lnst-agent.toml
 [ -x "$R$AGENT" ] || fail "agent $AGENT not found in the host root"
+t starting the agent
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root NO_COLOR=1 LNST_HEARTBEAT_MS=1000,{SILENCE_MS}
 exec $B switch_root $R /bin/sh -c "\"$AGENT\" --virtio-port /dev/virtio-ports/{PORT_NAME} --state-dir /run/lnst-agent --config /run/lnst-agent.toml $ARGS; echo o > /proc/sysrq-trigger"
 "#
