@@ -69,19 +69,41 @@ fn bare_guest(image: &Path, dir: &Path) -> Duration {
     let init = "#!/bin/busybox sh\necho LNST-BARE-INIT\necho o > /proc/sysrq-trigger\n/bin/busybox sleep 30\n";
     let files = vec![
         ("bin".to_string(), 0o040755, Vec::new()),
-        ("bin/busybox".to_string(), 0o100755, guest::static_busybox().expect("busybox")),
+        (
+            "bin/busybox".to_string(),
+            0o100755,
+            guest::static_busybox().expect("busybox"),
+        ),
         ("init".to_string(), 0o100755, init.as_bytes().to_vec()),
     ];
     guest::write_archive(&initrd, &files).expect("bare initramfs");
     let t = Instant::now();
     let mut c = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg,tb-size=64", "-M", "pc", "-m", "256", "-smp", "1"])
-        .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
+        .args([
+            "-accel",
+            "tcg,tb-size=64",
+            "-M",
+            "pc",
+            "-m",
+            "256",
+            "-smp",
+            "1",
+        ])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
         .args(["-serial", "stdio", "-kernel"])
         .arg(image)
         .arg("-initrd")
         .arg(&initrd)
-        .args(["-append", "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable"])
+        .args([
+            "-append",
+            "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -148,9 +170,19 @@ fn proc_field(pid: u32, key: &str) -> u64 {
 
 fn cpu_ticks(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest: Vec<&str> = s.rsplit_once(')').map(|x| x.1).unwrap_or("").split_whitespace().collect();
-    rest.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + rest.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    let rest: Vec<&str> = s
+        .rsplit_once(')')
+        .map(|x| x.1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    rest.get(11)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + rest
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
 }
 
 fn bench_bring_up(rt: &tokio::runtime::Runtime, agent: &Path, image: &Path) {
@@ -197,7 +229,12 @@ fn bench_idle(rt: &tokio::runtime::Runtime, agent: &Path) {
     close(rt, lab, s);
 }
 
-fn run_ctl(recipe: &Path, agent: &Path, out: &Path, extra: &[&str]) -> (Duration, serde_json::Value) {
+fn run_ctl(
+    recipe: &Path,
+    agent: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> (Duration, serde_json::Value) {
     let t = Instant::now();
     let o = Command::new(env!("CARGO_BIN_EXE_lnst-ctl"))
         .arg("run")
@@ -226,7 +263,12 @@ fn bench_tcp_and_hello(agent: &Path) {
     let dir = TmpDir::new("runs");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let perf = root.join("recipes/perf_demo.rhai");
-    let (_, vm) = run_ctl(&perf, agent, &dir.0, &["--lab", "vm", "--", "duration=5", "runs=1"]);
+    let (_, vm) = run_ctl(
+        &perf,
+        agent,
+        &dir.0,
+        &["--lab", "vm", "--", "duration=5", "runs=1"],
+    );
     let (_, ns) = run_ctl(&perf, agent, &dir.0, &["--", "duration=5", "runs=1"]);
     let (g_vm, g_ns) = (perf_mean(&vm) / 1e9, perf_mean(&ns) / 1e9);
     println!(
@@ -255,11 +297,20 @@ fn main() {
     }
     let agent = Path::new(env!("CARGO_BIN_EXE_lnst-ctl")).with_file_name("lnst-agent");
     if !agent.exists() {
-        println!("SKIP: VM lab benchmarks need {} (cargo build --release --bins)", agent.display());
+        println!(
+            "SKIP: VM lab benchmarks need {} (cargo build --release --bins)",
+            agent.display()
+        );
         return;
     }
-    if Command::new("qemu-system-x86_64").arg("--version").output().is_err() {
-        println!("SKIP: VM lab benchmarks need qemu-system-x86_64 (apt-get install qemu-system-x86)");
+    if Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!(
+            "SKIP: VM lab benchmarks need qemu-system-x86_64 (apt-get install qemu-system-x86)"
+        );
         return;
     }
     let k = kernel::resolve(None, &kernel::cache_root(), &mut |s: &str| eprintln!("{s}"))

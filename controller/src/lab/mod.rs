@@ -136,7 +136,6 @@ pub fn build(req: &Requirements, opts: &LabOptions) -> Result<Box<dyn Lab>, LabE
 /// Where lab records live.
 pub const LABS_DIR: &str = "/run/lnst/labs";
 
-
 /// Why the lab could not be built (exit 3).
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -224,7 +223,6 @@ pub fn pool_for(req: &Requirements, kind: LabKind) -> Pool {
         .collect();
     Pool { machines }
 }
-
 
 pub(crate) fn ip_batch(netns: Option<&str>, lines: &[String]) -> Result<Child, LabError> {
     let mut cmd = Command::new("ip");

@@ -309,4 +309,3 @@ impl Drop for NetnsLab {
         }
     }
 }
-

@@ -25,9 +25,8 @@ use crate::{assert_no_leftovers, lab_command, lab_of, lab_ready, results, run, u
 static VM: Mutex<()> = Mutex::new(());
 
 fn qemu_present() -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()))
 }
 
 /// The agent, or None after printing why the test skips.
@@ -95,7 +94,11 @@ fn vm_lab_runs_every_recipe_unchanged() {
         for e in std::fs::read_dir(dir.join(sub)).unwrap().flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if n.ends_with(".rhai") {
-                names.push(if sub.is_empty() { n } else { format!("{sub}/{n}") });
+                names.push(if sub.is_empty() {
+                    n
+                } else {
+                    format!("{sub}/{n}")
+                });
             }
         }
     }
@@ -134,18 +137,27 @@ fn vm_lab_has_every_device_kind() {
         "ipip", "sit", "ip6gre", "ip6tnl", "geneve", "vxlan", "vti", "team",
     ] {
         assert!(
-            res.iter().any(|(d, _)| d.ends_with(&format!(" is a {kind} (ip says {kind})"))),
+            res.iter()
+                .any(|(d, _)| d.ends_with(&format!(" is a {kind} (ip says {kind})"))),
             "{kind} not checked: {res:?}"
         );
     }
-    for over in ["vlan 10", "the bond", "gre", "gretap", "ipip", "sit", "ip6gre", "ip6tnl", "geneve", "vxlan"] {
+    for over in [
+        "vlan 10", "the bond", "gre", "gretap", "ipip", "sit", "ip6gre", "ip6tnl", "geneve",
+        "vxlan",
+    ] {
         assert!(
-            res.iter().any(|(d, r)| d == &format!("traffic over {over}") && r == "PASS"),
+            res.iter()
+                .any(|(d, r)| d == &format!("traffic over {over}") && r == "PASS"),
             "no traffic over {over}: {res:?}"
         );
     }
-    assert!(res.iter().any(|(d, _)| d.starts_with("netem delay measured")));
-    assert!(res.iter().any(|(d, _)| d.starts_with("netem loss measured")));
+    assert!(res
+        .iter()
+        .any(|(d, _)| d.starts_with("netem delay measured")));
+    assert!(res
+        .iter()
+        .any(|(d, _)| d.starts_with("netem loss measured")));
 }
 
 const TWO: &str = "let h1 = host(\"h1\");\nh1.nic(\"eth0\", #{ net: \"n\" });\nlet h2 = host(\"h2\");\nh2.nic(\"eth0\", #{ net: \"n\" });\n";
@@ -157,7 +169,10 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
     };
     let _g = lock();
     let t = Tmp::new();
-    let r = t.write("two.rhai", &format!("{TWO}fn test(m) {{ m.check(true, \"ok\"); }}\n"));
+    let r = t.write(
+        "two.rhai",
+        &format!("{TWO}fn test(m) {{ m.check(true, \"ok\"); }}\n"),
+    );
     let labs_before = labs();
 
     // No qemu on PATH: exit 3, naming the package.
@@ -171,7 +186,10 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
             .unwrap();
         std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
     }
-    let o = vm_command(&t, &agent, &r, &[]).env("PATH", &bin).output().unwrap();
+    let o = vm_command(&t, &agent, &r, &[])
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("apt-get install qemu-system-x86"), "{err}");
@@ -184,7 +202,10 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
     let o = vm_command(&t, &agent, &r2, &[]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("kernel \"2.6\"") && err.contains("h1"), "{err}");
+    assert!(
+        err.contains("kernel \"2.6\"") && err.contains("h1"),
+        "{err}"
+    );
 
     // A guest whose agent never becomes ready: the boot timeout, exit 3,
     // the console log in the run directory.
@@ -196,12 +217,17 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
-    assert!(err.contains("no agent READY within 15 s") && err.contains("consoles are in"), "{err}");
+    assert!(
+        err.contains("no agent READY within 15 s") && err.contains("consoles are in"),
+        "{err}"
+    );
     let consoles: Vec<_> = glob_consoles(&t.0.join("runs"));
     assert!(!consoles.is_empty(), "no console-*.log kept");
 
     // A guest whose agent exits at once: qemu powers off, named, exit 3.
-    let o = vm_command(&t, Path::new("/bin/false"), &r, &[]).output().unwrap();
+    let o = vm_command(&t, Path::new("/bin/false"), &r, &[])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("exited before its agent was ready"), "{err}");
@@ -217,14 +243,21 @@ fn vm_lab_bad_kernel_is_named() {
     };
     let _g = lock();
     let t = Tmp::new();
-    let r = t.write("two.rhai", &format!("{TWO}fn test(m) {{ m.check(true, \"ok\"); }}\n"));
+    let r = t.write(
+        "two.rhai",
+        &format!("{TWO}fn test(m) {{ m.check(true, \"ok\"); }}\n"),
+    );
     let labs_before = labs();
     // A --kernel path that does not exist, and one that is no kernel.
     for (k, want) in [
         ("/nonexistent/bzImage", "/nonexistent/bzImage"),
         ("/etc/hostname", "/etc/hostname"),
     ] {
-        let o = vm_command(&t, &agent, &r, &[]).arg("--kernel").arg(k).output().unwrap();
+        let o = vm_command(&t, &agent, &r, &[])
+            .arg("--kernel")
+            .arg(k)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(matches!(o.status.code(), Some(2) | Some(3)), "{k}: {err}");
         assert!(err.contains(want), "{k}: {err}");
@@ -278,7 +311,10 @@ fn vm_lab_qemu_dying_mid_run_exits_3_naming_the_host() {
     };
     let _g = lock();
     let t = Tmp::new();
-    let r = t.write("die.rhai", &format!("{TWO}fn test(m) {{ m.h1.run(\"true\"); m.sleep(120); }}\n"));
+    let r = t.write(
+        "die.rhai",
+        &format!("{TWO}fn test(m) {{ m.h1.run(\"true\"); m.sleep(120); }}\n"),
+    );
     let child = vm_command(&t, &agent, &r, &[]).spawn().unwrap();
     let (id, pids) = lab_of_vm(child.id());
     // Let the test phase start, then kill h2's qemu.
@@ -333,21 +369,35 @@ fn lab_of_vm(pid: u32) -> (String, Vec<i32>) {
 
 #[test]
 fn vm_lab_killed_controller_takes_its_guests_and_lab_clean_removes_the_rest() {
-    let Some(agent) = vm_ready("vm_lab_killed_controller_takes_its_guests_and_lab_clean_removes_the_rest") else {
+    let Some(agent) =
+        vm_ready("vm_lab_killed_controller_takes_its_guests_and_lab_clean_removes_the_rest")
+    else {
         return;
     };
     let _g = lock();
     let t = Tmp::new();
-    let r = t.write("long.rhai", &format!("{TWO}fn test(m) {{ m.sleep(120); }}\n"));
-    let mut child = vm_command(&t, &agent, &r, &[]).stdout(Stdio::null()).spawn().unwrap();
+    let r = t.write(
+        "long.rhai",
+        &format!("{TWO}fn test(m) {{ m.sleep(120); }}\n"),
+    );
+    let mut child = vm_command(&t, &agent, &r, &[])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let (id, pids) = lab_of_vm(child.id());
     wait_for_session(&t);
     child.kill().unwrap(); // SIGKILL: the controller cleans nothing
     child.wait().unwrap();
     // PR_SET_PDEATHSIG: every qemu dies with it.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p)) {
-        assert!(Instant::now() < deadline, "qemu survived the controller: {pids:?}");
+    while pids
+        .iter()
+        .any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "qemu survived the controller: {pids:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let (code, out, err) = run(&["lab", "clean"]);
@@ -362,7 +412,11 @@ fn vm_lab_killed_controller_takes_its_guests_and_lab_clean_removes_the_rest() {
 
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(true))
+        .map(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+                .unwrap_or(true)
+        })
         .unwrap_or(true)
 }
 
@@ -380,7 +434,10 @@ fn vm_lab_ctrl_c_while_booting_exits_130_and_leaves_nothing() {
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(130), "{err}");
-    assert!(!Path::new("/run/lnst/labs").join(&id).exists(), "record left");
+    assert!(
+        !Path::new("/run/lnst/labs").join(&id).exists(),
+        "record left"
+    );
     assert_no_leftovers(&serde_json::json!({ "lab": id }));
     assert_no_qemu_of(&id);
 }

@@ -271,6 +271,8 @@ mod tests {
     fn tells_static_from_dynamic_elf() {
         let me = std::fs::read("/proc/self/exe").expect("own binary");
         assert!(is_dynamic_elf(&me), "the test binary is dynamically linked");
-        assert!(!is_dynamic_elf(b"not an elf at all, but long enough to be looked at.........."));
+        assert!(!is_dynamic_elf(
+            b"not an elf at all, but long enough to be looked at.........."
+        ));
     }
 }

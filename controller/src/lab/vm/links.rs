@@ -105,12 +105,25 @@ mod tests {
         assert_eq!(w.bridges.len(), 3, "{:?}", w.bridges);
         assert_eq!(w.nics["h1"][0].tap, "t0n0");
         assert_eq!(w.nics["h2"][1].mac, "52:54:00:4c:01:02");
-        assert!(w.batch.contains(&"link set t1n0 mtu 65521 master br0 up".to_string()), "{:?}", w.batch);
-        let taps: Vec<_> = w.batch.iter().filter(|l| l.starts_with("tuntap add")).collect();
+        assert!(
+            w.batch
+                .contains(&"link set t1n0 mtu 65521 master br0 up".to_string()),
+            "{:?}",
+            w.batch
+        );
+        let taps: Vec<_> = w
+            .batch
+            .iter()
+            .filter(|l| l.starts_with("tuntap add"))
+            .collect();
         assert_eq!(taps.len(), 4);
         // Bridges exist before the taps join them.
         let first_master = w.batch.iter().position(|l| l.contains(" master ")).unwrap();
-        let last_bridge = w.batch.iter().rposition(|l| l.contains("type bridge")).unwrap();
+        let last_bridge = w
+            .batch
+            .iter()
+            .rposition(|l| l.contains("type bridge"))
+            .unwrap();
         assert!(last_bridge < first_master);
     }
 }

@@ -275,7 +275,9 @@ pub fn stop_all(guests: &mut [Guest], grace: Duration) -> Vec<String> {
         loop {
             match g.child.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
                 _ => {
                     let _ = g.child.kill();
                     let _ = g.child.wait();
