@@ -368,7 +368,11 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
         if let Some(e) = core.infra.borrow().clone() {
             // The lab may know why an agent was lost (a guest's qemu died).
             let why: Vec<String> = match the_lab.as_ref() {
-                Some(l) => mapping.keys().filter_map(|h| l.lost(h)).collect(),
+                Some(l) => mapping
+                    .keys()
+                    .filter(|h| e.contains(&format!("agent {h}")))
+                    .filter_map(|h| l.lost(h))
+                    .collect(),
                 None => Vec::new(),
             };
             let e = if why.is_empty() { e } else { format!("{e}; {}", why.join("; ")) };

@@ -296,16 +296,24 @@ pub(crate) fn delete_namespaces(names: &[String]) -> Vec<String> {
 /// Writes the record's `owner` line (pid and start time) so that
 /// [`clean_stale`] can tell a live controller from a dead one.
 pub(crate) fn write_owner(record: &Path) -> Result<(), LabError> {
-    fs::create_dir_all(record).map_err(|source| LabError::Record {
-        path: record.to_path_buf(),
-        source,
-    })?;
+    // The record appears whole: made under a dot-name that `clean_stale`
+    // skips, with its owner line, then renamed into place. (A record seen
+    // before its owner line was written looked like a dead controller's
+    // and was removed by another controller's `run`.)
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LabError::Record { path, source }
+    };
+    let name = record
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = record.with_file_name(format!(".{name}.new"));
+    fs::create_dir_all(&tmp).map_err(err(&tmp))?;
     let me = std::process::id();
     let owner = format!("{me} {}\n", start_time(me).unwrap_or_default());
-    fs::write(record.join("owner"), owner).map_err(|source| LabError::Record {
-        path: record.join("owner"),
-        source,
-    })
+    fs::write(tmp.join("owner"), owner).map_err(err(&tmp.join("owner")))?;
+    fs::rename(&tmp, record).map_err(err(record))
 }
 
 /// Removes labs whose controller is gone (`lnst-ctl lab clean`, and at the
@@ -318,6 +326,10 @@ pub fn clean_stale() -> Vec<String> {
     for e in rd.flatten() {
         let dir = e.path();
         let runid = e.file_name().to_string_lossy().into_owned();
+        if runid.starts_with('.') {
+            // A record being made (see `write_owner`).
+            continue;
+        }
         let owner = fs::read_to_string(dir.join("owner")).unwrap_or_default();
         let mut it = owner.split_whitespace();
         let pid: Option<u32> = it.next().and_then(|p| p.parse().ok());

@@ -486,13 +486,23 @@ impl Lab for VmLab {
     }
     fn lost(&self, host: &str) -> Option<String> {
         let g = self.guests.iter().find(|g| g.host == host)?;
-        // An exited child is a zombie until waited for (at teardown).
-        let stat = fs::read_to_string(format!("/proc/{}/stat", g.child.id())).unwrap_or_default();
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().next());
-        if !matches!(state, None | Some("Z") | Some("X")) {
-            return None;
+        // An exited child is a zombie until waited for (at teardown). A
+        // killed qemu closes its sockets before it has finished exiting
+        // (freeing guest memory comes first), so give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let stat =
+                fs::read_to_string(format!("/proc/{}/stat", g.child.id())).unwrap_or_default();
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string));
+            if matches!(state.as_deref(), None | Some("Z") | Some("X")) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
         Some(format!(
             "qemu for host {host} is gone; its console ({}) ends with:\n{}",
