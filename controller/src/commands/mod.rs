@@ -132,7 +132,7 @@ pub fn auth_for(
 pub struct RunArgs {
     /// The recipe file (.rhai).
     pub recipe: PathBuf,
-    /// Pool directory (one TOML file per machine); without it, the netns lab.
+    /// Pool directory (one TOML file per machine); without it, a lab (--lab).
     #[arg(long, value_name = "DIR")]
     pub pool: Option<PathBuf>,
     /// The lab to build when no --pool is given: `netns` (default; one
@@ -159,7 +159,8 @@ pub struct RunArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// The lnst-agent binary for the netns lab (default: beside lnst-ctl).
+    /// The lnst-agent binary the labs run (default: beside lnst-ctl); the
+    /// VM lab's guests run it from this machine's root too.
     #[arg(long, value_name = "PATH")]
     pub agent_bin: Option<PathBuf>,
     #[command(flatten)]
