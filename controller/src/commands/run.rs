@@ -201,10 +201,10 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
                 eprintln!("lnst-ctl: interrupted; the lab was removed");
                 return Ok(ExitCode::Interrupted);
             }
-            Err(e @ lab::LabError::Mismatch(_)) => {
+            Err(e @ lab::LabError::Usage(_)) => {
                 return Err(Failure::new(
                     ExitCode::Usage,
-                    anyhow!("{file}: no mapping onto the {pool_name}: {e}"),
+                    anyhow!("{file}: cannot run on the {pool_name}: {e}"),
                 ))
             }
             Err(e) => {

@@ -154,9 +154,10 @@ pub enum LabError {
     Vm(String),
     #[error("interrupted while the lab was being built")]
     Interrupted,
-    /// A requirement the lab cannot satisfy (exit 2, like a mapping error).
+    /// What the user gave cannot work: a requirement the lab cannot
+    /// satisfy, a `--kernel` that is not one (exit 2, nothing ran).
     #[error("{0}")]
-    Mismatch(String),
+    Usage(String),
     #[error("agent for host {host} did not start: {message} (its log: {log})")]
     Agent {
         host: String,

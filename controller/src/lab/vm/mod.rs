@@ -110,7 +110,7 @@ pub fn check_kernel_params(req: &Requirements, release: &str) -> Result<(), LabE
     for h in &req.hosts {
         if let Some(want) = h.params.get("kernel") {
             if !kernel_matches(want, release) {
-                return Err(LabError::Mismatch(format!(
+                return Err(LabError::Usage(format!(
                     "host {} asks for kernel {want} but the VM lab boots {release}; \
                      give --kernel with a matching version or path, or change the requirement",
                     h.name
@@ -299,7 +299,19 @@ impl VmLab {
         check_memory(req.hosts.len())?;
         let mut progress = progress_printer();
         let kernel = kernel::resolve(opts.kernel.as_deref(), &kernel::cache_root(), &mut progress)
-            .map_err(|e| vm_err(e.to_string()))?;
+            .map_err(|e| {
+                use kernel::KernelError as K;
+                match e {
+                    // The user's --kernel is at fault: a usage error.
+                    K::UnknownVersion { .. }
+                    | K::NotFound { .. }
+                    | K::NotAKernel { .. }
+                    | K::WrongArch { .. }
+                    | K::NoPvh { .. }
+                    | K::NoRelease { .. } => LabError::Usage(format!("--kernel: {e}")),
+                    e => vm_err(e.to_string()),
+                }
+            })?;
         check_kernel_params(req, &kernel.release)?;
         let runid = new_runid();
         let _span = tracing::info_span!("vmlab", runid = %runid).entered();
