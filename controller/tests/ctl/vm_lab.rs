@@ -173,7 +173,6 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
         "two.rhai",
         &format!("{TWO}fn test(m) {{ m.check(true, \"ok\"); }}\n"),
     );
-    let labs_before = labs();
 
     // No qemu on PATH: exit 3, naming the package.
     let bin = t.0.join("bin");
@@ -186,10 +185,7 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
             .unwrap();
         std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
     }
-    let o = vm_command(&t, &agent, &r, &[])
-        .env("PATH", &bin)
-        .output()
-        .unwrap();
+    let o = checked(vm_command(&t, &agent, &r, &[]).env("PATH", &bin));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("apt-get install qemu-system-x86"), "{err}");
@@ -199,7 +195,7 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
         "k.rhai",
         "let h1 = host(\"h1\", #{ kernel: \"2.6\" });\nfn test(m) {}\n",
     );
-    let o = vm_command(&t, &agent, &r2, &[]).output().unwrap();
+    let o = checked(vm_command(&t, &agent, &r2, &[]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
@@ -211,10 +207,7 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
     // the console log in the run directory.
     let fake = t.write("fake-agent", "#!/bin/sh\nexec sleep 600\n");
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let o = vm_command(&t, &fake, &r, &[])
-        .env("LNST_VM_BOOT_TIMEOUT", "15")
-        .output()
-        .unwrap();
+    let o = checked(vm_command(&t, &fake, &r, &[]).env("LNST_VM_BOOT_TIMEOUT", "15"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(
@@ -225,14 +218,11 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
     assert!(!consoles.is_empty(), "no console-*.log kept");
 
     // A guest whose agent exits at once: qemu powers off, named, exit 3.
-    let o = vm_command(&t, Path::new("/bin/false"), &r, &[])
-        .output()
-        .unwrap();
+    let o = checked(vm_command(&t, Path::new("/bin/false"), &r, &[]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("exited before its agent was ready"), "{err}");
 
-    assert_eq!(labs(), labs_before, "lab records left");
     assert_no_vm_namespaces_of_dead_runs();
 }
 
@@ -247,23 +237,16 @@ fn vm_lab_bad_kernel_is_named() {
         "two.rhai",
         &format!("{TWO}fn test(m) {{ m.check(true, \"ok\"); }}\n"),
     );
-    let labs_before = labs();
     // A --kernel path that does not exist, and one that is no kernel.
     for (k, want) in [
         ("/nonexistent/bzImage", "/nonexistent/bzImage"),
         ("/etc/hostname", "/etc/hostname"),
     ] {
-        let o = vm_command(&t, &agent, &r, &[])
-            .arg("--kernel")
-            .arg(k)
-            .output()
-            .unwrap();
+        let o = checked(vm_command(&t, &agent, &r, &[]).arg("--kernel").arg(k));
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{k}: {err}");
         assert!(err.contains(want), "{k}: {err}");
     }
-
-    assert_eq!(labs(), labs_before, "lab records left");
 }
 
 fn glob_consoles(runs: &Path) -> Vec<PathBuf> {
@@ -276,6 +259,31 @@ fn glob_consoles(runs: &Path) -> Vec<PathBuf> {
         }
     }
     v
+}
+
+/// Runs a `lnst-ctl` command to the end; afterwards no lab record of
+/// that controller is left (other runs on the machine may have theirs).
+fn checked(mut c: Command) -> std::process::Output {
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let o = child.wait_with_output().unwrap();
+    for e in std::fs::read_dir("/run/lnst/labs")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let owner = std::fs::read_to_string(e.path().join("owner")).unwrap_or_default();
+        assert!(
+            owner.split_whitespace().next() != Some(pid.as_str()),
+            "lab record {} of lnst-ctl {pid} left",
+            e.path().display()
+        );
+    }
+    o
 }
 
 fn labs() -> Vec<String> {
