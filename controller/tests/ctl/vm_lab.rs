@@ -195,7 +195,7 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
         "k.rhai",
         "let h1 = host(\"h1\", #{ kernel: \"2.6\" });\nfn test(m) {}\n",
     );
-    let o = checked(vm_command(&t, &agent, &r2, &[]));
+    let o = checked(&mut vm_command(&t, &agent, &r2, &[]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
@@ -218,7 +218,7 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
     assert!(!consoles.is_empty(), "no console-*.log kept");
 
     // A guest whose agent exits at once: qemu powers off, named, exit 3.
-    let o = checked(vm_command(&t, Path::new("/bin/false"), &r, &[]));
+    let o = checked(&mut vm_command(&t, Path::new("/bin/false"), &r, &[]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("exited before its agent was ready"), "{err}");
@@ -263,7 +263,7 @@ fn glob_consoles(runs: &Path) -> Vec<PathBuf> {
 
 /// Runs a `lnst-ctl` command to the end; afterwards no lab record of
 /// that controller is left (other runs on the machine may have theirs).
-fn checked(mut c: Command) -> std::process::Output {
+fn checked(c: &mut Command) -> std::process::Output {
     let child = c
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
