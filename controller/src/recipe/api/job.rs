@@ -360,7 +360,10 @@ impl Job {
             let (ok, r, figures) = m.judge(&status);
             result = r;
             data.extend(figures);
-            passed = ok && !exit.timed_out;
+            // A module is judged by its result, then inverted by
+            // `expect_fail` like a shell job (RECIPES.md §5); a timeout
+            // still fails.
+            passed = !exit.timed_out && (ok != self.0.opts.expect_fail);
         } else if self.0.opts.json {
             match serde_json::from_slice::<serde_json::Value>(&status.stdout) {
                 Ok(v) => result = to_dynamic(&v),
