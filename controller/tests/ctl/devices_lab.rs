@@ -83,3 +83,92 @@ fn test(m) {{
     assert_eq!(not_passed(&v), Vec::<String>::new(), "{err}");
     assert_eq!(code, 0);
 }
+
+/// A recipe whose job makes a file with `undo` removing it, and an
+/// `h.defer` in a namespace object that appends to a log: both outside
+/// the lab, so the effect is checked from here.
+fn defer_recipe(dir: &Path, then: &str) -> String {
+    let made = dir.join("made");
+    let log = dir.join("log");
+    format!(
+        r#"
+let h1 = host("h1");
+fn test(m) {{
+    let h = m.h1;
+    h.defer("echo first >> {log}");
+    let j = h.run("touch {made}", #{{ undo: "rm {made}" }});
+    m.check(j.passed, "job made the file");
+    let ns = h.netns("dns");
+    ns.defer("ip link show lo >/dev/null && echo second >> {log}");
+    h.run("echo third >> {log}", #{{ undo: "true", netns: ns, desc: "undo in a netns" }});
+    {then}
+}}
+"#,
+        made = made.display(),
+        log = log.display()
+    )
+}
+
+#[test]
+fn defer_and_undo_run_after_the_test_in_reverse_order() {
+    let Some(agent) = lab_ready("defer_and_undo_run_after_the_test_in_reverse_order") else {
+        return;
+    };
+    let t = Tmp::new();
+    let r = t.write("r.rhai", &defer_recipe(&t.0, "m.check(true, \"done\");"));
+    let (code, v, err) = run_lab(&t, &agent, &r, &[]);
+    assert_eq!(not_passed(&v), Vec::<String>::new(), "{err}");
+    assert_eq!(code, 0);
+    assert!(!t.0.join("made").exists(), "undo rm did not run");
+    assert_eq!(
+        std::fs::read_to_string(t.0.join("log")).unwrap(),
+        "third\nsecond\nfirst\n"
+    );
+    // a wrong type is an error naming the option
+    let r = t.write(
+        "bad.rhai",
+        "let h1 = host(\"h1\");\nfn test(m) { m.h1.run(\"true\", #{ undo: 5 }); }\n",
+    );
+    let (code, v, _) = run_lab(&t, &agent, &r, &[]);
+    assert_eq!(code, 1);
+    let text = v.to_string();
+    assert!(text.contains("undo must be a shell command"), "{text}");
+}
+
+#[test]
+fn defer_runs_after_kill_9_of_the_controller() {
+    let Some(agent) = lab_ready("defer_runs_after_kill_9_of_the_controller") else {
+        return;
+    };
+    let t = Tmp::new();
+    let ready = t.0.join("ready");
+    let r = t.write(
+        "r.rhai",
+        &defer_recipe(
+            &t.0,
+            &format!("h.run(\"touch {}\"); m.sleep(60);", ready.display()),
+        ),
+    );
+    let mut child = lab_command(&t, &agent, &r, &[]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ready.exists() {
+        assert!(std::time::Instant::now() < deadline, "recipe never got ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(t.0.join("made").exists());
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.0.join("made").exists()
+        || std::fs::read_to_string(t.0.join("log")).unwrap_or_default() != "third\nsecond\nfirst\n"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "undo did not run after kill -9: made={} log={:?}",
+            t.0.join("made").exists(),
+            std::fs::read_to_string(t.0.join("log"))
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new(crate::ctl()).args(["lab", "clean"]).status();
+}

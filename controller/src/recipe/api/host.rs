@@ -313,6 +313,17 @@ impl Host {
         }
     }
 
+    /// `h.defer(COMMAND)`: the agent runs `sh -c COMMAND` (in this
+    /// host's namespace) when the run's changes are undone, in reverse
+    /// order with them, also after a crash of either side.
+    fn defer(&mut self, command: &str) -> R<()> {
+        self.request(Request::Defer {
+            netns: opt_netns(self),
+            command: command.to_string(),
+        })?;
+        Ok(())
+    }
+
     fn recv_file(&mut self, remote: &str, local: &str) -> R<()> {
         let mut out = Vec::new();
         loop {
@@ -358,6 +369,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("route_del", |h: &mut Host, m: Map| h.route(m, false));
     engine.register_fn("send_file", Host::send_file);
     engine.register_fn("recv_file", Host::recv_file);
+    engine.register_fn("defer", Host::defer);
     engine.register_fn("run", |h: &mut Host, cmd: &str| {
         job::run_shell(h, cmd, Map::new())
     });
