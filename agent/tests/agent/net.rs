@@ -453,9 +453,29 @@ async fn every_kind_is_created_or_reported_unsupported() {
                 miimon: Some(100),
                 xmit_hash_policy: None,
                 lacp_rate: None,
+                opts: lnst_common::device::BondOptions {
+                    updelay: Some(200),
+                    arp_validate: None,
+                    fail_over_mac: Some("active".into()),
+                    ..Default::default()
+                },
             },
         ),
-        ("tm0", DeviceSpec::Team { runner: None }),
+        (
+            "tm0",
+            DeviceSpec::Team {
+                runner: Some("activebackup".into()),
+                link_watch: None,
+            },
+        ),
+        (
+            "ms0",
+            DeviceSpec::Macsec {
+                link: "u0".into(),
+                port: Some(11),
+                encrypt: Some(true),
+            },
+        ),
         (
             "vl0",
             DeviceSpec::Vlan {
@@ -500,6 +520,7 @@ async fn every_kind_is_created_or_reported_unsupported() {
                 key: None,
                 ttl: None,
                 link: None,
+                mode: None,
             },
         ));
     }
@@ -520,11 +541,12 @@ async fn every_kind_is_created_or_reported_unsupported() {
                 key: None,
                 ttl: None,
                 link: None,
+                mode: None,
             },
         ));
     }
     for (name, spec) in &specs {
-        let kind = net::create::kind_name(spec);
+        let kind = net::kinds::kind_name(spec);
         match net::create(&nets, &rec, ns.name(), name, spec).await {
             Ok(i) => {
                 let l = link(&ns, name);
