@@ -256,7 +256,46 @@ pub async fn set_master(
     device_after(&conn, dev, link.header.index).await
 }
 
+/// `ip link set DEV master M|nomaster`. A bond or team refuses a port
+/// that is up (6.1 kernels, and the team driver always): such a port is
+/// taken down for the change and brought back up after it, also when the
+/// change fails, so it ends in the state it had (RECIPES.md §6).
 pub(crate) async fn apply_master(
+    conn: &NsConn,
+    dev: &DevRef,
+    index: u32,
+    master_idx: Option<u32>,
+    master: Option<&str>,
+) -> Result<(), WireError> {
+    let bounce = match master_idx {
+        Some(m) => {
+            let port_up = get_link_by_index(conn, index)
+                .await?
+                .header
+                .flags
+                .contains(LinkFlags::Up);
+            port_up && takes_ports_down(&link_kind(&get_link_by_index(conn, m).await?))
+        }
+        None => false,
+    };
+    if bounce {
+        apply_state(conn, dev, index, false).await?;
+    }
+    let r = set_controller(conn, dev, index, master_idx, master).await;
+    if bounce {
+        let back = apply_state(conn, dev, index, true).await;
+        r?;
+        return back;
+    }
+    r
+}
+
+/// Masters whose ports must be down when they join: bond and team.
+pub(crate) fn takes_ports_down(master_kind: &str) -> bool {
+    matches!(master_kind, "bond" | "team")
+}
+
+async fn set_controller(
     conn: &NsConn,
     dev: &DevRef,
     index: u32,
