@@ -248,6 +248,18 @@ pub async fn set_master(
     // A new master (an L3 master such as a VRF, or a bond) can take the
     // device's routes: put them back after the master is restored.
     addrs::record_routes(&conn, rec, dev, link.header.index).await?;
+    if let Some(m) = master_idx {
+        // apply_master may take the port down for a moment: if the agent
+        // dies right then, the replay brings it back up.
+        if link.header.flags.contains(LinkFlags::Up)
+            && takes_ports_down(&link_kind(&get_link_by_index(&conn, m).await?))
+        {
+            rec.record(NetUndo::RestoreState {
+                dev: dev.clone(),
+                up: true,
+            })?;
+        }
+    }
     rec.record(NetUndo::RestoreMaster {
         dev: dev.clone(),
         master: old,
