@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{lab_command, lab_ready, results, run_lab, Tmp};
+use crate::{lab_ready, results, run_lab, Tmp};
 
 const TWO_HOSTS: &str = r#"
 let h1 = host("h1");
@@ -135,12 +135,45 @@ fn defer_and_undo_run_after_the_test_in_reverse_order() {
     assert!(text.contains("undo must be a shell command"), "{text}");
 }
 
+/// kill -9 of `lnst-ctl run --pool` with a pool agent (not the lab: a
+/// concurrent `run` may remove a dead controller's lab, agents and all,
+/// before they finish their undo; see the report on `lab::clean_stale`).
 #[test]
 fn defer_runs_after_kill_9_of_the_controller() {
     let Some(agent) = lab_ready("defer_runs_after_kill_9_of_the_controller") else {
         return;
     };
     let t = Tmp::new();
+    let sock = t.0.join("a.sock");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut a = Kill(
+        Command::new(&agent)
+            .arg("--unix")
+            .arg(&sock)
+            .arg("--state-dir")
+            .arg(t.0.join("state"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(a.0.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("READY"), "{line}");
+    t.write(
+        "pool/box.toml",
+        &format!("address = \"unix:{}\"\n", sock.display()),
+    );
     let ready = t.0.join("ready");
     let r = t.write(
         "r.rhai",
@@ -149,14 +182,24 @@ fn defer_runs_after_kill_9_of_the_controller() {
             &format!("h.run(\"touch {}\"); m.sleep(60);", ready.display()),
         ),
     );
-    let mut child = lab_command(&t, &agent, &r, &[]).spawn().unwrap();
+    let mut child = Command::new(crate::ctl())
+        .arg("run")
+        .arg(&r)
+        .arg("--pool")
+        .arg(t.0.join("pool"))
+        .arg("--out")
+        .arg(t.0.join("runs"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !ready.exists() {
         assert!(std::time::Instant::now() < deadline, "recipe never got ready");
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(t.0.join("made").exists());
-    child.kill().unwrap(); // SIGKILL
+    child.kill().unwrap(); // SIGKILL: the controller undoes nothing
     child.wait().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while t.0.join("made").exists()
@@ -170,5 +213,45 @@ fn defer_runs_after_kill_9_of_the_controller() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = Command::new(crate::ctl()).args(["lab", "clean"]).status();
+}
+
+#[test]
+fn dev_host_netns_name_and_namespace_members() {
+    let Some(agent) = lab_ready("dev_host_netns_name_and_namespace_members") else {
+        return;
+    };
+    let t = Tmp::new();
+    let r = t.write(
+        "r.rhai",
+        &format!(
+            r#"{TWO_HOSTS}
+fn test(m) {{
+    let h = m.h1;
+    m.check(h.eth0.host.name == "h1" && h.netns_name == (), "dev.host of a NIC; a host has no netns_name");
+    h.ns1 = h.netns("ns1");
+    let ns = h.ns1;
+    m.check(ns.name == "h1/ns1", `h.ns1 is the namespace: ${{ns.name}}`);
+    let kn = ns.netns_name;
+    m.check(kn.ends_with("-ns1") && kn != "ns1", `kernel name ${{kn}}`);
+    // a shell job names the namespace by its kernel name
+    let j = h.run(`ip netns exec ${{kn}} ip link add name jv0 type veth peer name jv1`);
+    m.check(j.passed, "job made a veth in the namespace");
+    // a device made by a job is reachable as ns.NAME, and knows its host
+    let d = ns.jv0;
+    m.check(d.kind == "veth" && d.host.name == "h1/ns1" && d.host.netns_name == kn, `job-made device ${{d.kind}} on ${{d.host.name}}`);
+    h.v0 = veth(#{{ peer: "v1" }});
+    h.v0.move_to(kn);
+    m.check(h.v0.host.netns_name == kn, "moved by name: dev.host is the namespace");
+    m.check(h.devices.len() >= 3, "h.devices.len() (a read-only member) still works");
+    try {{ h.y = m.h2; m.check(false, "host accepted"); }}
+    catch (e) {{ m.check(`${{e}}`.contains("not a namespace"), `host as member: ${{e}}`); }}
+    try {{ let q = h.nosuch; m.check(false, "no error"); }}
+    catch (e) {{ m.check(`${{e}}`.contains("ns1") && `${{e}}`.contains("eth0"), `unknown member lists: ${{e}}`); }}
+}}
+"#
+        ),
+    );
+    let (code, v, err) = run_lab(&t, &agent, &r, &[]);
+    assert_eq!(not_passed(&v), Vec::<String>::new(), "{err}");
+    assert_eq!(code, 0);
 }

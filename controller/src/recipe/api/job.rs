@@ -602,6 +602,7 @@ impl Job {
 
 /// At the end of `test`: kills and notes every job still running.
 pub fn end_of_test(core: &Core) {
+    core.hosts.borrow_mut().clear();
     let jobs: Vec<Job> = core.jobs.borrow_mut().drain(..).collect();
     for j in jobs {
         if !j.is_settled() {

@@ -56,6 +56,10 @@ pub struct Core {
     /// The match's agents (filled as hosts are made): any of them lost
     /// stops whatever the recipe is waiting for, even a local `m.sleep`.
     pub clients: RefCell<Vec<AgentClient>>,
+    /// Every host and namespace object made so far, so `dev.host` returns
+    /// the one a device is on. Cleared by `job::end_of_test` (a Host holds
+    /// the Core: this breaks the cycle).
+    pub hosts: RefCell<Vec<host::Host>>,
 }
 
 impl Core {
@@ -178,7 +182,9 @@ pub const API: &[ApiItem] = &[
     item("Host.name -> string", "Requirement name."),
     item("Host.machine -> string", "Pool machine id."),
     item("Host.params -> map", "Pool machine params."),
-    item("Host.NIC -> Device", "The matched NIC named NIC in the recipe (also `h[\"NIC\"]`)."),
+    item("Host.NIC -> Device", "The matched NIC named NIC in the recipe (also `h[\"NIC\"]`), a device the recipe created, or one a job made (`ip link add`), found by name."),
+    item("Host.NAME = Host", "`h.ns1 = h.netns(\"ns1\")` (LNST's habit): keeps the namespace object as a member; `h.ns1` returns it."),
+    item("Host.netns_name -> string|()", "A namespace object's kernel name (as `ip netns list` shows it, `lnst-<agent>-s<session>-NAME`), for shell jobs: `ip netns exec ${ns.netns_name} ..`; () for a host itself."),
     item("Host.devices -> array", "Every device now on the host (`ip link show`)."),
     item("Host.run(command: string) -> Job", "Runs `sh -c command` on the host; a result line. Foreground: waits (timeout 60 s)."),
     item("Host.run(command: string, opts: map) -> Job", "Options: bg (bool), timeout (seconds, foreground), expect_fail (bool), cwd (string), env (map), json (parse stdout into job.result), desc (string), netns (name), undo (a shell command journaled as with `h.defer` before the job starts; runs in the job's namespace)."),
@@ -238,9 +244,10 @@ pub const API: &[ApiItem] = &[
     item("Device.state -> string", "\"up\" or \"down\" (administrative)."),
     item("Device.carrier -> bool", "Carrier (refreshed on each read)."),
     item("Device.ips -> array", "Addresses as \"addr/prefix\" (`ip addr show DEV`)."),
-    item("Device.master -> Device|()", "The master device (bridge, bond) or (); settable to a Device, its name or () (`ip link set DEV master M|nomaster`). Devices compare with == by namespace and name, and with a string by name."),
+    item("Device.master -> Device|()", "The master device (bridge, bond) or (); settable to a Device, its name or () (`ip link set DEV master M|nomaster`; a port joining a bond or team is taken down for the change and brought back to its state). Devices compare with == by namespace and name, and with a string by name."),
     item("Device.stats -> map", "rx/tx bytes, packets, dropped, errors (`ip -s link`), refreshed on each read."),
     item("Device.features -> map", "ethtool features (`ethtool -k DEV`), readable by the `ethtool -k` names and by the `ethtool -K` short names alike (`features.gro`)."),
+    item("Device.host -> Host", "The host or namespace object the device is on (after move_to, the namespace)."),
     item("Device.up()", "`ip link set DEV up`."),
     item("Device.down()", "`ip link set DEV down`."),
     item("Device.ip_add(cidr: string)", "`ip addr add CIDR dev DEV`."),
