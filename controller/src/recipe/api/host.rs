@@ -426,6 +426,13 @@ pub fn register(engine: &mut Engine) {
     engine.register_indexer_set(|h: &mut Host, name: &str, d: Device| {
         h.0.nics.borrow_mut().insert(name.to_string(), d);
     });
+    // Same agent and same namespace: `dev.host == m.h1`.
+    engine.register_fn("==", |a: &mut Host, b: Host| {
+        a.0.client.host() == b.0.client.host() && a.0.netns == b.0.netns
+    });
+    engine.register_fn("!=", |a: &mut Host, b: Host| {
+        a.0.client.host() != b.0.client.host() || a.0.netns != b.0.netns
+    });
     engine.register_get("netns_name", |h: &mut Host| -> Dynamic {
         match &h.0.netns {
             Some(n) => Dynamic::from(n.clone()),

@@ -247,7 +247,7 @@ pub const API: &[ApiItem] = &[
     item("Device.master -> Device|()", "The master device (bridge, bond) or (); settable to a Device, its name or () (`ip link set DEV master M|nomaster`; a port joining a bond or team is taken down for the change and brought back to its state). Devices compare with == by namespace and name, and with a string by name."),
     item("Device.stats -> map", "rx/tx bytes, packets, dropped, errors (`ip -s link`), refreshed on each read."),
     item("Device.features -> map", "ethtool features (`ethtool -k DEV`), readable by the `ethtool -k` names and by the `ethtool -K` short names alike (`features.gro`)."),
-    item("Device.host -> Host", "The host or namespace object the device is on (after move_to, the namespace)."),
+    item("Device.host -> Host", "The host or namespace object the device is on (after move_to, the namespace); hosts compare with == (same agent, same namespace)."),
     item("Device.up()", "`ip link set DEV up`."),
     item("Device.down()", "`ip link set DEV down`."),
     item("Device.ip_add(cidr: string)", "`ip addr add CIDR dev DEV`."),
