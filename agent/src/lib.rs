@@ -25,6 +25,7 @@ pub mod session;
 pub mod time;
 pub mod tools;
 pub mod undo;
+pub mod virtio;
 
 pub use agent::{Agent, AgentConfig};
 pub use journal::Journal;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lnst_agent::config::{self, AgentConfig as FileConfig};
-use lnst_agent::{server, Agent, AgentConfig};
+use lnst_agent::{server, virtio, Agent, AgentConfig};
 use lnst_common::secure::ServerAuth;
 use tokio::sync::watch;
 
@@ -61,6 +61,11 @@ struct Args {
     /// Listen on a unix socket (created with mode 0600).
     #[arg(long, value_name = "PATH")]
     unix: Option<PathBuf>,
+    /// Serve the controller on a virtio-serial port (the VM lab's guests:
+    /// `/dev/virtio-ports/lnst.agent`); a session starts when the host
+    /// side connects and ends when it goes.
+    #[arg(long, value_name = "DEVICE")]
+    virtio_port: Option<PathBuf>,
     /// Where the undo journal and lock live; two agents need two dirs
     /// (default /var/lib/lnst-agent, or the config's state_dir).
     #[arg(long, value_name = "DIR")]
@@ -96,6 +101,7 @@ struct Settings {
     /// The TCP listeners' policy, when there are TCP listeners.
     auth: Option<ServerAuth>,
     lab: bool,
+    virtio_port: Option<PathBuf>,
 }
 
 /// Merges the flags over the configuration file and checks that what is
@@ -116,9 +122,9 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
         c.state_dir = d.clone();
     }
     c.insecure |= args.insecure;
-    if c.listen.is_empty() && c.unix.is_none() {
+    if c.listen.is_empty() && c.unix.is_none() && args.virtio_port.is_none() {
         anyhow::bail!(
-            "nothing to listen on: give --unix PATH and/or --listen ADDR:PORT \
+            "nothing to listen on: give --unix PATH, --listen ADDR:PORT and/or --virtio-port DEVICE \
              (or `listen`/`unix` in {})",
             c.path.display()
         );
@@ -148,6 +154,7 @@ fn settings(args: &Args) -> anyhow::Result<Settings> {
         file: c,
         auth,
         lab: args.lab,
+        virtio_port: args.virtio_port.clone(),
     })
 }
 
@@ -246,7 +253,7 @@ fn init_logging(verbose: u8, configured: &str) {
 }
 
 async fn run(s: Settings) -> ExitCode {
-    let (agent, unix, tcp) = match start(&s.file).await {
+    let (agent, unix, tcp, virtio) = match start(&s.file, s.virtio_port.as_deref()).await {
         Ok(x) => x,
         Err(e) => {
             eprintln!("lnst-agent: {e:#}");
@@ -263,7 +270,15 @@ async fn run(s: Settings) -> ExitCode {
         auth: Arc::new(s.auth.unwrap_or(ServerAuth::Insecure)),
         timeout: s.file.handshake_timeout,
     };
-    server::serve(agent.clone(), unix, tcp, tcp_auth, stop_rx).await;
+    let port = async {
+        if let Some(p) = virtio {
+            virtio::serve(agent.clone(), p, stop_rx.clone()).await;
+        }
+    };
+    tokio::join!(
+        server::serve(agent.clone(), unix, tcp, tcp_auth, stop_rx.clone()),
+        port
+    );
     if let Some(p) = &s.file.unix {
         let _ = std::fs::remove_file(p);
     }
@@ -284,10 +299,18 @@ type Started = (
     Arc<Agent>,
     Option<tokio::net::UnixListener>,
     Vec<tokio::net::TcpListener>,
+    Option<virtio::VirtioPort>,
 );
 
-async fn start(c: &FileConfig) -> anyhow::Result<Started> {
+async fn start(c: &FileConfig, virtio_port: Option<&std::path::Path>) -> anyhow::Result<Started> {
     let agent = Agent::start(AgentConfig::new(c.state_dir.clone())).await?;
+    let virtio = match virtio_port {
+        Some(p) => Some(
+            virtio::VirtioPort::open(p)
+                .with_context(|| format!("cannot open the virtio port {}", p.display()))?,
+        ),
+        None => None,
+    };
     let unix = match &c.unix {
         Some(p) => Some(
             server::bind_unix(p).with_context(|| format!("cannot listen on {}", p.display()))?,
@@ -309,6 +332,9 @@ async fn start(c: &FileConfig) -> anyhow::Result<Started> {
     for l in &tcp {
         ready.push(l.local_addr()?.to_string());
     }
+    if let Some(p) = virtio_port {
+        ready.push(p.display().to_string());
+    }
     tracing::info!(listening = ?ready, state_dir = %c.state_dir.display(), "ready");
     {
         use std::io::Write;
@@ -316,7 +342,7 @@ async fn start(c: &FileConfig) -> anyhow::Result<Started> {
         writeln!(out, "READY {}", ready.join(" "))?;
         out.flush()?;
     }
-    Ok((Arc::new(agent), unix, tcp))
+    Ok((Arc::new(agent), unix, tcp, virtio))
 }
 
 async fn wait_for_signal() -> &'static str {

@@ -175,6 +175,9 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// `Some(why)` once the agent is lost (or the session closed).
     lost: watch::Sender<Option<String>>,
+    /// The silence after which the agent is lost, in ms (atomic: a lab
+    /// whose agents run in slow guests lengthens it after connecting).
+    silence_ms: AtomicU64,
 }
 
 /// Buffered events per subscriber; a slow reader that falls this far behind
@@ -318,11 +321,20 @@ impl AgentClient {
             frames,
             events,
             lost,
+            silence_ms: AtomicU64::new(timing.timeout.as_millis() as u64),
         });
         tokio::spawn(writer(inner.clone(), wr, frames_rx));
-        tokio::spawn(reader(inner.clone(), rd, timing.timeout));
+        tokio::spawn(reader(inner.clone(), rd));
         tokio::spawn(heartbeat(Arc::downgrade(&inner), timing.interval));
         Ok(AgentClient { inner })
+    }
+
+    /// Lengthens (or shortens) the silence after which the agent counts
+    /// as lost; from the next frame on.
+    pub fn set_silence_timeout(&self, d: Duration) {
+        self.inner
+            .silence_ms
+            .store(d.as_millis().max(1) as u64, Ordering::Relaxed);
     }
 
     /// Sends one request and waits for its reply. An error reply from the
@@ -391,6 +403,20 @@ impl AgentClient {
     /// Ends the session politely: `Goodbye`, then waits (bounded) for the
     /// agent to close, which it does after undoing the session.
     pub async fn close(&self) -> Result<(), ClientError> {
+        self.close_waiting(true).await
+    }
+
+    /// [`Self::close`], or with `wait` false: `Goodbye` and return at
+    /// once. For an agent on a virtio-serial port, which cannot close
+    /// the host side: its `Teardown` reply to `EndSession` already said
+    /// everything was undone.
+    pub async fn close_waiting(&self, wait: bool) -> Result<(), ClientError> {
+        if !wait {
+            if let Ok(f) = codec::encode_frame(&ToAgent::Goodbye) {
+                let _ = self.inner.frames.send(f);
+            }
+            return Ok(());
+        }
         if self.inner.lost.borrow().is_some() {
             return Ok(());
         }
@@ -503,8 +529,9 @@ async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R) -> Result<ToController, St
     codec::decode_body(&body).map_err(|e| e.to_string())
 }
 
-async fn reader<R: AsyncRead + Unpin>(inner: Arc<Inner>, mut rd: R, timeout: Duration) {
+async fn reader<R: AsyncRead + Unpin>(inner: Arc<Inner>, mut rd: R) {
     loop {
+        let timeout = Duration::from_millis(inner.silence_ms.load(Ordering::Relaxed));
         let frame = match tokio::time::timeout(timeout, read_frame(&mut rd)).await {
             Err(_) => {
                 mark_lost(

@@ -78,10 +78,16 @@ impl Session {
 
     /// Goodbye to every agent in parallel; returns the errors.
     pub async fn close(&self) -> Vec<String> {
+        self.close_waiting(true).await
+    }
+
+    /// [`Self::close`]; with `wait` false, without waiting for the agents
+    /// to close (see [`AgentClient::close_waiting`]).
+    pub async fn close_waiting(&self, wait: bool) -> Vec<String> {
         let futs = self
             .clients
             .values()
-            .map(|c| async move { c.close().await });
+            .map(|c| async move { c.close_waiting(wait).await });
         futures_join_all(futs)
             .await
             .into_iter()

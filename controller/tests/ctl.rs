@@ -7,13 +7,15 @@
 //!
 //! This is the controller's one integration-test binary: the test modules
 //! live in `ctl/` — `modules_live` (module command lines and parsers in
-//! namespaces, without the controller) and `modules_lab` (modules through
-//! `lnst-ctl run` on the netns lab, checking `data` and the summary).
+//! namespaces, without the controller), `modules_lab` (modules through
+//! `lnst-ctl run` on the netns lab, checking `data` and the summary) and
+//! `vm_lab` (the VM lab: recipes, device kinds and faults in qemu guests).
 
 mod ctl {
     pub mod devices_lab;
     pub mod modules_lab;
     pub mod modules_live;
+    pub mod vm_lab;
 }
 
 use std::path::{Path, PathBuf};

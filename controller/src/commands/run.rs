@@ -193,10 +193,27 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             kernel: a.kernel.clone(),
             accel: a.accel.clone(),
             run_dir: dir.clone(),
+            cancel: cancel.clone(),
         };
-        let l = lab::build(&req, &opts)
-            .with_context(|| format!("cannot build the {} lab", lab_kind.name()))
-            .infra()?;
+        let l = match lab::build(&req, &opts) {
+            Ok(l) => l,
+            Err(lab::LabError::Interrupted) => {
+                eprintln!("lnst-ctl: interrupted; the lab was removed");
+                return Ok(ExitCode::Interrupted);
+            }
+            Err(e @ lab::LabError::Mismatch(_)) => {
+                return Err(Failure::new(
+                    ExitCode::Usage,
+                    anyhow!("{file}: no mapping onto the {pool_name}: {e}"),
+                ))
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    ExitCode::Infra,
+                    anyhow!(e).context(format!("cannot build the {} lab", lab_kind.name())),
+                ))
+            }
+        };
         log.borrow_mut().line(format!(
             "{} lab {} up in {:.1} ms: {}",
             l.kind(),
@@ -273,6 +290,11 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             }
             Some(Ok(s)) => s,
         };
+        if let Some(d) = the_lab.as_ref().and_then(|l| l.silence_timeout()) {
+            for c in session.clients.values() {
+                c.set_silence_timeout(d);
+            }
+        }
         log.borrow_mut().line(format!(
             "connected to {} agent(s) in {:.1} ms",
             session.clients.len(),
@@ -345,15 +367,22 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             });
         }
         if let Some(e) = core.infra.borrow().clone() {
+            // The lab may know why an agent was lost (a guest's qemu died).
+            let why: Vec<String> = match the_lab.as_ref() {
+                Some(l) => mapping.keys().filter_map(|h| l.lost(h)).collect(),
+                None => Vec::new(),
+            };
+            let e = if why.is_empty() { e } else { format!("{e}; {}", why.join("; ")) };
             infra.get_or_insert(e);
         }
         // Undo the match on every agent, even after Ctrl-C (bounded).
+        let wait_close = the_lab.as_ref().is_none_or(|l| l.agents_close());
         let ended = rt.block_on(async {
             tokio::time::timeout(Duration::from_secs(60), async {
                 let t = Instant::now();
                 let mut e = session.end().await;
                 tracing::info!(ms = t.elapsed().as_secs_f64() * 1e3, "EndSession");
-                e.extend(session.close().await);
+                e.extend(session.close_waiting(wait_close).await);
                 tracing::info!(ms = t.elapsed().as_secs_f64() * 1e3, "closed");
                 e
             })

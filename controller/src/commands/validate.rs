@@ -1,6 +1,7 @@
-//! `lnst-ctl validate RECIPE [--pool DIR] [-- k=v]`: the description,
-//! params (type, default, value, help), requirements and — with a pool —
-//! the mapping, without contacting any agent.
+//! `lnst-ctl validate RECIPE [--pool DIR | --lab vm] [-- k=v]`: the
+//! description, params (type, default, value, help), requirements and —
+//! with a pool — the mapping, or the lab's plan, without contacting any
+//! agent or booting anything.
 
 use anyhow::Context;
 
@@ -67,6 +68,9 @@ pub fn exec(a: ValidateArgs) -> Result<ExitCode, Failure> {
         }
     }
     let check = params::check(&d.params, &overrides, &super::run::recipe_label(&a.recipe));
+    if a.pool.is_some() && (a.lab.is_some() || a.kernel.is_some()) {
+        crate::lab::kind_of(a.lab.as_deref(), true, a.kernel.is_some()).usage()?;
+    }
     match &a.pool {
         Some(dir) => {
             let p = pool::load_dir(dir).usage()?;
@@ -79,7 +83,10 @@ pub fn exec(a: ValidateArgs) -> Result<ExitCode, Failure> {
                 println!("  {h} -> {} [{}]", hm.machine, nics.join(" "));
             }
         }
-        None => println!("mapping: netns lab (one namespace and agent per host; give --pool DIR to map onto a pool)"),
+        None => match crate::lab::kind_of(a.lab.as_deref(), false, a.kernel.is_some()).usage()? {
+            crate::lab::LabKind::Netns => println!("mapping: netns lab (one namespace and agent per host; give --pool DIR to map onto a pool, --lab vm for VMs)"),
+            crate::lab::LabKind::Vm => print!("{}", crate::lab::vm::plan_text(&d.requirements, a.kernel.as_deref())),
+        },
     }
     check.usage()?;
     println!("OK");

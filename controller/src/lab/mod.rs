@@ -46,8 +46,20 @@ pub trait Lab {
     }
     /// Why a host's agent was lost, when the lab knows more than the
     /// connection did (the VM lab: qemu exited, with its console tail).
-    fn lost(&mut self, _host: &str) -> Option<String> {
+    fn lost(&self, _host: &str) -> Option<String> {
         None
+    }
+    /// How long an agent may stay silent before it counts as lost, when
+    /// the lab needs longer than the default (TCG guests on a loaded host
+    /// stall for seconds).
+    fn silence_timeout(&self) -> Option<Duration> {
+        None
+    }
+    /// Whether its agents close the connection after `Goodbye` (an agent
+    /// on a virtio-serial port cannot: the VM lab says false, and the
+    /// session does not wait for it).
+    fn agents_close(&self) -> bool {
+        true
     }
     /// Stops the agents (they undo their changes) and removes everything
     /// the lab created. Keeps going after an error; returns them all.
@@ -97,7 +109,7 @@ pub fn kind_of(lab: Option<&str>, pool: bool, kernel: bool) -> anyhow::Result<La
 }
 
 /// What `run` passes to a lab's build.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LabOptions {
     pub kind: LabKind,
     /// The `lnst-agent` binary the hosts run (beside `lnst-ctl`, or
@@ -109,6 +121,8 @@ pub struct LabOptions {
     pub accel: Option<String>,
     /// The run directory: agent logs, guest consoles.
     pub run_dir: PathBuf,
+    /// Ctrl-C: a long bring-up (VM boot) stops waiting.
+    pub cancel: crate::recipe::Cancel,
 }
 
 /// Builds the lab `opts.kind` for `req`.
@@ -139,6 +153,11 @@ pub enum LabError {
     Command { cmd: String, message: String },
     #[error("VM lab: {0}")]
     Vm(String),
+    #[error("interrupted while the lab was being built")]
+    Interrupted,
+    /// A requirement the lab cannot satisfy (exit 2, like a mapping error).
+    #[error("{0}")]
+    Mismatch(String),
     #[error("agent for host {host} did not start: {message} (its log: {log})")]
     Agent {
         host: String,

@@ -1,19 +1,368 @@
 //! The VM lab (`run --lab vm`, RECIPES.md §9): one qemu guest per host
-//! requirement booting a full distribution kernel, each running
-//! `lnst-agent` on a virtio-serial port, NICs named as the recipe names
-//! them, one bridge per `net` label inside a lab namespace.
+//! requirement booting a full distribution kernel, so every device kind of
+//! §7, qdiscs and netfilter exist whatever this machine's kernel lacks.
+//!
+//! Bring-up: the kernel ([`kernel`]: Debian's, fetched and cached, or
+//! `--kernel`), one initramfs for the lab ([`guest`]: busybox, the early
+//! modules, `/init`), the lab namespace with a bridge per `net` label and a
+//! tap per NIC ([`links`]), then every guest's qemu at once ([`qemu`]),
+//! and a wait for each agent's `READY` on its console. Each guest runs
+//! `lnst-agent --virtio-port`; the controller reaches it through the unix
+//! socket qemu makes of that port, in the lab record (mode 0700), the way
+//! it reaches the netns lab's agents.
+//!
+//! Teardown (also on drop, on errors and Ctrl-C): qemu stopped, the lab
+//! namespace deleted with its bridges and taps, the record removed. qemu
+//! dies with the controller (`PR_SET_PDEATHSIG`), and the record lets
+//! [`super::clean_stale`] remove the namespace and files after a kill -9.
+
+pub mod guest;
+pub mod kernel;
+pub mod links;
+pub mod qemu;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::fs;
+use std::io::IsTerminal;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use super::Lab;
+use serde_json::Value;
+
+use super::{delete_namespaces, finish, ip_batch, new_runid, write_owner, Lab, LabError, LabOptions, LABS_DIR};
 use crate::client::AgentAddr;
+use crate::mapper::Requirements;
+use qemu::{Accel, ConsoleEvent, Guest, GuestSpec};
+
+/// How long guests may take to boot to a ready agent, by default. TCG
+/// boots one in ~3 s and is CPU-bound (4 at once on 2 cores: ~6 s);
+/// the margin is for loaded CI machines. `LNST_VM_BOOT_TIMEOUT` (seconds)
+/// changes it.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A running VM lab.
 pub struct VmLab {
     pub runid: String,
+    /// `/run/lnst/labs/<runid>`: sockets, initramfs, qemu pids.
+    pub record: PathBuf,
     pub addrs: BTreeMap<String, AgentAddr>,
     pub build_time: Duration,
+    /// The lab namespace (bridges and taps; qemu runs there).
+    pub netns: String,
+    pub kernel: kernel::Kernel,
+    pub accel: Accel,
+    guests: Vec<Guest>,
+    done: bool,
+}
+
+fn vm_err(s: impl Into<String>) -> LabError {
+    LabError::Vm(s.into())
+}
+
+fn boot_timeout() -> Duration {
+    std::env::var("LNST_VM_BOOT_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(BOOT_TIMEOUT)
+}
+
+/// Prints kernel-cache progress on stderr: a line that rewrites itself on
+/// a terminal, and only the milestones otherwise.
+fn progress_printer() -> impl FnMut(&str) {
+    let tty = std::io::stderr().is_terminal();
+    move |s: &str| {
+        if tty {
+            eprint!("\r\x1b[2Klnst-ctl: {s}");
+            if !s.starts_with("downloaded") {
+                eprintln!();
+            }
+        } else if !s.starts_with("downloaded") {
+            eprintln!("lnst-ctl: {s}");
+        }
+    }
+}
+
+/// The kernel a requirement asks for (`host("h1", #{ kernel: "6.1" })`)
+/// matches a release when it equals it or is a prefix ending at a `.` or
+/// `-` boundary; an array means "one of".
+pub fn kernel_matches(want: &Value, release: &str) -> bool {
+    match want {
+        Value::Array(a) => a.iter().any(|v| kernel_matches(v, release)),
+        Value::String(s) => {
+            release == s
+                || (release.starts_with(s.as_str())
+                    && matches!(release.as_bytes().get(s.len()), Some(b'.' | b'-')))
+        }
+        Value::Number(n) => kernel_matches(&Value::String(n.to_string()), release),
+        _ => false,
+    }
+}
+
+/// Checks each host requirement's `kernel` against the lab's kernel.
+pub fn check_kernel_params(req: &Requirements, release: &str) -> Result<(), LabError> {
+    for h in &req.hosts {
+        if let Some(want) = h.params.get("kernel") {
+            if !kernel_matches(want, release) {
+                return Err(LabError::Mismatch(format!(
+                    "host {} asks for kernel {want} but the VM lab boots {release}; \
+                     give --kernel with a matching version or path, or change the requirement",
+                    h.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Chooses the accelerator: `--accel`, else KVM when /dev/kvm opens and a
+/// probe guest prints its first line under KVM within a second, else TCG.
+/// The probe's verdict is cached per boot of this machine.
+fn choose_accel(asked: Option<&str>, image: &Path) -> Accel {
+    match asked {
+        Some("kvm") => return Accel::Kvm,
+        Some("tcg") => return Accel::Tcg,
+        _ => {}
+    }
+    if fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+        return Accel::Tcg;
+    }
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let memo = kernel::cache_root().join("kvm-probe");
+    if let Ok(s) = fs::read_to_string(&memo) {
+        if let Some((id, verdict)) = s.trim().split_once(' ') {
+            if id == boot.trim() {
+                return if verdict == "kvm" { Accel::Kvm } else { Accel::Tcg };
+            }
+        }
+    }
+    let ok = probe_kvm(image);
+    let _ = fs::create_dir_all(kernel::cache_root());
+    let _ = fs::write(
+        &memo,
+        format!("{} {}\n", boot.trim(), if ok { "kvm" } else { "tcg" }),
+    );
+    if ok {
+        Accel::Kvm
+    } else {
+        eprintln!("lnst-ctl: KVM is present but a probe guest did not boot with it (nested virtualisation?); using TCG (--accel kvm forces it)");
+        Accel::Tcg
+    }
+}
+
+/// Boots `image` with no root under KVM and waits up to 2 s for the
+/// kernel's first console line.
+fn probe_kvm(image: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut child) = std::process::Command::new(qemu::QEMU)
+        .args(["-accel", "kvm", "-M", "pc", "-m", "128", "-nodefaults", "-no-user-config"])
+        .args(["-display", "none", "-no-reboot", "-serial", "stdio", "-kernel"])
+        .arg(image)
+        .args(["-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let out = child.stdout.take();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 64];
+        let n = out.map(|mut o| o.read(&mut b).unwrap_or(0)).unwrap_or(0);
+        let _ = tx.send(n > 0);
+    });
+    let ok = rx.recv_timeout(Duration::from_secs(2)).unwrap_or(false);
+    let _ = child.kill();
+    let _ = child.wait();
+    ok
+}
+
+/// What `validate --lab vm` shows: the guests, their NICs and the
+/// segments, without fetching or booting anything.
+pub fn plan_text(req: &Requirements, kernel_spec: Option<&str>) -> String {
+    let w = links::plan(req);
+    let mut s = format!(
+        "mapping: vm lab: one qemu guest per host ({} MiB, kernel {}), NICs on one bridge per net:\n",
+        qemu::MEMORY_MIB,
+        kernel_spec.unwrap_or("Debian's current, fetched and cached on first use")
+    );
+    for h in &req.hosts {
+        let nics: Vec<String> = w.nics[&h.name]
+            .iter()
+            .map(|n| format!("{} ({})", n.name, n.mac))
+            .collect();
+        s.push_str(&format!("  {} -> guest {} [{}]\n", h.name, h.name, nics.join(", ")));
+    }
+    for (label, br) in &w.bridges {
+        s.push_str(&format!("  net {} -> bridge {br}\n", label.trim_start_matches('\0')));
+    }
+    s
+}
+
+impl VmLab {
+    /// Builds the lab for `req`: kernel, initramfs, wiring, guests; waits
+    /// until every agent is ready.
+    pub fn build(req: &Requirements, opts: &LabOptions) -> Result<VmLab, LabError> {
+        let t0 = Instant::now();
+        if !nix::unistd::geteuid().is_root() {
+            return Err(vm_err("the VM lab needs root (taps and a lab namespace); run as root or give --pool DIR"));
+        }
+        if qemu::find_qemu().is_none() {
+            return Err(vm_err(format!(
+                "{} not found: install it with `apt-get install qemu-system-x86`",
+                qemu::QEMU
+            )));
+        }
+        let agent = fs::canonicalize(&opts.agent_bin)
+            .map_err(|_| LabError::NoAgent(opts.agent_bin.clone()))?;
+        if agent.to_string_lossy().contains(char::is_whitespace) {
+            return Err(vm_err(format!(
+                "the agent's path {} has white space, which the guest's kernel command line cannot carry; move it",
+                agent.display()
+            )));
+        }
+        if !Path::new("/dev/net/tun").exists() {
+            return Err(vm_err("/dev/net/tun is missing: load the tun module (`modprobe tun`)"));
+        }
+        let mut progress = progress_printer();
+        let kernel = kernel::resolve(opts.kernel.as_deref(), &kernel::cache_root(), &mut progress)
+            .map_err(|e| vm_err(e.to_string()))?;
+        check_kernel_params(req, &kernel.release)?;
+        let runid = new_runid();
+        let _span = tracing::info_span!("vmlab", runid = %runid).entered();
+        let record = Path::new(LABS_DIR).join(&runid);
+        write_owner(&record)?;
+        let _ = fs::set_permissions(&record, fs::Permissions::from_mode(0o700));
+        let netns = format!("lnst-{runid}-lab");
+        fs::write(record.join("namespaces"), format!("{netns}\n")).map_err(|source| {
+            LabError::Record {
+                path: record.join("namespaces"),
+                source,
+            }
+        })?;
+        let accel = choose_accel(opts.accel.as_deref(), &kernel.image);
+        let mut lab = VmLab {
+            runid: runid.clone(),
+            record: record.clone(),
+            addrs: BTreeMap::new(),
+            build_time: Duration::ZERO,
+            netns: netns.clone(),
+            kernel,
+            accel,
+            guests: Vec::new(),
+            done: false,
+        };
+        // The initramfs, shared by the lab's guests.
+        let initrd = record.join("initrd.cpio");
+        let modules = match &lab.kernel.modules {
+            Some(m) => kernel::module_closure(m, guest::EARLY_MODULES)
+                .map_err(|e| vm_err(e.to_string()))?,
+            None => Vec::new(),
+        };
+        guest::write_initramfs(&initrd, &modules, &kernel::read_module)
+            .map_err(|e| vm_err(e.to_string()))?;
+        // The wiring.
+        let wiring = links::plan(req);
+        finish(ip_batch(None, &[format!("netns add {netns}")])?, "ip netns add")?;
+        finish(ip_batch(Some(&netns), &wiring.batch)?, &format!("ip -n {netns} -batch (bridges and taps)"))?;
+        // The guests, all at once.
+        let ns_path = Path::new("/run/netns").join(&netns);
+        let (tx, rx) = mpsc::channel();
+        let mut pids = String::new();
+        for h in &req.hosts {
+            let socket = record.join(format!("{}.sock", h.name));
+            let spec = GuestSpec {
+                host: h.name.clone(),
+                name: format!("lnst-{runid}-{}", h.name),
+                kernel: lab.kernel.image.clone(),
+                initrd: initrd.clone(),
+                agent: agent.clone(),
+                modules: lab.kernel.modules.clone(),
+                socket: socket.clone(),
+                nics: wiring.nics.get(&h.name).cloned().unwrap_or_default(),
+                accel,
+                verbose: std::env::var_os("LNST_VM_AGENT_VERBOSE").is_some(),
+            };
+            let console = opts.run_dir.join(format!("console-{}.log", h.name));
+            let g = qemu::spawn(&spec, &ns_path, console, tx.clone()).map_err(|e| {
+                vm_err(format!("cannot start {} for host {}: {e}", qemu::QEMU, h.name))
+            })?;
+            pids.push_str(&format!("{}\n", g.child.id()));
+            let _ = fs::write(record.join("agents"), &pids);
+            lab.guests.push(g);
+            lab.addrs.insert(h.name.clone(), AgentAddr::Unix(socket));
+        }
+        drop(tx);
+        let timeout = boot_timeout();
+        let deadline = Instant::now() + timeout;
+        let mut ready = 0;
+        while ready < lab.guests.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let console_of = |host: &str| opts.run_dir.join(format!("console-{host}.log"));
+            if opts.cancel.is_cancelled() {
+                return Err(LabError::Interrupted);
+            }
+            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => continue,
+                Ok((_, ConsoleEvent::Ready)) => ready += 1,
+                Ok((host, ConsoleEvent::Failed(why))) => {
+                    let log = console_of(&host);
+                    return Err(vm_err(format!(
+                        "guest {host} failed to start: {why} (console: {})",
+                        log.display()
+                    )));
+                }
+                Ok((host, ConsoleEvent::Exited)) => {
+                    let log = console_of(&host);
+                    // Give the reader a moment to flush qemu's stderr.
+                    std::thread::sleep(Duration::from_millis(50));
+                    return Err(vm_err(format!(
+                        "qemu for host {host} exited before its agent was ready; the console ({}) ends with:\n{}",
+                        log.display(),
+                        qemu::console_tail(&log, 8)
+                    )));
+                }
+                Err(_) => {
+                    let slow: Vec<String> = lab.guests.iter().map(|g| g.host.clone()).collect();
+                    return Err(vm_err(format!(
+                        "no agent READY within {:.0} s (guests {}; accel {}); consoles are in {} \
+                         (LNST_VM_BOOT_TIMEOUT=SECONDS waits longer)",
+                        timeout.as_secs_f64(),
+                        slow.join(", "),
+                        accel.name(),
+                        opts.run_dir.display()
+                    )));
+                }
+            }
+        }
+        lab.build_time = t0.elapsed();
+        tracing::info!(runid = %lab.runid, ms = lab.build_time.as_secs_f64() * 1e3, "vm lab up");
+        Ok(lab)
+    }
+
+    /// Stops the guests, deletes the lab namespace and the record.
+    pub fn teardown(&mut self) -> Vec<String> {
+        if self.done {
+            return Vec::new();
+        }
+        self.done = true;
+        let mut errors = Vec::new();
+        for host in qemu::stop_all(&mut self.guests, Duration::from_secs(5)) {
+            errors.push(format!("qemu for {host} did not stop on SIGTERM; killed"));
+        }
+        errors.extend(delete_namespaces(std::slice::from_ref(&self.netns)));
+        if let Err(e) = fs::remove_dir_all(&self.record) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errors.push(format!("cannot remove {}: {e}", self.record.display()));
+            }
+        }
+        errors
+    }
 }
 
 impl Lab for VmLab {
@@ -30,15 +379,64 @@ impl Lab for VmLab {
         self.build_time
     }
     fn describe(&self) -> String {
-        String::new()
+        format!(
+            "{} guest(s), kernel {} ({}), accel {}, lab namespace {}",
+            self.guests.len(),
+            self.kernel.release,
+            self.kernel.source,
+            self.accel.name(),
+            self.netns
+        )
+    }
+    fn host_params(&self, _host: &str) -> BTreeMap<String, Value> {
+        BTreeMap::from([("kernel".to_string(), Value::String(self.kernel.release.clone()))])
+    }
+    fn agents_close(&self) -> bool {
+        false
+    }
+    fn silence_timeout(&self) -> Option<Duration> {
+        Some(Duration::from_millis(guest::SILENCE_MS))
+    }
+    fn lost(&self, host: &str) -> Option<String> {
+        let g = self.guests.iter().find(|g| g.host == host)?;
+        // An exited child is a zombie until waited for (at teardown).
+        let stat = fs::read_to_string(format!("/proc/{}/stat", g.child.id())).unwrap_or_default();
+        let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
+        if !matches!(state, None | Some("Z") | Some("X")) {
+            return None;
+        }
+        Some(format!(
+            "qemu for host {host} is gone; its console ({}) ends with:\n{}",
+            g.console.display(),
+            qemu::console_tail(&g.console, 8)
+        ))
     }
     fn teardown(&mut self) -> Vec<String> {
-        Vec::new()
+        VmLab::teardown(self)
     }
 }
 
-impl VmLab {
-    pub fn build(_req: &crate::mapper::Requirements, _opts: &super::LabOptions) -> Result<VmLab, super::LabError> {
-        Err(super::LabError::Vm("not yet".into()))
+impl Drop for VmLab {
+    fn drop(&mut self) {
+        for e in self.teardown() {
+            tracing::warn!("vm lab teardown: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_requirement_matches_on_version_boundaries() {
+        let r = "6.1.0-57-amd64";
+        assert!(kernel_matches(&Value::from("6.1"), r));
+        assert!(kernel_matches(&Value::from("6.1.0-57-amd64"), r));
+        assert!(kernel_matches(&Value::from("6"), r));
+        assert!(!kernel_matches(&Value::from("6.12"), r));
+        assert!(!kernel_matches(&Value::from("6.1.0-5"), r));
+        assert!(kernel_matches(&serde_json::json!(["5.10", "6.1"]), r));
+        assert!(kernel_matches(&serde_json::json!(6.1), r));
     }
 }

@@ -1,0 +1,289 @@
+//! One guest's qemu: its command line, the process (in the lab
+//! namespace, tied to the controller's life) and its console.
+//!
+//! qemu runs inside the lab namespace so that its taps are created there
+//! and nothing touches the host's interfaces; it is spawned from the run's
+//! long-lived thread with `PR_SET_PDEATHSIG` = `SIGKILL`, so a controller
+//! killed with -9 takes every guest with it. The serial console (stdout)
+//! is copied line by line to `console-<host>.log` in the run directory by
+//! a reader thread, which also watches for the agent's `READY` line and
+//! the guest init's error line.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::guest::{GUEST_ERROR, PORT_NAME, ROOT_TAG};
+
+/// The qemu binary (Debian package `qemu-system-x86`).
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// Guest memory. 96 MiB boots (VMLAB.md); 256 leaves room for iperf3,
+/// teamd and tc while the host keeps only what the guest touches.
+pub const MEMORY_MIB: u32 = 256;
+
+/// qemu's accelerator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    /// The `-accel` argument. TCG's translation buffer is capped: without
+    /// it RSS grows from 290 to 367 MiB in 20 s (VMLAB.md).
+    fn arg(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg,tb-size=64",
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// One guest NIC: the tap it is plugged into and its MAC.
+#[derive(Debug, Clone)]
+pub struct GuestNic {
+    pub name: String,
+    pub tap: String,
+    pub mac: String,
+}
+
+/// Everything one guest's command line needs.
+#[derive(Debug, Clone)]
+pub struct GuestSpec {
+    pub host: String,
+    /// `lnst-<runid>-<host>`: the process name, for `ps` and clean-up.
+    pub name: String,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// The agent's path (on the host, seen the same in the guest).
+    pub agent: PathBuf,
+    /// The kernel's modules directory on the host, if any.
+    pub modules: Option<PathBuf>,
+    /// The unix socket qemu listens on for the agent's port.
+    pub socket: PathBuf,
+    pub nics: Vec<GuestNic>,
+    pub accel: Accel,
+    pub verbose: bool,
+}
+
+impl GuestSpec {
+    /// The kernel command line.
+    pub fn append(&self) -> String {
+        let mut a = vec![
+            "console=ttyS0".to_string(),
+            "quiet".into(),
+            "loglevel=3".into(),
+            "panic=-1".into(),
+            // No clocksource watchdog fighting TCG's timing.
+            "tsc=reliable".into(),
+            format!("lnst.host={}", self.host),
+            format!("lnst.agent={}", self.agent.display()),
+        ];
+        if let Some(m) = &self.modules {
+            a.push(format!("lnst.modules={}", m.display()));
+        }
+        for n in &self.nics {
+            a.push(format!("lnst.nic={},{}", n.name, n.mac));
+        }
+        if self.verbose {
+            a.push("lnst.verbose=1".into());
+        }
+        a.join(" ")
+    }
+
+    /// The qemu arguments.
+    pub fn args(&self) -> Vec<String> {
+        let mut v: Vec<String> = [
+            "-name",
+            &self.name,
+            "-accel",
+            self.accel.arg(),
+            "-M",
+            "pc",
+            "-m",
+            &MEMORY_MIB.to_string(),
+            "-smp",
+            "1",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend([
+            "-kernel".into(),
+            self.kernel.display().to_string(),
+            "-initrd".into(),
+            self.initrd.display().to_string(),
+            "-append".into(),
+            self.append(),
+            "-fsdev".into(),
+            "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap".into(),
+            "-device".into(),
+            format!("virtio-9p-pci,fsdev=root,mount_tag={ROOT_TAG}"),
+            "-device".into(),
+            "virtio-serial-pci".into(),
+            "-chardev".into(),
+            format!(
+                "socket,id=agent,path={},server=on,wait=off",
+                self.socket.display()
+            ),
+            "-device".into(),
+            format!("virtserialport,chardev=agent,name={PORT_NAME}"),
+        ]);
+        for (i, n) in self.nics.iter().enumerate() {
+            v.extend([
+                "-netdev".into(),
+                format!("tap,id=n{i},ifname={},script=no,downscript=no", n.tap),
+                "-device".into(),
+                format!("virtio-net-pci,netdev=n{i},mac={}", n.mac),
+            ]);
+        }
+        v
+    }
+}
+
+/// What a console reader reports.
+pub enum ConsoleEvent {
+    Ready,
+    Failed(String),
+    Exited,
+}
+
+/// A running guest.
+pub struct Guest {
+    pub host: String,
+    pub child: Child,
+    pub console: PathBuf,
+}
+
+/// Starts qemu for `spec` inside the namespace `netns` (a path under
+/// /run/netns); the console goes to `console`, events to `tx`.
+pub fn spawn(
+    spec: &GuestSpec,
+    netns: &Path,
+    console: PathBuf,
+    tx: mpsc::Sender<(String, ConsoleEvent)>,
+) -> std::io::Result<Guest> {
+    let ns = fs::File::open(netns)?;
+    let ns_fd = ns.as_raw_fd();
+    let mut cmd = Command::new(QEMU);
+    cmd.args(spec.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    drop(ns);
+    let out = child.stdout.take();
+    let err = child.stderr.take();
+    let log = fs::File::create(&console)?;
+    let host = spec.host.clone();
+    std::thread::spawn(move || {
+        let mut log = log;
+        let mut said = false;
+        if let Some(out) = out {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(log, "{line}");
+                if said {
+                    continue;
+                }
+                if line.starts_with("READY ") {
+                    said = true;
+                    let _ = tx.send((host.clone(), ConsoleEvent::Ready));
+                } else if let Some(rest) = line.split_once(GUEST_ERROR).map(|x| x.1) {
+                    said = true;
+                    let _ = tx.send((host.clone(), ConsoleEvent::Failed(rest.trim().to_string())));
+                }
+            }
+        }
+        // qemu's own complaints (bad option, no tap) come on stderr.
+        if let Some(err) = err {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = writeln!(log, "qemu: {line}");
+            }
+        }
+        if !said {
+            let _ = tx.send((host, ConsoleEvent::Exited));
+        }
+    });
+    Ok(Guest {
+        host: spec.host.clone(),
+        child,
+        console,
+    })
+}
+
+/// The last `n` lines of a console log, for error messages.
+pub fn console_tail(path: &Path, n: usize) -> String {
+    let s = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Whether qemu is installed: its path, or None.
+pub fn find_qemu() -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(QEMU))
+            .find(|f| f.is_file())
+    })
+}
+
+/// Stops guests: SIGTERM (qemu exits at once), then SIGKILL after
+/// `grace`. Returns the hosts that needed SIGKILL.
+pub fn stop_all(guests: &mut [Guest], grace: Duration) -> Vec<String> {
+    for g in guests.iter() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(g.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let deadline = Instant::now() + grace;
+    let mut killed = Vec::new();
+    for g in guests.iter_mut() {
+        loop {
+            match g.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                _ => {
+                    let _ = g.child.kill();
+                    let _ = g.child.wait();
+                    killed.push(g.host.clone());
+                    break;
+                }
+            }
+        }
+    }
+    killed
+}

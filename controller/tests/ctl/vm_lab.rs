@@ -1,0 +1,380 @@
+//! The VM lab end to end: the real `lnst-ctl run --lab vm`, real qemu
+//! guests booting Debian's kernel (fetched into the kernel cache on first
+//! use), the real agent inside. Checks that every recipe of `recipes/`
+//! passes there unchanged, that every §7 device kind works in a guest
+//! (`fixtures/vm_kinds.rhai`, checked with `ip -j -d` and traffic), and
+//! each fault: no qemu, a bad `--kernel`, a guest whose agent never comes
+//! up, a qemu that dies mid-run, a killed controller, Ctrl-C while booting
+//! — each with its exit status and nothing left behind (no qemu, no lab
+//! namespace, no record).
+//!
+//! VM tests take turns (one lock): each lab is CPU-bound on 2 cores.
+//! Without root or qemu they print SKIP, unless `LNST_REQUIRE_VM=1` (CI
+//! sets it), where a missing qemu fails instead of skipping.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{assert_no_leftovers, lab_command, lab_of, lab_ready, results, run, unsafe_kill, Tmp};
+
+/// One VM lab at a time.
+static VM: Mutex<()> = Mutex::new(());
+
+fn qemu_present() -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file())
+    })
+}
+
+/// The agent, or None after printing why the test skips.
+fn vm_ready(test: &str) -> Option<PathBuf> {
+    let agent = lab_ready(test)?;
+    if !qemu_present() {
+        if std::env::var("LNST_REQUIRE_VM").as_deref() == Ok("1") {
+            panic!("{test}: qemu-system-x86_64 is missing and LNST_REQUIRE_VM=1");
+        }
+        println!("SKIP {test}: no qemu-system-x86_64 (apt-get install qemu-system-x86)");
+        return None;
+    }
+    Some(agent)
+}
+
+/// `lnst-ctl run RECIPE --lab vm --json --out ... --agent-bin AGENT`.
+fn vm_command(t: &Tmp, agent: &Path, recipe: &Path, params: &[&str]) -> Command {
+    let mut c = lab_command(t, agent, recipe, &[]);
+    c.arg("--lab").arg("vm");
+    if !params.is_empty() {
+        c.arg("--").args(params);
+    }
+    c
+}
+
+fn run_vm(t: &Tmp, agent: &Path, recipe: &Path, params: &[&str]) -> (i32, Value, String) {
+    let out = vm_command(t, agent, recipe, params).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}\nstderr: {stderr}"));
+    assert_no_leftovers(&v);
+    assert_no_qemu_of(v["lab"].as_str().unwrap_or("-"));
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
+/// No qemu of lab `id` runs (their names are `lnst-<id>-<host>`).
+fn assert_no_qemu_of(id: &str) {
+    let needle = format!("lnst-{id}-");
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        assert!(
+            !(cmd.contains("qemu-system") && cmd.contains(&needle)),
+            "qemu left: {cmd}"
+        );
+    }
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    VM.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn vm_lab_runs_every_recipe_unchanged() {
+    let Some(agent) = vm_ready("vm_lab_runs_every_recipe_unchanged") else {
+        return;
+    };
+    let _g = lock();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".rhai"))
+        .collect();
+    names.sort();
+    for name in &names {
+        let t = Tmp::new();
+        let t0 = Instant::now();
+        let (code, v, err) = run_vm(&t, &agent, &dir.join(name), &[]);
+        assert_eq!(code, 0, "{name} on the VM lab: {:?}\n{err}", results(&v));
+        println!(
+            "{name}: {:.2} s wall on the VM lab, lab {:.0} ms",
+            t0.elapsed().as_secs_f64(),
+            v["lab_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+}
+
+#[test]
+fn vm_lab_has_every_device_kind() {
+    let Some(agent) = vm_ready("vm_lab_has_every_device_kind") else {
+        return;
+    };
+    let _g = lock();
+    let t = Tmp::new();
+    let r = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vm_kinds.rhai");
+    let (code, v, err) = run_vm(&t, &agent, &r, &[]);
+    let res = results(&v);
+    let failed: Vec<_> = res.iter().filter(|(_, r)| r != "PASS").collect();
+    assert!(failed.is_empty(), "{failed:?}\n{err}");
+    assert_eq!(code, 0, "{err}");
+    // Each kind was checked from outside (ip -j -d), and traffic crossed
+    // every tunnel, the bond and the VLAN.
+    for kind in [
+        "dummy", "vrf", "ipvlan", "macvlan", "bridge", "veth", "vlan", "bond", "gre", "gretap",
+        "ipip", "sit", "ip6gre", "ip6tnl", "geneve", "vxlan", "vti", "team",
+    ] {
+        assert!(
+            res.iter().any(|(d, _)| d.ends_with(&format!(" is a {kind} (ip says {kind})"))),
+            "{kind} not checked: {res:?}"
+        );
+    }
+    for over in ["vlan 10", "the bond", "gre", "gretap", "ipip", "sit", "ip6gre", "ip6tnl", "geneve", "vxlan"] {
+        assert!(
+            res.iter().any(|(d, r)| d == &format!("traffic over {over}") && r == "PASS"),
+            "no traffic over {over}: {res:?}"
+        );
+    }
+    assert!(res.iter().any(|(d, _)| d.starts_with("netem delay measured")));
+    assert!(res.iter().any(|(d, _)| d.starts_with("netem loss measured")));
+}
+
+const TWO: &str = "let h1 = host(\"h1\");\nh1.nic(\"eth0\", #{ net: \"n\" });\nlet h2 = host(\"h2\");\nh2.nic(\"eth0\", #{ net: \"n\" });\n";
+
+#[test]
+fn vm_lab_faults_are_named_and_leave_nothing() {
+    let Some(agent) = vm_ready("vm_lab_faults_are_named_and_leave_nothing") else {
+        return;
+    };
+    let _g = lock();
+    let t = Tmp::new();
+    let r = t.write("two.rhai", &format!("{TWO}fn test(m) {{ m.check(true, \"ok\"); }}\n"));
+    let labs_before = labs();
+
+    // No qemu on PATH: exit 3, naming the package.
+    let bin = t.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["ip"] {
+        let found = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.is_file())
+            .unwrap();
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+    }
+    let o = vm_command(&t, &agent, &r, &[]).env("PATH", &bin).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("apt-get install qemu-system-x86"), "{err}");
+
+    // A host requirement asking for another kernel: exit 2, naming both.
+    let r2 = t.write(
+        "k.rhai",
+        "let h1 = host(\"h1\", #{ kernel: \"2.6\" });\nfn test(m) {}\n",
+    );
+    let o = vm_command(&t, &agent, &r2, &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("kernel \"2.6\"") && err.contains("h1"), "{err}");
+
+    // A guest whose agent never becomes ready: the boot timeout, exit 3,
+    // the console log in the run directory.
+    let fake = t.write("fake-agent", "#!/bin/sh\nexec sleep 600\n");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = vm_command(&t, &fake, &r, &[])
+        .env("LNST_VM_BOOT_TIMEOUT", "15")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("no agent READY within 15 s") && err.contains("consoles are in"), "{err}");
+    let consoles: Vec<_> = glob_consoles(&t.0.join("runs"));
+    assert!(!consoles.is_empty(), "no console-*.log kept");
+
+    // A guest whose agent exits at once: qemu powers off, named, exit 3.
+    let o = vm_command(&t, Path::new("/bin/false"), &r, &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("exited before its agent was ready"), "{err}");
+
+    assert_eq!(labs(), labs_before, "lab records left");
+    assert_no_vm_namespaces_of_dead_runs();
+}
+
+#[test]
+fn vm_lab_bad_kernel_is_named() {
+    let Some(agent) = vm_ready("vm_lab_bad_kernel_is_named") else {
+        return;
+    };
+    let _g = lock();
+    let t = Tmp::new();
+    let r = t.write("two.rhai", &format!("{TWO}fn test(m) {{ m.check(true, \"ok\"); }}\n"));
+    let labs_before = labs();
+    // A --kernel path that does not exist, and one that is no kernel.
+    for (k, want) in [
+        ("/nonexistent/bzImage", "/nonexistent/bzImage"),
+        ("/etc/hostname", "/etc/hostname"),
+    ] {
+        let o = vm_command(&t, &agent, &r, &[]).arg("--kernel").arg(k).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(matches!(o.status.code(), Some(2) | Some(3)), "{k}: {err}");
+        assert!(err.contains(want), "{k}: {err}");
+    }
+
+    assert_eq!(labs(), labs_before, "lab records left");
+}
+
+fn glob_consoles(runs: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for d in std::fs::read_dir(runs).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+            if f.file_name().to_string_lossy().starts_with("console-") {
+                v.push(f.path());
+            }
+        }
+    }
+    v
+}
+
+fn labs() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/run/lnst/labs")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// No lab namespace whose record is gone.
+fn assert_no_vm_namespaces_of_dead_runs() {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let live = labs();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = l.split_whitespace().next().unwrap_or("");
+        if let Some(rest) = name.strip_prefix("lnst-") {
+            if name.ends_with("-lab") {
+                let id = rest.trim_end_matches("-lab");
+                assert!(live.iter().any(|x| x == id), "namespace {name} left");
+            }
+        }
+    }
+}
+
+#[test]
+fn vm_lab_qemu_dying_mid_run_exits_3_naming_the_host() {
+    let Some(agent) = vm_ready("vm_lab_qemu_dying_mid_run_exits_3_naming_the_host") else {
+        return;
+    };
+    let _g = lock();
+    let t = Tmp::new();
+    let r = t.write("die.rhai", &format!("{TWO}fn test(m) {{ m.h1.run(\"true\"); m.sleep(120); }}\n"));
+    let child = vm_command(&t, &agent, &r, &[]).spawn().unwrap();
+    let (id, pids) = lab_of_vm(child.id());
+    // Let the test phase start, then kill h2's qemu.
+    wait_for_session(&t);
+    unsafe_kill(pids[1] as u32, 9);
+    let t0 = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("h2"), "{err}");
+    assert!(err.contains("qemu for host h2 is gone"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_no_leftovers(&v);
+    assert_no_qemu_of(&id);
+}
+
+/// Waits until the run's controller.log says the agents are connected.
+fn wait_for_session(t: &Tmp) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = std::fs::read_dir(t.0.join("runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| {
+                std::fs::read_to_string(d.path().join("controller.log"))
+                    .unwrap_or_default()
+                    .contains("connected to")
+            });
+        if done {
+            std::thread::sleep(Duration::from_millis(500));
+            return;
+        }
+        assert!(Instant::now() < deadline, "the session never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The lab record of controller `pid` once all its guests are started.
+fn lab_of_vm(pid: u32) -> (String, Vec<i32>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (id, pids) = lab_of(pid);
+        if pids.len() >= 2 {
+            return (id, pids);
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn vm_lab_killed_controller_takes_its_guests_and_lab_clean_removes_the_rest() {
+    let Some(agent) = vm_ready("vm_lab_killed_controller_takes_its_guests_and_lab_clean_removes_the_rest") else {
+        return;
+    };
+    let _g = lock();
+    let t = Tmp::new();
+    let r = t.write("long.rhai", &format!("{TWO}fn test(m) {{ m.sleep(120); }}\n"));
+    let mut child = vm_command(&t, &agent, &r, &[]).stdout(Stdio::null()).spawn().unwrap();
+    let (id, pids) = lab_of_vm(child.id());
+    wait_for_session(&t);
+    child.kill().unwrap(); // SIGKILL: the controller cleans nothing
+    child.wait().unwrap();
+    // PR_SET_PDEATHSIG: every qemu dies with it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p)) {
+        assert!(Instant::now() < deadline, "qemu survived the controller: {pids:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, out, err) = run(&["lab", "clean"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !Path::new("/run/lnst/labs").join(&id).exists(),
+        "lab clean left {id}: {out}"
+    );
+    assert_no_leftovers(&serde_json::json!({ "lab": id }));
+    assert_no_qemu_of(&id);
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(true))
+        .unwrap_or(true)
+}
+
+#[test]
+fn vm_lab_ctrl_c_while_booting_exits_130_and_leaves_nothing() {
+    let Some(agent) = vm_ready("vm_lab_ctrl_c_while_booting_exits_130_and_leaves_nothing") else {
+        return;
+    };
+    let _g = lock();
+    let t = Tmp::new();
+    let r = t.write("r.rhai", &format!("{TWO}fn test(m) {{ m.sleep(60); }}\n"));
+    let child = vm_command(&t, &agent, &r, &[]).spawn().unwrap();
+    let (id, _) = lab_of_vm(child.id());
+    unsafe_kill(child.id(), 2);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(!Path::new("/run/lnst/labs").join(&id).exists(), "record left");
+    assert_no_leftovers(&serde_json::json!({ "lab": id }));
+    assert_no_qemu_of(&id);
+}
