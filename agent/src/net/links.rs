@@ -248,17 +248,14 @@ pub async fn set_master(
     // A new master (an L3 master such as a VRF, or a bond) can take the
     // device's routes: put them back after the master is restored.
     addrs::record_routes(&conn, rec, dev, link.header.index).await?;
-    if let Some(m) = master_idx {
-        // apply_master may take the port down for a moment: if the agent
-        // dies right then, the replay brings it back up.
-        if link.header.flags.contains(LinkFlags::Up)
-            && takes_ports_down(&link_kind(&get_link_by_index(&conn, m).await?))
-        {
-            rec.record(NetUndo::RestoreState {
-                dev: dev.clone(),
-                up: true,
-            })?;
-        }
+    // apply_master may take the port down for a moment (and a bond or
+    // team takes it down when it lets go, also at undo): journal its up
+    // state first, so a replay ends with the port up.
+    if bounces(&conn, link.header.index, master_idx).await? {
+        rec.record(NetUndo::RestoreState {
+            dev: dev.clone(),
+            up: true,
+        })?;
     }
     rec.record(NetUndo::RestoreMaster {
         dev: dev.clone(),
@@ -279,17 +276,7 @@ pub(crate) async fn apply_master(
     master_idx: Option<u32>,
     master: Option<&str>,
 ) -> Result<(), WireError> {
-    let bounce = match master_idx {
-        Some(m) => {
-            let port_up = get_link_by_index(conn, index)
-                .await?
-                .header
-                .flags
-                .contains(LinkFlags::Up);
-            port_up && takes_ports_down(&link_kind(&get_link_by_index(conn, m).await?))
-        }
-        None => false,
-    };
+    let bounce = bounces(conn, index, master_idx).await?;
     if bounce {
         apply_state(conn, dev, index, false).await?;
     }
@@ -300,6 +287,22 @@ pub(crate) async fn apply_master(
         return back;
     }
     r
+}
+
+/// Whether changing the master of up port `index` to `master_idx` passes
+/// through a bond or team: joining one (it refuses an up port) or leaving
+/// one (it takes the port down as it lets go).
+async fn bounces(conn: &NsConn, index: u32, master_idx: Option<u32>) -> Result<bool, WireError> {
+    let port = get_link_by_index(conn, index).await?;
+    if !port.header.flags.contains(LinkFlags::Up) {
+        return Ok(false);
+    }
+    for m in [master_idx, controller_of(&port)].into_iter().flatten() {
+        if takes_ports_down(&link_kind(&get_link_by_index(conn, m).await?)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Masters whose ports must be down when they join: bond and team.
