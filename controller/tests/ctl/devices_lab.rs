@@ -120,6 +120,11 @@ fn defer_and_undo_run_after_the_test_in_reverse_order() {
     assert_eq!(not_passed(&v), Vec::<String>::new(), "{err}");
     assert_eq!(code, 0);
     assert!(!t.0.join("made").exists(), "undo rm did not run");
+    assert!(
+        v["cleanup_errors"].as_array().is_none_or(|a| a.is_empty()),
+        "{}",
+        v["cleanup_errors"]
+    );
     assert_eq!(
         std::fs::read_to_string(t.0.join("log")).unwrap(),
         "third\nsecond\nfirst\n"

@@ -159,6 +159,12 @@ fn vm_lab_bond_team_modes_macsec() {
     assert!(failed.is_empty(), "{failed:?}\n{err}");
     assert_eq!(code, 0, "{err}");
     assert!(res.len() >= 20, "{res:?}");
+    // the undo stopped both teamds and ran the job's undo without an error
+    assert!(
+        v["cleanup_errors"].as_array().is_none_or(|a| a.is_empty()),
+        "{}",
+        v["cleanup_errors"]
+    );
 }
 
 const TWO: &str = "let h1 = host(\"h1\");\nh1.nic(\"eth0\", #{ net: \"n\" });\nlet h2 = host(\"h2\");\nh2.nic(\"eth0\", #{ net: \"n\" });\n";
