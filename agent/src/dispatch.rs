@@ -157,7 +157,9 @@ fn defer(ctx: &SessionCtx, netns: Option<String>, command: String) -> Result<Res
     if let Some(n) = &netns {
         net::nsthread::netns_ident(n)?;
     }
-    ctx.agent.journal.record(UndoEntry::Command { netns, command })?;
+    ctx.agent
+        .journal
+        .record(UndoEntry::Command { netns, command })?;
     Ok(Response::Done)
 }
 

@@ -222,13 +222,28 @@ fn run_blocking(command: &str, timeout: std::time::Duration) -> Result<(), Strin
             std::thread::sleep(std::time::Duration::from_millis(500));
             unsafe { libc::kill(-pgid, libc::SIGKILL) };
             let _ = child.wait();
-            return Err(format!("still running after {} s; killed", timeout.as_secs()));
+            return Err(format!(
+                "still running after {} s; killed",
+                timeout.as_secs()
+            ));
         }
     };
     let err = reader.join().unwrap_or_default();
     let err = String::from_utf8_lossy(&err);
-    let tail: String = err.trim().chars().rev().take(300).collect::<Vec<_>>().into_iter().rev().collect();
-    let tail = if tail.is_empty() { String::new() } else { format!(": {tail}") };
+    let tail: String = err
+        .trim()
+        .chars()
+        .rev()
+        .take(300)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let tail = if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {tail}")
+    };
     match (status.code(), status.signal()) {
         (Some(0), _) => Ok(()),
         (Some(c), _) => Err(format!("exit {c}{tail}")),

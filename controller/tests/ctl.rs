@@ -799,7 +799,13 @@ fn spec_conformance_recipe() {
     assert!(results.len() >= 50, "{} results", results.len());
     assert_eq!(code, 1);
     assert!(!Path::new("/tmp/lnst-conformance-copy").exists());
-    assert!(!Path::new("/tmp/lnst-conformance-undo").exists(), "run undo left the file");
-    assert!(!Path::new("/tmp/lnst-conformance-defer").exists(), "h.defer left the file");
+    assert!(
+        !Path::new("/tmp/lnst-conformance-undo").exists(),
+        "run undo left the file"
+    );
+    assert!(
+        !Path::new("/tmp/lnst-conformance-defer").exists(),
+        "h.defer left the file"
+    );
     let _ = std::fs::remove_file("/tmp/lnst-conformance-back");
 }

@@ -255,11 +255,9 @@ impl NetUndo {
                 pid,
             } => {
                 let (c, p) = (conf.into(), pid.into());
-                let stopped = tokio::task::spawn_blocking(move || {
-                    super::kinds::team::stop(&c, &p)
-                })
-                .await
-                .map_err(|e| WireError::internal(format!("teamd stop task: {e}")))?;
+                let stopped = tokio::task::spawn_blocking(move || super::kinds::team::stop(&c, &p))
+                    .await
+                    .map_err(|e| WireError::internal(format!("teamd stop task: {e}")))?;
                 if ns_exists(netns.as_deref()).is_ok() {
                     gone_ok(delete_link(nets, netns.as_deref(), name).await)?;
                 }

@@ -85,7 +85,9 @@ async fn failing_and_empty_deferred_commands_are_reported() {
     };
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        errors[0].contains("exit 7") && errors[0].contains("oops") && errors[0].contains("echo oops"),
+        errors[0].contains("exit 7")
+            && errors[0].contains("oops")
+            && errors[0].contains("echo oops"),
         "{errors:?}"
     );
     c.close().await.unwrap();

@@ -269,7 +269,9 @@ async fn master_features_and_move() {
         assert!(f.contains_key(*short), "{short} missing: {f:?}");
     }
     for (k, v) in &f {
-        if SHORT.iter().any(|(s, _)| s == k) || ["lro", "ufo", "rxvlan", "txvlan", "ntuple", "rxhash"].contains(&k.as_str()) {
+        if SHORT.iter().any(|(s, _)| s == k)
+            || ["lro", "ufo", "rxvlan", "txvlan", "ntuple", "rxhash"].contains(&k.as_str())
+        {
             continue;
         }
         let line = format!("{k}: {}", if *v { "on" } else { "off" });
@@ -286,7 +288,10 @@ async fn master_features_and_move() {
     .unwrap();
     assert_eq!(f2["generic-receive-offload"], !gro);
     assert_eq!(f2["gro"], !gro);
-    assert_eq!(net::features(&nets, &ns.dev("a0")).await.unwrap()["gro"], !gro);
+    assert_eq!(
+        net::features(&nets, &ns.dev("a0")).await.unwrap()["gro"],
+        !gro
+    );
     let text = sh(&["ip", "netns", "exec", &ns.0, "ethtool", "-k", "a0"]);
     assert!(
         text.contains(&format!(

@@ -52,7 +52,11 @@ fn test(m) {{
         ),
     );
     let (code, v, err) = run_lab(&t, &agent, &r, &[]);
-    assert_eq!(not_passed(&v), vec!["inverted ok FAIL".to_string()], "{err}");
+    assert_eq!(
+        not_passed(&v),
+        vec!["inverted ok FAIL".to_string()],
+        "{err}"
+    );
     assert_eq!(code, 1);
 }
 
@@ -200,7 +204,10 @@ fn defer_runs_after_kill_9_of_the_controller() {
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !ready.exists() {
-        assert!(std::time::Instant::now() < deadline, "recipe never got ready");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "recipe never got ready"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(t.0.join("made").exists());

@@ -283,7 +283,10 @@ mod tests {
             InfoBond::ArpInterval(250),
             InfoBond::ArpValidate(BondArpValidate::FilterActive),
             InfoBond::ArpAllTargets(BondArpAllTargets::All),
-            InfoBond::ArpIpTarget(vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()]),
+            InfoBond::ArpIpTarget(vec![
+                "10.0.0.1".parse().unwrap(),
+                "10.0.0.2".parse().unwrap(),
+            ]),
             InfoBond::NsIp6Target(vec!["fd00::1".parse().unwrap()]),
             InfoBond::MissedMax(3),
             InfoBond::Primary(8),
@@ -313,27 +316,117 @@ mod tests {
         let e = build_err(bond("fastest", BondOptions::default()));
         assert_eq!(e.kind, ErrorKind::InvalidArgument);
         assert!(
-            e.message.contains("mode") && e.message.contains("fastest") && e.message.contains("active-backup"),
+            e.message.contains("mode")
+                && e.message.contains("fastest")
+                && e.message.contains("active-backup"),
             "{}",
             e.message
         );
         let cases: Vec<(BondOptions, &str, &str)> = vec![
-            (BondOptions { arp_validate: Some("most".into()), ..Default::default() }, "arp_validate", "filter_backup"),
-            (BondOptions { fail_over_mac: Some("x".into()), ..Default::default() }, "fail_over_mac", "follow"),
-            (BondOptions { ad_select: Some("x".into()), ..Default::default() }, "ad_select", "bandwidth"),
-            (BondOptions { primary_reselect: Some("x".into()), ..Default::default() }, "primary_reselect", "failure"),
-            (BondOptions { arp_all_targets: Some("x".into()), ..Default::default() }, "arp_all_targets", "any"),
-            (BondOptions { arp_ip_target: Some(vec!["fd00::1".into()]), ..Default::default() }, "arp_ip_target", "IPv4"),
-            (BondOptions { ns_ip6_target: Some(vec!["10.0.0.1".into()]), ..Default::default() }, "ns_ip6_target", "IPv6"),
-            (BondOptions { ad_actor_system: Some("02:00".into()), ..Default::default() }, "ad_actor_system", "MAC"),
-            (BondOptions { ad_user_port_key: Some(2000), ..Default::default() }, "ad_user_port_key", "0-1023"),
-            (BondOptions { packets_per_slave: Some(70000), ..Default::default() }, "packets_per_slave", "0-65535"),
-            (BondOptions { arp_missed_max: Some(0), ..Default::default() }, "arp_missed_max", "1-255"),
-            (BondOptions { primary: Some("eth9".into()), ..Default::default() }, "eth9", "not found"),
+            (
+                BondOptions {
+                    arp_validate: Some("most".into()),
+                    ..Default::default()
+                },
+                "arp_validate",
+                "filter_backup",
+            ),
+            (
+                BondOptions {
+                    fail_over_mac: Some("x".into()),
+                    ..Default::default()
+                },
+                "fail_over_mac",
+                "follow",
+            ),
+            (
+                BondOptions {
+                    ad_select: Some("x".into()),
+                    ..Default::default()
+                },
+                "ad_select",
+                "bandwidth",
+            ),
+            (
+                BondOptions {
+                    primary_reselect: Some("x".into()),
+                    ..Default::default()
+                },
+                "primary_reselect",
+                "failure",
+            ),
+            (
+                BondOptions {
+                    arp_all_targets: Some("x".into()),
+                    ..Default::default()
+                },
+                "arp_all_targets",
+                "any",
+            ),
+            (
+                BondOptions {
+                    arp_ip_target: Some(vec!["fd00::1".into()]),
+                    ..Default::default()
+                },
+                "arp_ip_target",
+                "IPv4",
+            ),
+            (
+                BondOptions {
+                    ns_ip6_target: Some(vec!["10.0.0.1".into()]),
+                    ..Default::default()
+                },
+                "ns_ip6_target",
+                "IPv6",
+            ),
+            (
+                BondOptions {
+                    ad_actor_system: Some("02:00".into()),
+                    ..Default::default()
+                },
+                "ad_actor_system",
+                "MAC",
+            ),
+            (
+                BondOptions {
+                    ad_user_port_key: Some(2000),
+                    ..Default::default()
+                },
+                "ad_user_port_key",
+                "0-1023",
+            ),
+            (
+                BondOptions {
+                    packets_per_slave: Some(70000),
+                    ..Default::default()
+                },
+                "packets_per_slave",
+                "0-65535",
+            ),
+            (
+                BondOptions {
+                    arp_missed_max: Some(0),
+                    ..Default::default()
+                },
+                "arp_missed_max",
+                "1-255",
+            ),
+            (
+                BondOptions {
+                    primary: Some("eth9".into()),
+                    ..Default::default()
+                },
+                "eth9",
+                "not found",
+            ),
         ];
         for (o, key, accepted) in cases {
             let e = build_err(bond("active-backup", o));
-            assert!(e.message.contains(key) && e.message.contains(accepted), "{key}: {}", e.message);
+            assert!(
+                e.message.contains(key) && e.message.contains(accepted),
+                "{key}: {}",
+                e.message
+            );
         }
         let e = build_err(DeviceSpec::Bond {
             mode: None,

@@ -49,6 +49,10 @@ mod tests {
             remote: "nope".into(),
             dstport: None,
         });
-        assert!(e.message.contains("nope") && e.message.contains("address"), "{}", e.message);
+        assert!(
+            e.message.contains("nope") && e.message.contains("address"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -10,7 +10,11 @@ pub fn message(c: &Ctx, link: &str, mode: Option<&str>) -> Result<LinkMessage, W
     let m = c.pick(
         "mode",
         mode.unwrap_or("l3"),
-        &[("l2", IpVlanMode::L2), ("l3", IpVlanMode::L3), ("l3s", IpVlanMode::L3S)],
+        &[
+            ("l2", IpVlanMode::L2),
+            ("l3", IpVlanMode::L3),
+            ("l3s", IpVlanMode::L3S),
+        ],
     )?;
     Ok(LinkIpVlan::new(c.name, c.link(link)?, m).build())
 }

@@ -36,7 +36,9 @@ mod tests {
         assert_eq!(k, Some(InfoKind::MacVlan));
         assert_eq!(
             d,
-            Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Vepa)]))
+            Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                MacVlanMode::Vepa
+            )]))
         );
         let e = build_err(DeviceSpec::Macvlan {
             link: "eth0".into(),

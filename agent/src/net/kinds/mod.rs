@@ -65,7 +65,12 @@ impl Ctx<'_> {
 
     /// `value` looked up in `table` (name → value), or an error naming the
     /// key and every accepted name.
-    pub fn pick<T: Copy>(&self, key: &str, value: &str, table: &[(&str, T)]) -> Result<T, WireError> {
+    pub fn pick<T: Copy>(
+        &self,
+        key: &str,
+        value: &str,
+        table: &[(&str, T)],
+    ) -> Result<T, WireError> {
         table
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(value))
@@ -207,7 +212,9 @@ pub fn build_message(
         DeviceSpec::Team { .. } => Err(WireError::invalid(format!(
             "team {name}: team devices are made by teamd, not a netlink message"
         ))),
-        DeviceSpec::Vlan { link, id, protocol } => vlan::message(&c, link, *id, protocol.as_deref()),
+        DeviceSpec::Vlan { link, id, protocol } => {
+            vlan::message(&c, link, *id, protocol.as_deref())
+        }
         DeviceSpec::Macvlan { link, mode } => macvlan::message(&c, link, mode.as_deref()),
         DeviceSpec::Ipvlan { link, mode } => ipvlan::message(&c, link, mode.as_deref()),
         DeviceSpec::Vxlan { .. } => vxlan::message(&c, spec),
@@ -307,7 +314,11 @@ mod tests {
         let long = "x".repeat(70_000);
         let e = validate(&long, &DeviceSpec::Dummy).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidArgument);
-        assert!(e.message.contains("1-15 bytes") && e.message.contains("70000 bytes"), "{}", e.message);
+        assert!(
+            e.message.contains("1-15 bytes") && e.message.contains("70000 bytes"),
+            "{}",
+            e.message
+        );
         assert!(e.message.len() < 300, "the name is cut in the message");
         assert!(validate("a".repeat(15).as_str(), &DeviceSpec::Dummy).is_ok());
         assert!(validate("a".repeat(16).as_str(), &DeviceSpec::Dummy).is_err());
@@ -341,6 +352,10 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(e.message.contains("bogus") && e.message.contains("vepa"), "{}", e.message);
+        assert!(
+            e.message.contains("bogus") && e.message.contains("vepa"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -44,7 +44,11 @@ fn bad(key: &str, value: &str, accepted: &str) -> WireError {
 /// LNST's Team recipes use most). `link_watch` is a watcher name or a JSON
 /// object with `name` and that watcher's options (`{"name": "arp_ping",
 /// "target_host": "192.0.2.1", ..}`); default ethtool.
-pub fn config(name: &str, runner: Option<&str>, link_watch: Option<&str>) -> Result<String, WireError> {
+pub fn config(
+    name: &str,
+    runner: Option<&str>,
+    link_watch: Option<&str>,
+) -> Result<String, WireError> {
     let runner = runner.unwrap_or("activebackup");
     if !RUNNERS.contains(&runner) {
         return Err(bad("runner", runner, &RUNNERS.join(", ")));
@@ -61,8 +65,13 @@ pub fn config(name: &str, runner: Option<&str>, link_watch: Option<&str>) -> Res
     let lw: Value = match link_watch {
         None => json!({ "name": "ethtool" }),
         Some(t) if t.trim_start().starts_with('{') => {
-            let v: Value = serde_json::from_str(t)
-                .map_err(|e| bad("link_watch", t, &format!("a watcher name or a JSON object ({e})")))?;
+            let v: Value = serde_json::from_str(t).map_err(|e| {
+                bad(
+                    "link_watch",
+                    t,
+                    &format!("a watcher name or a JSON object ({e})"),
+                )
+            })?;
             match v.get("name").and_then(Value::as_str) {
                 Some(n) if LINK_WATCHES.contains(&n) => v,
                 _ => {
@@ -99,8 +108,9 @@ pub fn files(netns: Option<&str>, name: &str) -> (PathBuf, PathBuf) {
 /// supported" means a kernel without the team driver.
 pub fn start(name: &str, conf_text: &str, conf: &PathBuf, pid: &PathBuf) -> Result<(), WireError> {
     if let Some(d) = conf.parent() {
-        std::fs::create_dir_all(d)
-            .map_err(|e| WireError::os(format!("team {name}: cannot create {}: {e}", d.display())))?;
+        std::fs::create_dir_all(d).map_err(|e| {
+            WireError::os(format!("team {name}: cannot create {}: {e}", d.display()))
+        })?;
     }
     std::fs::write(conf, conf_text)
         .map_err(|e| WireError::os(format!("team {name}: cannot write {}: {e}", conf.display())))?;
@@ -161,7 +171,9 @@ pub fn stop(conf: &PathBuf, pid_file: &PathBuf) -> Result<(), WireError> {
         }
         if is_teamd(pid) {
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            r = Err(WireError::os(format!("teamd pid {pid} ignored TERM for 5 s; killed")));
+            r = Err(WireError::os(format!(
+                "teamd pid {pid} ignored TERM for 5 s; killed"
+            )));
         }
     }
     let _ = std::fs::remove_file(conf);
@@ -186,11 +198,17 @@ mod tests {
         assert_eq!(c["runner"]["name"], "lacp");
         assert_eq!(c["runner"]["active"], true);
         assert_eq!(c["link_watch"]["name"], "ethtool");
-        let c: Value = serde_json::from_str(&config("tm0", None, Some("nsna_ping")).unwrap()).unwrap();
+        let c: Value =
+            serde_json::from_str(&config("tm0", None, Some("nsna_ping")).unwrap()).unwrap();
         assert_eq!(c["runner"]["name"], "activebackup");
         assert_eq!(c["link_watch"]["name"], "nsna_ping");
         let c: Value = serde_json::from_str(
-            &config("tm0", Some("roundrobin"), Some(r#"{"name":"arp_ping","target_host":"192.0.2.1","interval":100}"#)).unwrap(),
+            &config(
+                "tm0",
+                Some("roundrobin"),
+                Some(r#"{"name":"arp_ping","target_host":"192.0.2.1","interval":100}"#),
+            )
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(c["link_watch"]["target_host"], "192.0.2.1");
@@ -199,9 +217,17 @@ mod tests {
     #[test]
     fn wrong_runner_or_watch_names_the_accepted_ones() {
         let e = config("tm0", Some("fastest"), None).unwrap_err();
-        assert!(e.message.contains("runner") && e.message.contains("activebackup, roundrobin"), "{}", e.message);
+        assert!(
+            e.message.contains("runner") && e.message.contains("activebackup, roundrobin"),
+            "{}",
+            e.message
+        );
         let e = config("tm0", None, Some("ping")).unwrap_err();
-        assert!(e.message.contains("link_watch") && e.message.contains("arp_ping"), "{}", e.message);
+        assert!(
+            e.message.contains("link_watch") && e.message.contains("arp_ping"),
+            "{}",
+            e.message
+        );
         let e = config("tm0", None, Some(r#"{"name":"x"}"#)).unwrap_err();
         assert!(e.message.contains("link_watch"), "{}", e.message);
     }

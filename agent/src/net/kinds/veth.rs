@@ -22,8 +22,8 @@ pub fn message(c: &Ctx, peer: &str) -> Result<LinkMessage, WireError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_util::*;
     use super::super::build_message;
+    use super::super::test_util::*;
     use lnst_common::device::DeviceSpec;
     use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
 

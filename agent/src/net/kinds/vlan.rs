@@ -77,6 +77,10 @@ mod tests {
             id: 5,
             protocol: Some("qinq".into()),
         });
-        assert!(e.message.contains("qinq") && e.message.contains("802.1ad"), "{}", e.message);
+        assert!(
+            e.message.contains("qinq") && e.message.contains("802.1ad"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -24,6 +24,8 @@ mod tests {
         let (k, d) = infos(&build(DeviceSpec::Vrf { table: 10 }));
         assert_eq!(k, Some(InfoKind::Vrf));
         assert_eq!(d, Some(InfoData::Vrf(vec![InfoVrf::TableId(10)])));
-        assert!(build_err(DeviceSpec::Vrf { table: 0 }).message.contains("table"));
+        assert!(build_err(DeviceSpec::Vrf { table: 0 })
+            .message
+            .contains("table"));
     }
 }

@@ -108,10 +108,18 @@ impl Host {
     pub fn of_device(core: &Rc<Core>, client: &AgentClient, netns: &Option<String>) -> R<Host> {
         let hosts = core.hosts.borrow().clone();
         let same_agent = |h: &&Host| h.0.client.host() == client.host();
-        if let Some(h) = hosts.iter().filter(same_agent).find(|h| &h.0.netns == netns) {
+        if let Some(h) = hosts
+            .iter()
+            .filter(same_agent)
+            .find(|h| &h.0.netns == netns)
+        {
             return Ok(h.clone());
         }
-        let Some(root) = hosts.iter().filter(same_agent).find(|h| h.0.netns.is_none()) else {
+        let Some(root) = hosts
+            .iter()
+            .filter(same_agent)
+            .find(|h| h.0.netns.is_none())
+        else {
             return err(format!("no host object for agent {}", client.host()));
         };
         let ns = netns.clone().unwrap_or_default();

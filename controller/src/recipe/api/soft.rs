@@ -90,14 +90,24 @@ impl<'a> Keys<'a> {
             Some(v) if v.is_int() => match v.as_int() {
                 Ok(0) => Ok(Some(false)),
                 Ok(1) => Ok(Some(true)),
-                _ => err(format!("{}(): {k} must be true/false, \"on\"/\"off\" or 1/0, not {v}", self.kind)),
+                _ => err(format!(
+                    "{}(): {k} must be true/false, \"on\"/\"off\" or 1/0, not {v}",
+                    self.kind
+                )),
             },
             Some(v) if v.is_string() => match v.to_string().as_str() {
                 "on" => Ok(Some(true)),
                 "off" => Ok(Some(false)),
-                o => err(format!("{}(): {k} must be true/false, \"on\"/\"off\" or 1/0, not {o:?}", self.kind)),
+                o => err(format!(
+                    "{}(): {k} must be true/false, \"on\"/\"off\" or 1/0, not {o:?}",
+                    self.kind
+                )),
             },
-            Some(v) => err(format!("{}(): {k} must be a bool, not {}", self.kind, v.type_name())),
+            Some(v) => err(format!(
+                "{}(): {k} must be a bool, not {}",
+                self.kind,
+                v.type_name()
+            )),
         }
     }
     /// A list of strings: an array, or one comma-separated string (as
@@ -106,7 +116,11 @@ impl<'a> Keys<'a> {
         match self.get(k) {
             None => Ok(None),
             Some(v) if v.is_string() => Ok(Some(
-                v.to_string().split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+                v.to_string()
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
             )),
             Some(v) if v.is_array() => {
                 let a = v.cast::<rhai::Array>();
@@ -115,13 +129,21 @@ impl<'a> Keys<'a> {
                         if x.is_string() {
                             Ok(x.to_string())
                         } else {
-                            err(format!("{}(): {k} must hold strings, not {}", self.kind, x.type_name()))
+                            err(format!(
+                                "{}(): {k} must hold strings, not {}",
+                                self.kind,
+                                x.type_name()
+                            ))
                         }
                     })
                     .collect::<R<Vec<_>>>()
                     .map(Some)
             }
-            Some(v) => err(format!("{}(): {k} must be an array of strings or a comma-separated string, not {}", self.kind, v.type_name())),
+            Some(v) => err(format!(
+                "{}(): {k} must be an array of strings or a comma-separated string, not {}",
+                self.kind,
+                v.type_name()
+            )),
         }
     }
     fn boolean(&self, k: &str) -> R<Option<bool>> {
@@ -160,13 +182,38 @@ fn tunnel(kind: TunnelKind, name: &str, m: Map) -> R<DevSpec> {
 /// Every option of `ip link add type bond` (ip-link(8)); `num_grat_arp`
 /// and `num_unsol_na` are one kernel setting, as in `ip link`.
 pub const BOND_KEYS: &[&str] = &[
-    "mode", "miimon", "xmit_hash_policy", "lacp_rate", "updelay", "downdelay",
-    "peer_notify_delay", "use_carrier", "arp_interval", "arp_validate", "arp_all_targets",
-    "arp_ip_target", "ns_ip6_target", "arp_missed_max", "primary", "primary_reselect",
-    "fail_over_mac", "resend_igmp", "num_grat_arp", "num_unsol_na", "all_slaves_active",
-    "min_links", "lp_interval", "packets_per_slave", "tlb_dynamic_lb", "lacp_active",
-    "ad_select", "ad_user_port_key", "ad_actor_sys_prio", "ad_actor_system",
-    "coupled_control", "broadcast_neigh",
+    "mode",
+    "miimon",
+    "xmit_hash_policy",
+    "lacp_rate",
+    "updelay",
+    "downdelay",
+    "peer_notify_delay",
+    "use_carrier",
+    "arp_interval",
+    "arp_validate",
+    "arp_all_targets",
+    "arp_ip_target",
+    "ns_ip6_target",
+    "arp_missed_max",
+    "primary",
+    "primary_reselect",
+    "fail_over_mac",
+    "resend_igmp",
+    "num_grat_arp",
+    "num_unsol_na",
+    "all_slaves_active",
+    "min_links",
+    "lp_interval",
+    "packets_per_slave",
+    "tlb_dynamic_lb",
+    "lacp_active",
+    "ad_select",
+    "ad_user_port_key",
+    "ad_actor_sys_prio",
+    "ad_actor_system",
+    "coupled_control",
+    "broadcast_neigh",
 ];
 
 fn bond(m: Map) -> R<DevSpec> {
@@ -175,7 +222,9 @@ fn bond(m: Map) -> R<DevSpec> {
     let unsol: Option<u8> = k.int("num_unsol_na")?;
     if let (Some(a), Some(b)) = (grat, unsol) {
         if a != b {
-            return err(format!("bond(): num_grat_arp ({a}) and num_unsol_na ({b}) are one setting; give one"));
+            return err(format!(
+                "bond(): num_grat_arp ({a}) and num_unsol_na ({b}) are one setting; give one"
+            ));
         }
     }
     let mode = match k.get("mode") {
@@ -411,8 +460,13 @@ mod tests {
             ]),
         )
         .unwrap();
-        let DeviceSpec::Bond { opts, .. } = s.spec else { panic!() };
-        assert_eq!(opts.arp_ip_target, Some(vec!["10.0.0.1".into(), "10.0.0.2".into()]));
+        let DeviceSpec::Bond { opts, .. } = s.spec else {
+            panic!()
+        };
+        assert_eq!(
+            opts.arp_ip_target,
+            Some(vec!["10.0.0.1".into(), "10.0.0.2".into()])
+        );
         assert_eq!(opts.num_peer_notif, Some(3));
         assert_eq!(opts.lacp_active, Some(true));
         assert_eq!(opts.primary.as_deref(), Some("eth0"));
@@ -420,7 +474,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("miimonn") && e.contains("ad_actor_system") && e.contains("arp_ip_target"), "{e}");
+        assert!(
+            e.contains("miimonn") && e.contains("ad_actor_system") && e.contains("arp_ip_target"),
+            "{e}"
+        );
         let e = build("bond", map(&[("use_carrier", "maybe".into())]))
             .err()
             .unwrap()
@@ -429,13 +486,47 @@ mod tests {
         // mode only for ipip/sit/ip6tnl; key not for them
         let s = build("sit", map(&[("mode", "ip6ip".into())])).unwrap();
         assert!(matches!(s.spec, DeviceSpec::Tunnel { mode: Some(_), .. }));
-        let e = build("gre", map(&[("mode", "any".into())])).err().unwrap().to_string();
-        assert!(e.contains("mode") && e.contains("known: local, remote, key"), "{e}");
-        let e = build("ipip", map(&[("key", Dynamic::from(1_i64))])).err().unwrap().to_string();
+        let e = build("gre", map(&[("mode", "any".into())]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("mode") && e.contains("known: local, remote, key"),
+            "{e}"
+        );
+        let e = build("ipip", map(&[("key", Dynamic::from(1_i64))]))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("key"), "{e}");
-        let s = build("macsec", map(&[("link", "eth0".into()), ("port", Dynamic::from(11_i64)), ("encrypt", "on".into())])).unwrap();
-        assert_eq!(s.spec, DeviceSpec::Macsec { link: "eth0".into(), port: Some(11), encrypt: Some(true) });
-        let s = build("team", map(&[("runner", "lacp".into()), ("link_watch", "ethtool".into())])).unwrap();
-        assert_eq!(s.spec, DeviceSpec::Team { runner: Some("lacp".into()), link_watch: Some("ethtool".into()) });
+        let s = build(
+            "macsec",
+            map(&[
+                ("link", "eth0".into()),
+                ("port", Dynamic::from(11_i64)),
+                ("encrypt", "on".into()),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.spec,
+            DeviceSpec::Macsec {
+                link: "eth0".into(),
+                port: Some(11),
+                encrypt: Some(true)
+            }
+        );
+        let s = build(
+            "team",
+            map(&[("runner", "lacp".into()), ("link_watch", "ethtool".into())]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.spec,
+            DeviceSpec::Team {
+                runner: Some("lacp".into()),
+                link_watch: Some("ethtool".into())
+            }
+        );
     }
 }
