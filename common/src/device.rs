@@ -71,7 +71,8 @@ pub enum DeviceSpec {
         miimon: Option<u32>,
         xmit_hash_policy: Option<String>,
         lacp_rate: Option<String>,
-        opts: BondOptions,
+        /// Boxed: the other variants are a fraction of its size.
+        opts: Box<BondOptions>,
     },
     /// A team device: the agent writes a teamd config with the runner and
     /// link watch and starts `teamd -t NAME` (teamd makes the device).

@@ -458,12 +458,12 @@ async fn every_kind_is_created_or_reported_unsupported() {
                 miimon: Some(100),
                 xmit_hash_policy: None,
                 lacp_rate: None,
-                opts: lnst_common::device::BondOptions {
+                opts: Box::new(lnst_common::device::BondOptions {
                     updelay: Some(200),
                     arp_validate: None,
                     fail_over_mac: Some("active".into()),
                     ..Default::default()
-                },
+                }),
             },
         ),
         (

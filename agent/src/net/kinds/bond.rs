@@ -233,7 +233,7 @@ mod tests {
             miimon: Some(100),
             xmit_hash_policy: Some("layer3+4".into()),
             lacp_rate: Some("fast".into()),
-            opts,
+            opts: Box::new(opts),
         }
     }
 
@@ -433,7 +433,7 @@ mod tests {
             miimon: None,
             xmit_hash_policy: Some("layer5".into()),
             lacp_rate: None,
-            opts: BondOptions::default(),
+            opts: Default::default(),
         });
         assert!(e.message.contains("vlan+srcmac"), "{}", e.message);
     }

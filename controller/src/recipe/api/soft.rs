@@ -236,7 +236,7 @@ fn bond(m: Map) -> R<DevSpec> {
         miimon: k.int("miimon")?,
         xmit_hash_policy: k.string("xmit_hash_policy")?,
         lacp_rate: k.string("lacp_rate")?,
-        opts: BondOptions {
+        opts: Box::new(BondOptions {
             updelay: k.int("updelay")?,
             downdelay: k.int("downdelay")?,
             peer_notify_delay: k.int("peer_notify_delay")?,
@@ -264,7 +264,7 @@ fn bond(m: Map) -> R<DevSpec> {
             ad_actor_system: k.string("ad_actor_system")?,
             coupled_control: k.onoff("coupled_control")?,
             broadcast_neigh: k.onoff("broadcast_neigh")?,
-        },
+        }),
     }))
 }
 
