@@ -181,10 +181,20 @@ pub fn stop(conf: &PathBuf, pid_file: &PathBuf) -> Result<(), WireError> {
     r
 }
 
+/// A live (not zombie) process named teamd.
 fn is_teamd(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+    let named = std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|c| c.trim() == "teamd")
-        .unwrap_or(false)
+        .unwrap_or(false);
+    // `/proc/PID/stat`: "pid (comm) S ..."; a zombie has exited already.
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true);
+    named && !zombie
 }
 
 #[cfg(test)]
@@ -230,6 +240,32 @@ mod tests {
         );
         let e = config("tm0", None, Some(r#"{"name":"x"}"#)).unwrap_err();
         assert!(e.message.contains("link_watch"), "{}", e.message);
+    }
+
+    /// stop() TERMs the process of the pid file when it is a teamd (a copy
+    /// of `sleep` named teamd stands in for it) and removes both files.
+    #[test]
+    fn stop_terms_the_teamd_of_the_pid_file() {
+        let d = std::env::temp_dir().join(format!("lnst-team-stop-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let fake = d.join("teamd");
+        std::fs::copy("/bin/sleep", &fake).unwrap();
+        let mut child = std::process::Command::new(&fake).arg("60").spawn().unwrap();
+        let (c, p) = (d.join("c"), d.join("p"));
+        std::fs::write(&c, "{}").unwrap();
+        std::fs::write(&p, format!("{}\n", child.id())).unwrap();
+        let t = Instant::now();
+        while !is_teamd(child.id() as i32) && t.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop(&c, &p).unwrap();
+        let st = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&st),
+            Some(libc::SIGTERM)
+        );
+        assert!(!c.exists() && !p.exists());
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
