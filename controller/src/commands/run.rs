@@ -318,6 +318,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             started: Instant::now(),
             status,
             clients: RefCell::new(Vec::new()),
+            hosts: RefCell::new(Vec::new()),
         });
         let hosts: Vec<Host> = req
             .hosts

@@ -160,6 +160,31 @@ fn vm_lab_has_every_device_kind() {
         .any(|(d, _)| d.starts_with("netem loss measured")));
 }
 
+/// Bond options and up ports joining, teamd teams (runner, ports by
+/// master, teamdctl), tunnel modes, macsec and a job's undo in guests
+/// (`fixtures/vm_devices.rhai`).
+#[test]
+fn vm_lab_bond_team_modes_macsec() {
+    let Some(agent) = vm_ready("vm_lab_bond_team_modes_macsec") else {
+        return;
+    };
+    let _g = lock();
+    let t = Tmp::new();
+    let r = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vm_devices.rhai");
+    let (code, v, err) = run_vm(&t, &agent, &r, &[]);
+    let res = results(&v);
+    let failed: Vec<_> = res.iter().filter(|(_, r)| r != "PASS").collect();
+    assert!(failed.is_empty(), "{failed:?}\n{err}");
+    assert_eq!(code, 0, "{err}");
+    assert!(res.len() >= 20, "{res:?}");
+    // the undo stopped both teamds and ran the job's undo without an error
+    assert!(
+        v["cleanup_errors"].as_array().is_none_or(|a| a.is_empty()),
+        "{}",
+        v["cleanup_errors"]
+    );
+}
+
 const TWO: &str = "let h1 = host(\"h1\");\nh1.nic(\"eth0\", #{ net: \"n\" });\nlet h2 = host(\"h2\");\nh2.nic(\"eth0\", #{ net: \"n\" });\n";
 
 #[test]

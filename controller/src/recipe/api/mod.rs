@@ -56,6 +56,10 @@ pub struct Core {
     /// The match's agents (filled as hosts are made): any of them lost
     /// stops whatever the recipe is waiting for, even a local `m.sleep`.
     pub clients: RefCell<Vec<AgentClient>>,
+    /// Every host and namespace object made so far, so `dev.host` returns
+    /// the one a device is on. Cleared by `job::end_of_test` (a Host holds
+    /// the Core: this breaks the cycle).
+    pub hosts: RefCell<Vec<host::Host>>,
 }
 
 impl Core {
@@ -178,10 +182,12 @@ pub const API: &[ApiItem] = &[
     item("Host.name -> string", "Requirement name."),
     item("Host.machine -> string", "Pool machine id."),
     item("Host.params -> map", "Pool machine params."),
-    item("Host.NIC -> Device", "The matched NIC named NIC in the recipe (also `h[\"NIC\"]`)."),
+    item("Host.NIC -> Device", "The matched NIC named NIC in the recipe (also `h[\"NIC\"]`), a device the recipe created, or one a job made (`ip link add`), found by name."),
+    item("Host.NAME = Host", "`h.ns1 = h.netns(\"ns1\")` (LNST's habit): keeps the namespace object as a member; `h.ns1` returns it."),
+    item("Host.netns_name -> string|()", "A namespace object's kernel name (as `ip netns list` shows it, `lnst-<agent>-s<session>-NAME`), for shell jobs: `ip netns exec ${ns.netns_name} ..`; () for a host itself."),
     item("Host.devices -> array", "Every device now on the host (`ip link show`)."),
     item("Host.run(command: string) -> Job", "Runs `sh -c command` on the host; a result line. Foreground: waits (timeout 60 s)."),
-    item("Host.run(command: string, opts: map) -> Job", "Options: bg (bool), timeout (seconds, foreground), expect_fail (bool), cwd (string), env (map), json (parse stdout into job.result), desc (string), netns (name)."),
+    item("Host.run(command: string, opts: map) -> Job", "Options: bg (bool), timeout (seconds, foreground), expect_fail (bool), cwd (string), env (map), json (parse stdout into job.result), desc (string), netns (name), undo (a shell command journaled as with `h.defer` before the job starts; runs in the job's namespace)."),
     item("Host.run(module: Module) -> Job", "Runs a test module (see below); background modules (servers, captures) start in the background and return once ready."),
     item("Host.run(module: Module, opts: map) -> Job", "Same with run options (desc, timeout, netns, ..)."),
     item("ping(opts: map) -> Module", "#{ dst, count, interval, size, iface, max_loss, timeout, ttl } (iface: a name or a device such as m.h1.eth0); result #{ sent, received, loss, rtt_min, rtt_avg, rtt_max, rtt_mdev }; passes when loss <= max_loss (default 0)."),
@@ -200,15 +206,18 @@ pub const API: &[ApiItem] = &[
     item("Host.route_del(route: map)", "`ip route del` with the same keys."),
     item("Host.send_file(local: string, remote: string)", "Copies a local file to the host."),
     item("Host.recv_file(remote: string, local: string)", "Copies a file from the host."),
+    item("Host.defer(command: string)", "A shell command (`sh -c`, in the host's or namespace's netns) the agent runs when the run's changes are undone, in reverse order with them, also after a crash of the controller or the agent; killed after 30 s. For what has no API: tc, nft, xfrm, files a job made."),
     item("veth(opts: map) -> DeviceSpec", "#{ peer, peer_netns }: the pair; the peer is h.PEER (or ns.PEER)."),
     item("bridge(opts: map) -> DeviceSpec", "#{ stp, vlan_filtering }"),
-    item("bond(opts: map) -> DeviceSpec", "#{ mode, miimon, xmit_hash_policy, lacp_rate }; ports join with dev.master = bond."),
-    item("team(opts: map) -> DeviceSpec", "#{ runner }"),
+    item("bond(opts: map) -> DeviceSpec", "Every option of `ip link add type bond`: #{ mode, miimon, updelay, downdelay, peer_notify_delay, use_carrier, arp_interval, arp_validate, arp_all_targets, arp_ip_target (array or \"A,B\"), ns_ip6_target, arp_missed_max, primary, primary_reselect, fail_over_mac, xmit_hash_policy, resend_igmp, num_grat_arp / num_unsol_na, all_slaves_active, min_links, lp_interval, packets_per_slave, tlb_dynamic_lb, lacp_rate, lacp_active, ad_select, ad_user_port_key, ad_actor_sys_prio, ad_actor_system, coupled_control, broadcast_neigh }; a wrong value names the accepted ones. Ports join with dev.master = bond (an up port is taken down for the change and brought back up)."),
+    item("team(opts: map) -> DeviceSpec", "#{ runner, link_watch }: runner activebackup (default), roundrobin, loadbalance, broadcast, lacp, random; link_watch ethtool (default), arp_ping, nsna_ping, or a map with name and teamd options. The agent starts teamd for it and stops it after the run; ports join with dev.master = team."),
     item("vlan(opts: map) -> DeviceSpec", "#{ link, id, protocol }"),
     item("macvlan(opts: map) -> DeviceSpec", "#{ link, mode } (also ipvlan)."),
     item("vxlan(opts: map) -> DeviceSpec", "#{ id, link, local, remote, group, dstport, ttl }"),
     item("geneve(opts: map) -> DeviceSpec", "#{ id, remote, dstport }"),
-    item("gre(opts: map) -> DeviceSpec", "#{ local, remote, key, ttl, link } (also gretap, ipip, sit, ip6gre, ip6tnl, vti)."),
+    item("gre(opts: map) -> DeviceSpec", "#{ local, remote, key, ttl, link } (also gretap, ip6gre; vti without ttl)."),
+    item("ipip(opts: map) -> DeviceSpec", "#{ local, remote, ttl, link, mode } (also sit, ip6tnl); mode as `ip link` takes it: ipip ipip|mplsip|any, sit ip6ip|ipip|mplsip|any, ip6tnl ip6ip6|ipip6|any."),
+    item("macsec(opts: map) -> DeviceSpec", "#{ link, port, encrypt }: `ip link add link LINK NAME type macsec`; keys via `ip macsec` jobs."),
     item("dummy() -> DeviceSpec", "A dummy device."),
     item("vrf(opts: map) -> DeviceSpec", "#{ table }"),
     item("perf(opts: map) -> map", "#{ client: h1, server: h2, dst, duration, runs, proto, parallel }: iperf `runs` times, one result with every sample; returns #{ samples, mean, stddev, unit: \"bps\" }."),
@@ -235,9 +244,10 @@ pub const API: &[ApiItem] = &[
     item("Device.state -> string", "\"up\" or \"down\" (administrative)."),
     item("Device.carrier -> bool", "Carrier (refreshed on each read)."),
     item("Device.ips -> array", "Addresses as \"addr/prefix\" (`ip addr show DEV`)."),
-    item("Device.master -> Device|()", "The master device (bridge, bond) or (); settable to a Device, its name or () (`ip link set DEV master M|nomaster`). Devices compare with == by namespace and name, and with a string by name."),
+    item("Device.master -> Device|()", "The master device (bridge, bond) or (); settable to a Device, its name or () (`ip link set DEV master M|nomaster`; a port joining a bond or team is taken down for the change and brought back to its state). Devices compare with == by namespace and name, and with a string by name."),
     item("Device.stats -> map", "rx/tx bytes, packets, dropped, errors (`ip -s link`), refreshed on each read."),
-    item("Device.features -> map", "ethtool features (`ethtool -k DEV`)."),
+    item("Device.features -> map", "ethtool features (`ethtool -k DEV`), readable by the `ethtool -k` names and by the `ethtool -K` short names alike (`features.gro`)."),
+    item("Device.host -> Host", "The host or namespace object the device is on (after move_to, the namespace); hosts compare with == (same agent, same namespace)."),
     item("Device.up()", "`ip link set DEV up`."),
     item("Device.down()", "`ip link set DEV down`."),
     item("Device.ip_add(cidr: string)", "`ip addr add CIDR dev DEV`."),
