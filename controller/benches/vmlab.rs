@@ -102,7 +102,7 @@ fn bare_guest(image: &Path, dir: &Path) -> Duration {
         .arg(&initrd)
         .args([
             "-append",
-            "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable",
+            "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable no_timer_check",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
