@@ -15,5 +15,6 @@ mod agent {
     pub mod loss;
     pub mod net;
     pub mod secure;
+    pub mod team;
     pub mod tools;
 }
