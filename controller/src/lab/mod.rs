@@ -317,6 +317,30 @@ pub(crate) fn write_owner(record: &Path) -> Result<(), LabError> {
     fs::rename(&tmp, record).map_err(err(record))
 }
 
+/// SIGTERM to each process (an agent then undoes what its session left,
+/// deferred commands included; qemu exits), SIGKILL to those still there
+/// after `grace`.
+fn stop_processes(pids: &[i32], grace: Duration) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    for p in pids {
+        let _ = kill(Pid::from_raw(*p), Signal::SIGTERM);
+    }
+    let alive = |p: &i32| {
+        fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+            .is_some_and(|r| !r.starts_with('Z'))
+    };
+    let deadline = std::time::Instant::now() + grace;
+    while pids.iter().any(alive) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for p in pids.iter().filter(|p| alive(p)) {
+        let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+    }
+}
+
 /// Removes labs whose controller is gone (`lnst-ctl lab clean`, and at the
 /// start of every `run`). Returns what was cleaned, one line each.
 pub fn clean_stale() -> Vec<String> {
@@ -339,20 +363,17 @@ pub fn clean_stale() -> Vec<String> {
         if alive {
             continue;
         }
-        for pid in fs::read_to_string(dir.join("agents"))
+        let ours: Vec<i32> = fs::read_to_string(dir.join("agents"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.trim().parse::<i32>().ok())
-        {
-            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.contains("lnst-agent") || cmd.contains("qemu-system") {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
+            .filter(|pid| {
+                let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd);
+                cmd.contains("lnst-agent") || cmd.contains("qemu-system")
+            })
+            .collect();
+        stop_processes(&ours, Duration::from_secs(5));
         let mut names: Vec<String> = fs::read_to_string(dir.join("namespaces"))
             .unwrap_or_default()
             .lines()

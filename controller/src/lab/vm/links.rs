@@ -62,8 +62,13 @@ pub fn plan(req: &Requirements) -> Wiring {
     }
     let mut head: Vec<String> = vec!["link set lo up".into()];
     for br in w.bridges.values() {
-        // No STP and no forward delay: a port forwards the moment it is up.
-        head.push(format!("link add {br} type bridge forward_delay 0"));
+        // A plain wire: no STP and no forward delay (a port forwards the
+        // moment it is up), no multicast snooping (IPv6 neighbour
+        // discovery and a recipe's multicast reach every port, as on the
+        // netns lab's veth wires).
+        head.push(format!(
+            "link add {br} type bridge forward_delay 0 mcast_snooping 0"
+        ));
         head.push(format!("link set {br} up"));
     }
     head.append(&mut w.batch);
