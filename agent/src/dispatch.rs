@@ -28,6 +28,7 @@ pub struct SessionCtx {
 pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireError> {
     let nets = &ctx.agent.undo_ctx.nets;
     let rec = &ctx.agent.journal;
+    crate::limits::check(&req)?;
     for ns in netns_named(&req) {
         nets.touch(ctx.session, ns).await;
     }

@@ -45,10 +45,12 @@ impl UndoCtx {
 }
 
 /// Undoes `entries` (in recorded order) newest first, keeping on past
-/// errors and returning all of them. Runs of network entries go to
-/// [`crate::net::undo_all`], which batches link and namespace deletions
-/// (a kernel link delete costs ~20 ms each when done one by one).
-pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<String> {
+/// errors and returning all of them, each with the index in `entries` of
+/// the entry whose undo failed (the journal keeps those to retry them).
+/// Runs of network entries go to [`crate::net::undo_all_indexed`], which
+/// batches link and namespace deletions (a kernel link delete costs ~20 ms
+/// each when done one by one).
+pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<(usize, String)> {
     let mut errors = Vec::new();
     let mut end = entries.len();
     while end > 0 {
@@ -64,7 +66,12 @@ pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<String> {
                     UndoEntry::Test { .. } | UndoEntry::KillJob { .. } => None,
                 })
                 .collect();
-            errors.extend(crate::net::undo_all(&ctx.nets, run).await);
+            errors.extend(
+                crate::net::undo_all_indexed(&ctx.nets, &run)
+                    .await
+                    .into_iter()
+                    .map(|(i, e)| (start + i, e)),
+            );
             end = start;
         } else if matches!(entries[end - 1], UndoEntry::KillJob { .. }) {
             // A run of jobs: one /proc scan, TERM to all, one grace period.
@@ -78,7 +85,15 @@ pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<String> {
                     _ => None,
                 })
                 .collect();
-            errors.extend(crate::jobs::orphans::kill_groups(&groups).await);
+            let left = crate::jobs::orphans::survivors(&groups).await;
+            for (i, (pgid, _)) in groups.iter().enumerate() {
+                if left.contains(pgid) {
+                    errors.push((
+                        start + i,
+                        format!("job process group {pgid} still alive after SIGKILL"),
+                    ));
+                }
+            }
             end = start;
         } else {
             let entry = &entries[end - 1];
@@ -86,7 +101,7 @@ pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<String> {
                 Ok(()) => tracing::info!(entry = %entry.describe(), "undone"),
                 Err(e) => {
                     tracing::warn!(entry = %entry.describe(), error = %e, "undo failed");
-                    errors.push(e);
+                    errors.push((end - 1, e));
                 }
             }
             end -= 1;

@@ -10,6 +10,7 @@ mod agent {
     pub mod devices;
     pub mod events;
     pub mod harness;
+    pub mod hostile;
     pub mod jobs;
     pub mod loss;
     pub mod net;

@@ -52,7 +52,7 @@ pub use links::{
 pub use netns::{netns_create, netns_delete};
 pub use routes::{route_add, route_del};
 pub use sysctl::{sysctl_get, sysctl_set};
-pub use undo::{undo_all, NetUndo};
+pub use undo::{undo_all, undo_all_indexed, NetUndo};
 
 pub use monitor::{Hub, Subscription};
 use nsthread::NsConn;
@@ -80,7 +80,7 @@ impl Recorder for NoRecord {
 /// `None` is the agent's own namespace; `Some(name)` is `/run/netns/NAME`
 /// (as `ip netns` names it). A connection is opened on first use and kept;
 /// it is re-opened when the namespace file now names a different namespace
-/// and dropped by [`Nets::forget`] (a socket keeps its namespace alive, so
+/// or when the connection died ([`nsthread::NsConn::alive`]), and dropped by [`Nets::forget`] (a socket keeps its namespace alive, so
 /// deleting a namespace must forget it first).
 #[derive(Clone)]
 pub struct Nets {
@@ -129,8 +129,11 @@ impl Nets {
         {
             let conns = self.lock();
             if let Some(c) = conns.get(&key) {
-                if c.ident == ident {
+                if c.ident == ident && c.alive() {
                     return Ok(c.clone());
+                }
+                if !c.alive() {
+                    tracing::warn!(netns = ?netns, "netlink connection was dead; reopening");
                 }
             }
         }

@@ -301,29 +301,38 @@ async fn delete_link(nets: &Nets, netns: Option<&str>, name: &str) -> Result<(),
 /// namespace in one batch (`ip link set DEV group G` for each, then
 /// `ip link del group G`, so the kernel unregisters them together instead
 /// of paying its ~20 ms per device), namespaces concurrently afterwards.
-async fn delete_many(nets: &Nets, run: &[NetUndo]) -> Vec<String> {
-    let mut by_ns: BTreeMap<Option<String>, Vec<&NetUndo>> = BTreeMap::new();
+/// Errors carry the index in `run` of the entry that failed.
+async fn delete_many(nets: &Nets, run: &[NetUndo]) -> Vec<(usize, String)> {
+    let mut by_ns: BTreeMap<Option<String>, Vec<(usize, &NetUndo)>> = BTreeMap::new();
     let mut namespaces = Vec::new();
-    for u in run {
+    for (i, u) in run.iter().enumerate() {
         match u {
-            NetUndo::DeleteLink { netns, .. } => by_ns.entry(netns.clone()).or_default().push(u),
-            _ => namespaces.push(u),
+            NetUndo::DeleteLink { netns, .. } => {
+                by_ns.entry(netns.clone()).or_default().push((i, u))
+            }
+            _ => namespaces.push((i, u)),
         }
     }
     let per_ns = by_ns.into_iter().map(|(netns, us)| async move {
-        match group_delete(nets, netns.as_deref(), &us).await {
+        let links: Vec<&NetUndo> = us.iter().map(|(_, u)| *u).collect();
+        match group_delete(nets, netns.as_deref(), &links).await {
             Ok(()) => vec![],
             // fall back to one by one, collecting every error
-            Err(_) => join_all(us.iter().map(|u| u.undo(nets)))
+            Err(_) => join_all(us.iter().map(|(i, u)| async move { (*i, u.undo(nets).await) }))
                 .await
                 .into_iter()
-                .filter_map(Result::err)
+                .filter_map(|(i, r)| r.err().map(|e| (i, e)))
                 .collect(),
         }
     });
-    let mut errors: Vec<String> = join_all(per_ns).await.into_iter().flatten().collect();
-    let ns_results = join_all(namespaces.iter().map(|u| u.undo(nets))).await;
-    errors.extend(ns_results.into_iter().filter_map(Result::err));
+    let mut errors: Vec<(usize, String)> = join_all(per_ns).await.into_iter().flatten().collect();
+    let ns_results =
+        join_all(namespaces.iter().map(|(i, u)| async move { (*i, u.undo(nets).await) })).await;
+    errors.extend(
+        ns_results
+            .into_iter()
+            .filter_map(|(i, r)| r.err().map(|e| (i, e))),
+    );
     errors
 }
 
@@ -388,23 +397,36 @@ async fn group_delete(nets: &Nets, netns: Option<&str>, us: &[&NetUndo]) -> Resu
 /// deleting consecutive runs of devices and namespaces concurrently. Keeps
 /// going after errors and returns all of them.
 pub async fn undo_all(nets: &Nets, entries: Vec<NetUndo>) -> Vec<String> {
+    undo_all_indexed(nets, &entries)
+        .await
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect()
+}
+
+/// [`undo_all`], each error with the index in `entries` of the entry whose
+/// undo failed (the journal keeps those entries to retry them).
+pub async fn undo_all_indexed(nets: &Nets, entries: &[NetUndo]) -> Vec<(usize, String)> {
     let mut errors = Vec::new();
-    let mut rev: Vec<NetUndo> = entries;
-    rev.reverse();
-    let mut i = 0;
-    while i < rev.len() {
-        if rev[i].is_deletion() {
-            let mut j = i;
-            while j < rev.len() && rev[j].is_deletion() {
-                j += 1;
+    let mut end = entries.len();
+    while end > 0 {
+        if entries[end - 1].is_deletion() {
+            let mut start = end;
+            while start > 0 && entries[start - 1].is_deletion() {
+                start -= 1;
             }
-            errors.extend(delete_many(nets, &rev[i..j]).await);
-            i = j;
+            errors.extend(
+                delete_many(nets, &entries[start..end])
+                    .await
+                    .into_iter()
+                    .map(|(i, e)| (start + i, e)),
+            );
+            end = start;
         } else {
-            if let Err(e) = rev[i].undo(nets).await {
-                errors.push(e);
+            if let Err(e) = entries[end - 1].undo(nets).await {
+                errors.push((end - 1, e));
             }
-            i += 1;
+            end -= 1;
         }
     }
     errors
