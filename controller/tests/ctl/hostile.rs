@@ -1,0 +1,74 @@
+//! Issue 10 through the whole system: what could not be undone is named
+//! and the run is not PASS; an agent lost while cleaning up is exit 3
+//! naming the host; checked from outside (files, `/proc`).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::{lab_ready, run_lab, Tmp};
+
+fn cleanup_errors(v: &Value) -> Vec<String> {
+    v["cleanup_errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no cleanup_errors in {v}"))
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Fault 1: an undo that fails (here: the file's directory was replaced
+/// by a plain file, so the old content cannot be written back) is named
+/// in the summary, and a run whose checks all passed is not PASS.
+#[test]
+fn a_change_that_could_not_be_undone_is_named_and_not_pass() {
+    let Some(agent) = lab_ready("a_change_that_could_not_be_undone_is_named_and_not_pass") else {
+        return;
+    };
+    let t = Tmp::new();
+    let d = t.0.join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("f"), "orig").unwrap();
+    let r = t.write(
+        "undo.rhai",
+        &format!(
+            "let h1 = host(\"h1\");\nfn test(m) {{\n    m.h1.write(\"{d}/f\", \"changed\");\n    m.h1.run(\"rm -rf {d} && touch {d}\");\n    m.check(true, \"fine\");\n}}\n",
+            d = d.display()
+        ),
+    );
+    let (code, v, err) = run_lab(&t, &agent, &r, &[]);
+    assert_eq!(code, 1, "{v}\n{err}");
+    assert_eq!(v["result"], "ERROR", "{v}");
+    let errs = cleanup_errors(&v);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("h1: could not undo") && e.contains(&format!("{}/f", d.display()))),
+        "{errs:?}"
+    );
+    // The host really is not clean: the file is still missing.
+    assert!(Path::new(&d).is_file());
+}
+
+/// Fault 8: the agent dies while the controller is cleaning up (a job's
+/// TERM trap kills it with SIGKILL when the agent ends the job): exit 3,
+/// and the summary names the host that may not be clean.
+#[test]
+fn agent_lost_during_cleanup_is_exit_3_naming_the_host() {
+    let Some(agent) = lab_ready("agent_lost_during_cleanup_is_exit_3_naming_the_host") else {
+        return;
+    };
+    let t = Tmp::new();
+    let r = t.write(
+        "lost.rhai",
+        "let h1 = host(\"h1\");\nfn test(m) {\n    m.h1.run(\"trap 'kill -9 $PPID' TERM; sleep 600 & wait\", #{ bg: true });\n    m.h1.run(\"sleep 0.2\");\n    m.check(true, \"fine\");\n}\n",
+    );
+    let (code, v, err) = run_lab(&t, &agent, &r, &[]);
+    assert_eq!(code, 3, "{v}\n{err}");
+    let errs = cleanup_errors(&v);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("h1: ") && e.contains("may not be clean")),
+        "{errs:?}\n{err}"
+    );
+    assert!(err.contains("h1"), "{err}");
+}
