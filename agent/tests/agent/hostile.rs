@@ -180,3 +180,149 @@ async fn nul_in_a_namespace_name_is_answered() {
     assert!(!a.log_text().contains("panicked"), "{}", a.log_text());
     c.close().await.unwrap();
 }
+
+fn mkfifo(p: &std::path::Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// Fault 2: `send_file` onto a FIFO used to block an async worker for
+/// good (no more handshakes, SIGTERM ignored). Every file request on a
+/// FIFO is now refused at once and the agent keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_requests_on_a_fifo_are_refused_without_blocking() {
+    let a = Agent::start();
+    let fifo = a.dir.0.join("fifo");
+    mkfifo(&fifo);
+    let p = path_str(&fifo);
+    let c = a.client().await;
+    let reqs = [
+        Request::FilePut {
+            path: p.clone(),
+            offset: 0,
+            data: b"hello\n".to_vec(),
+            last: true,
+        },
+        Request::FileWrite {
+            netns: None,
+            path: p.clone(),
+            data: b"x".to_vec(),
+        },
+        Request::FileRead {
+            netns: None,
+            path: p.clone(),
+        },
+        Request::FileGet {
+            path: p.clone(),
+            offset: 0,
+            len: 100,
+        },
+    ];
+    for r in reqs {
+        let e = tokio::time::timeout(Duration::from_secs(3), c.request(r))
+            .await
+            .expect("file request on a FIFO blocked")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("FIFO") && e.contains("not a regular file"), "{e}");
+    }
+    assert!(matches!(
+        c.request(Request::Ping).await.unwrap(),
+        Response::Pong
+    ));
+    let r = c.request(Request::EndSession).await.unwrap();
+    assert!(
+        matches!(r, Response::Teardown { ref errors } if errors.is_empty()),
+        "{r:?}"
+    );
+    c.close().await.unwrap();
+    // Still a FIFO, nothing written into it.
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
+/// Fault 2: a file the run wrote is replaced by a FIFO while the agent is
+/// dead; the restarted agent's replay used to block writing into it and
+/// never became ready. Now it is ready at once and reports the failure
+/// (the entry stays in the journal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_onto_a_fifo_does_not_block_the_start() {
+    let a = Agent::start();
+    let f = a.dir.0.join("f");
+    std::fs::write(&f, "orig").unwrap();
+    let c = a.client().await;
+    c.request(Request::FileWrite {
+        netns: None,
+        path: path_str(&f),
+        data: b"changed".to_vec(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "changed");
+    let dir = a.kill9();
+    std::fs::remove_file(&f).unwrap();
+    mkfifo(&f);
+    let state = path_str(&dir.0.join("state"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(Agent::start_with(dir, None));
+    });
+    let Ok(a) = rx.recv_timeout(Duration::from_secs(10)) else {
+        for pid in procs_with(&state) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        panic!("the restarted agent never became ready (replay blocked on the FIFO)");
+    };
+    assert!(a.wait_log("not a regular file"), "{}", a.log_text());
+    let journal = std::fs::read_to_string(std::path::Path::new(&state).join("journal")).unwrap();
+    assert!(journal.contains("RestoreFile"), "entry dropped: {journal:?}");
+}
+
+/// Fault 9: writing through a symlink changes the file it names; undo
+/// restores that file and leaves the link alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_a_symlink_are_undone_exactly() {
+    let a = Agent::start();
+    let d = &a.dir.0;
+    let (t_new, l_new) = (d.join("T"), d.join("L"));
+    let (t_old, l_old) = (d.join("T2"), d.join("L2"));
+    std::os::unix::fs::symlink(&t_new, &l_new).unwrap();
+    std::fs::write(&t_old, "orig").unwrap();
+    // A relative link, as `ln -s T2 L2` makes.
+    std::os::unix::fs::symlink("T2", &l_old).unwrap();
+    let c = a.client().await;
+    for l in [&l_new, &l_old] {
+        c.request(Request::FileWrite {
+            netns: None,
+            path: path_str(l),
+            data: b"x".to_vec(),
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(&t_new).unwrap(), "x");
+    assert_eq!(std::fs::read_to_string(&t_old).unwrap(), "x");
+    let r = c.request(Request::EndSession).await.unwrap();
+    assert!(
+        matches!(r, Response::Teardown { ref errors } if errors.is_empty()),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read_link(&l_new).unwrap(), t_new);
+    assert!(!t_new.exists(), "T created through the link was left");
+    assert_eq!(std::fs::read_link(&l_old).unwrap(), std::path::Path::new("T2"));
+    assert_eq!(std::fs::read_to_string(&t_old).unwrap(), "orig");
+    // send_file through a link as well.
+    c.request(Request::FilePut {
+        path: path_str(&l_new),
+        offset: 0,
+        data: b"sent".to_vec(),
+        last: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read_to_string(&t_new).unwrap(), "sent");
+    c.request(Request::EndSession).await.unwrap();
+    assert_eq!(std::fs::read_link(&l_new).unwrap(), t_new);
+    assert!(!t_new.exists());
+    c.close().await.unwrap();
+}
