@@ -26,6 +26,11 @@ pub enum UndoEntry {
     /// (`/proc/PID/stat` field 22), so a reused pid is never signalled.
     /// Journaled without fsync (see [`crate::journal::Journal::record_unsynced`]).
     KillJob { pgid: i32, start_time: u64 },
+    /// A session's job cgroup: SIGKILL to every process in it
+    /// (`cgroup.kill`), then `rmdir`. Catches what a job detached with
+    /// `setsid` or a double fork. Recorded (fsynced) before the cgroup is
+    /// made.
+    KillCgroup { path: String },
 }
 
 /// What undos need from the running agent: the per-namespace netlink
@@ -63,7 +68,9 @@ pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<(usize, Strin
                 .iter()
                 .filter_map(|e| match e {
                     UndoEntry::Net(n) => Some(n.clone()),
-                    UndoEntry::Test { .. } | UndoEntry::KillJob { .. } => None,
+                    UndoEntry::Test { .. }
+                    | UndoEntry::KillJob { .. }
+                    | UndoEntry::KillCgroup { .. } => None,
                 })
                 .collect();
             errors.extend(
@@ -125,6 +132,9 @@ impl UndoEntry {
                     .map_err(|e| format!("undo test entry: cannot write {path}: {e}"))
             }
             UndoEntry::Net(n) => n.undo(&ctx.nets).await,
+            UndoEntry::KillCgroup { path } => {
+                crate::jobs::cgroup::kill_and_remove(path.into()).await
+            }
             UndoEntry::KillJob { pgid, start_time } => {
                 let errors = crate::jobs::orphans::kill_groups(&[(*pgid, *start_time)]).await;
                 if errors.is_empty() {
@@ -142,6 +152,7 @@ impl UndoEntry {
             UndoEntry::Test { path, marker } => format!("test marker {marker:?} -> {path}"),
             UndoEntry::Net(n) => n.describe(),
             UndoEntry::KillJob { pgid, .. } => format!("kill job process group {pgid}"),
+            UndoEntry::KillCgroup { path } => format!("kill job cgroup {path}"),
         }
     }
 }

@@ -10,13 +10,17 @@
 //! process, from 1. Each job is journaled as `KillJob` right after it is
 //! spawned (no fsync), so the journal replay of a restarted agent ends
 //! jobs that outlived a `kill -9` of the one that started them
-//! ([`orphans`]).
+//! ([`orphans`]). Every process a session's jobs start, detached or not,
+//! is tracked in the session's cgroup and ended at session end
+//! ([`cgroup`]).
 
+pub mod cgroup;
 pub mod orphans;
 pub mod output;
 pub mod spawn;
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -84,11 +88,44 @@ pub struct Jobs {
     /// A std mutex: held only for lookups and inserts.
     table: Mutex<HashMap<JobId, Arc<Job>>>,
     spawners: NetnsSpawners,
+    /// Each session's cgroup, once it has started a job (`None` for the
+    /// whole agent when no cgroup2 is usable: then the agent is the child
+    /// subreaper). A std mutex: held only for lookups and inserts.
+    cgroups: Mutex<HashMap<u64, PathBuf>>,
 }
 
 impl Jobs {
+    /// The job table; makes the agent the child subreaper when there is no
+    /// cgroup2 to track jobs' processes in.
     pub fn new() -> Self {
+        if cgroup::base().is_none() && !cgroup::subreaper::enable() {
+            tracing::warn!("no cgroup2 and cannot be the child subreaper: detached job processes may outlive their session");
+        }
         Self::default()
+    }
+
+    /// The cgroup of `session`, created (and journaled first) at its first
+    /// job; `None` without cgroup2.
+    fn session_cgroup(&self, journal: &Journal, session: u64) -> Result<Option<PathBuf>, WireError> {
+        let Some(base) = cgroup::base() else {
+            return Ok(None);
+        };
+        let mut map = self
+            .cgroups
+            .lock()
+            .map_err(|_| WireError::internal("cgroup table poisoned"))?;
+        if let Some(p) = map.get(&session) {
+            return Ok(Some(p.clone()));
+        }
+        let path = cgroup::session_path(base, session);
+        journal.record(UndoEntry::KillCgroup {
+            path: path.to_string_lossy().into_owned(),
+        })?;
+        cgroup::create(&path).map_err(|e| {
+            WireError::os(format!("cannot create cgroup {}: {e}", path.display()))
+        })?;
+        map.insert(session, path.clone());
+        Ok(Some(path))
     }
 
     fn get(&self, id: JobId) -> Result<Arc<Job>, WireError> {
@@ -114,7 +151,14 @@ impl Jobs {
         session: u64,
         events: EventTx,
     ) -> Result<JobId, WireError> {
-        let mut child = self.spawners.spawn(&spec).await?;
+        let mut child = match self.session_cgroup(journal, session)? {
+            Some(cg) => {
+                let mut wrapped = spec.clone();
+                wrapped.command = cgroup::wrap(&cg, &spec.command);
+                self.spawners.spawn(&wrapped).await?
+            }
+            None => self.spawners.spawn(&spec).await?,
+        };
         let started = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let pgid = child
@@ -210,9 +254,39 @@ impl Jobs {
             }
         };
         self.spawners.clear();
-        if jobs.is_empty() {
-            return errors;
+        let cg = self.cgroups.lock().ok().and_then(|mut m| m.remove(&session));
+        if !jobs.is_empty() {
+            errors.extend(self.end_jobs(&jobs, cg.as_deref()).await);
         }
+        match cg {
+            // Whatever is left (detached with setsid, double-forked).
+            Some(cg) => {
+                if let Err(e) = cgroup::kill_and_remove(cg).await {
+                    errors.push(e);
+                }
+            }
+            None if cgroup::base().is_none() => {
+                let keep: HashSet<i32> = match self.table.lock() {
+                    Ok(t) => t.values().map(|j| j.pgid).collect(),
+                    Err(_) => HashSet::new(),
+                };
+                let orphans = cgroup::subreaper::orphans(&keep);
+                if !orphans.is_empty() {
+                    tracing::info!(?orphans, "killing processes left by the session's jobs");
+                    tokio::task::spawn_blocking(move || cgroup::subreaper::kill_and_reap(&orphans))
+                        .await
+                        .ok();
+                }
+            }
+            None => {}
+        }
+        errors
+    }
+
+    /// TERM to each job's group (and to every process of the session's
+    /// cgroup), KILL after [`KILL_GRACE`] to the groups still there.
+    async fn end_jobs(&self, jobs: &[Arc<Job>], cg: Option<&std::path::Path>) -> Vec<String> {
+        let mut errors = Vec::new();
         let live = live_pgids();
         let targets: Vec<&Arc<Job>> = jobs
             .iter()
@@ -221,6 +295,12 @@ impl Jobs {
         for j in &targets {
             tracing::info!(job = j.id, pgid = j.pgid, "killing at session end");
             let _ = killpg(j.pgid, libc::SIGTERM);
+        }
+        if let Some(cg) = cg {
+            for pid in cgroup::members(cg) {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
         }
         let deadline = tokio::time::Instant::now() + KILL_GRACE;
         let mut still = Vec::new();

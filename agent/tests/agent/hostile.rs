@@ -326,3 +326,67 @@ async fn writes_through_a_symlink_are_undone_exactly() {
     assert!(!t_new.exists());
     c.close().await.unwrap();
 }
+
+/// Fault 7: `setsid cmd &` leaves its process group and session, so
+/// killing the job's group missed it and it outlived the run. Checked in
+/// `/proc`: nothing with the needle survives EndSession, nor a `kill -9`
+/// of the agent followed by a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_job_processes_end_with_the_session() {
+    use lnst_common::job::JobSpec;
+    let a = Agent::start();
+    let c = a.client().await;
+    let n1 = format!("600.{}", marker_num());
+    let n2 = format!("600.{}", marker_num());
+    // Detached, and double-forked into a new session.
+    run(&c, JobSpec::shell(format!("setsid sleep {n1} &"))).await;
+    run(
+        &c,
+        JobSpec::shell(format!("(setsid sh -c 'sleep {n2} & exit 0' &) ; exit 0")),
+    )
+    .await;
+    assert!(wait_until(Duration::from_secs(3), || {
+        procs_with(&n1).len() == 1 && procs_with(&n2).len() == 1
+    }));
+    let r = c.request(Request::EndSession).await.unwrap();
+    assert!(
+        matches!(r, Response::Teardown { ref errors } if errors.is_empty()),
+        "{r:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || procs_with(&n1).is_empty()
+            && procs_with(&n2).is_empty()),
+        "left running: {:?} {:?}",
+        procs_with(&n1),
+        procs_with(&n2)
+    );
+    // And after kill -9 of the agent: the restarted agent ends them.
+    let n3 = format!("600.{}", marker_num());
+    run(&c, JobSpec::shell(format!("setsid sleep {n3} &"))).await;
+    assert!(wait_until(Duration::from_secs(3), || procs_with(&n3).len() == 1));
+    drop(c);
+    let first_pid = a.pid();
+    let dir = a.kill9();
+    assert_eq!(procs_with(&n3).len(), 1, "kill -9 must not end jobs");
+    let a = Agent::start_with(dir, None);
+    assert!(
+        wait_until(Duration::from_secs(3), || procs_with(&n3).is_empty()),
+        "left running after restart: {:?}\n{}",
+        procs_with(&n3),
+        a.log_text()
+    );
+    // No job cgroup of either agent is left.
+    for pid in [first_pid, a.pid()] {
+        let prefix = format!("lnst-{pid}-");
+        for base in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+            let left: Vec<String> = std::fs::read_dir(base)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&prefix))
+                .collect();
+            assert!(left.is_empty(), "cgroups left in {base}: {left:?}");
+        }
+    }
+}

@@ -72,3 +72,37 @@ fn agent_lost_during_cleanup_is_exit_3_naming_the_host() {
     );
     assert!(err.contains("h1"), "{err}");
 }
+
+fn procs_with(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) {
+            out.push(cmd);
+        }
+    }
+    out
+}
+
+/// Fault 7: `h.run("setsid sleep 600 &")` left `sleep` running after the
+/// run.
+#[test]
+fn detached_jobs_do_not_outlive_the_run() {
+    let Some(agent) = lab_ready("detached_jobs_do_not_outlive_the_run") else {
+        return;
+    };
+    let t = Tmp::new();
+    let needle = format!("600.{}7", std::process::id());
+    let r = t.write(
+        "detach.rhai",
+        &format!("let h1 = host(\"h1\");\nfn test(m) {{\n    m.h1.run(\"setsid sleep {needle} &\");\n    m.check(true, \"fine\");\n}}\n"),
+    );
+    let (code, v, err) = run_lab(&t, &agent, &r, &[]);
+    assert_eq!(code, 0, "{v}\n{err}");
+    let left = procs_with(&needle);
+    assert!(left.is_empty(), "left running: {left:?}");
+}
