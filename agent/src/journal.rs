@@ -352,6 +352,19 @@ impl Recorder for Journal {
     fn record(&self, undo: NetUndo) -> Result<(), WireError> {
         Journal::record(self, UndoEntry::Net(undo))
     }
+
+    fn recorded(&self) -> Option<Vec<NetUndo>> {
+        let entries = self.entries().ok()?;
+        Some(
+            entries
+                .into_iter()
+                .filter_map(|e| match e {
+                    UndoEntry::Net(n) => Some(n),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
 }
 
 #[cfg(test)]

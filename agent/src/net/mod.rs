@@ -63,6 +63,13 @@ use nsthread::NsConn;
 pub trait Recorder: Send + Sync {
     /// Persist `undo`; an error aborts the change before it is made.
     fn record(&self, undo: NetUndo) -> Result<(), WireError>;
+
+    /// The network entries recorded so far, oldest first, when this
+    /// recorder keeps them: what the run created (so `destroy` can refuse
+    /// a device it did not). `None`: unknown, nothing is refused.
+    fn recorded(&self) -> Option<Vec<NetUndo>> {
+        None
+    }
 }
 
 /// A recorder that records nothing: for undo replay itself and for callers

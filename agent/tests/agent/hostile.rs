@@ -390,3 +390,64 @@ async fn detached_job_processes_end_with_the_session() {
         }
     }
 }
+
+fn link_names(ns: &str) -> Vec<String> {
+    let mut v: Vec<String> = ip_json(ns, &["link", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Fault 10: destroying a NIC the run did not create (a pool machine's
+/// veth: both ends went) is refused; devices the run created, and the
+/// peer of a veth it created, can still be destroyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroying_a_device_the_run_did_not_create_is_refused() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::new().unwrap();
+    outside_veth(&ns.0);
+    let a = Agent::start();
+    let c = a.client().await;
+    let dev = |name: &str| DevRef {
+        netns: Some(ns.0.clone()),
+        name: name.into(),
+    };
+    for name in ["o0", "o1"] {
+        let e = c
+            .request(Request::Destroy { dev: dev(name) })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did not create"), "{e}");
+    }
+    assert_eq!(link_names(&ns.0), ["lo", "o0", "o1"]);
+    for (a_end, b_end) in [("v0", "v1"), ("w0", "w1")] {
+        c.request(Request::Create {
+            netns: Some(ns.0.clone()),
+            name: a_end.into(),
+            spec: DeviceSpec::Veth {
+                peer: b_end.into(),
+                peer_netns: Some(ns.0.clone()),
+            },
+        })
+        .await
+        .unwrap();
+    }
+    // The created end, and the peer of another created veth.
+    c.request(Request::Destroy { dev: dev("v0") }).await.unwrap();
+    c.request(Request::Destroy { dev: dev("w1") }).await.unwrap();
+    assert_eq!(link_names(&ns.0), ["lo", "o0", "o1"]);
+    let r = c.request(Request::EndSession).await.unwrap();
+    assert!(
+        matches!(r, Response::Teardown { ref errors } if errors.is_empty()),
+        "{r:?}"
+    );
+    assert_eq!(link_names(&ns.0), ["lo", "o0", "o1"]);
+    c.close().await.unwrap();
+}
