@@ -59,6 +59,9 @@ struct Job {
     out: Mutex<(Bounded, Bounded)>,
     /// `None` while running; set once by the supervisor.
     exit: watch::Receiver<Option<JobExit>>,
+    /// The first signal a `JobKill` sent while the shell still ran (0:
+    /// none): reported as [`JobExit::stopped`].
+    stopped: std::sync::atomic::AtomicI32,
 }
 
 impl Job {
@@ -180,6 +183,7 @@ impl Jobs {
             session,
             out: Mutex::new((Bounded::default(), Bounded::default())),
             exit: exit_rx,
+            stopped: std::sync::atomic::AtomicI32::new(0),
         });
         self.table
             .lock()
@@ -220,6 +224,17 @@ impl Jobs {
     /// that already ended is not an error.
     pub fn kill(&self, id: JobId, signal: i32) -> Result<(), WireError> {
         let job = self.get(id)?;
+        // Whether the kill stops the job or finds it already ended (its
+        // exit is then its own); the group is signalled either way, for
+        // what it left running (`sh -c "server &"`).
+        if signal != 0 && !job.finished() && !leader_exited(job.pgid) {
+            let _ = job.stopped.compare_exchange(
+                0,
+                signal,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
         match killpg(job.pgid, signal) {
             Ok(()) => Ok(()),
             Err(nix::errno::Errno::ESRCH) => Ok(()),
@@ -350,6 +365,24 @@ fn killpg(pgid: i32, signal: i32) -> Result<(), nix::errno::Errno> {
     nix::errno::Errno::result(r).map(drop)
 }
 
+/// Whether the job's shell (our child, `pid`) has exited, without reaping
+/// it (`waitid(WNOWAIT)`): tokio reaps it.
+fn leader_exited(pid: i32) -> bool {
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on our own child with a valid pointer.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: si_pid is valid to read after a successful waitid.
+    r == 0 && unsafe { info.si_pid() } == pid
+}
+
 fn group_alive(pgid: i32) -> bool {
     killpg(pgid, 0).is_ok()
 }
@@ -453,6 +486,10 @@ async fn supervise(
         signal,
         timed_out,
         duration: started.elapsed().as_secs_f64(),
+        stopped: match job.stopped.load(Ordering::Relaxed) {
+            0 => None,
+            s => Some(s),
+        },
     };
     tracing::info!(?exit_code, ?signal, timed_out, "finished");
     exit_tx.send_replace(Some(exit.clone()));

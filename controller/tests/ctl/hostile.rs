@@ -106,3 +106,34 @@ fn detached_jobs_do_not_outlive_the_run() {
     let left = procs_with(&needle);
     assert!(left.is_empty(), "left running: {left:?}");
 }
+
+/// Fault 11: a background job that already failed (exit 127) was PASS
+/// "(stopped with kill())" when the kill came before the controller had
+/// handled the exit. Five tries, as the report had it.
+#[test]
+fn a_job_that_already_failed_is_judged_by_how_it_ended() {
+    let Some(agent) = lab_ready("a_job_that_already_failed_is_judged_by_how_it_ended") else {
+        return;
+    };
+    let t = Tmp::new();
+    let r = t.write(
+        "failed.rhai",
+        "let h1 = host(\"h1\");\nfn test(m) {\n    let h = m.h1;\n    let j = h.run(\"exec nonexistent-tool\", #{ bg: true, desc: \"gone\" });\n    h.run(\"true\");\n    j.kill(\"SIGINT\");\n    let k = h.run(\"sleep 30\", #{ bg: true, desc: \"stopped\" });\n    k.kill();\n}\n",
+    );
+    for _ in 0..5 {
+        let (code, v, err) = run_lab(&t, &agent, &r, &[]);
+        let res = crate::results(&v);
+        assert_eq!(code, 1, "{res:?}\n{err}");
+        let gone = v["matches"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["desc"] == "gone")
+            .unwrap()
+            .clone();
+        assert_eq!(gone["result"], "FAIL", "{gone}");
+        assert_eq!(gone["data"]["exit_code"], 127, "{gone}");
+        assert!(gone["note"].is_null(), "{gone}");
+        assert!(res.contains(&("stopped".to_string(), "PASS".to_string())), "{res:?}");
+    }
+}
