@@ -20,6 +20,7 @@ pub mod dispatch;
 pub mod jobs;
 pub mod journal;
 pub mod keygen;
+pub mod limiter;
 pub mod limits;
 pub mod net;
 pub mod server;

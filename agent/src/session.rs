@@ -22,6 +22,7 @@ use tracing::Instrument;
 use crate::agent::Agent;
 use crate::connection::{exchange_preamble, ConnError, FrameReader, FrameWriter};
 use crate::dispatch::{dispatch, SessionCtx};
+use crate::limiter::HANDSHAKE_WARNINGS;
 
 /// Queued outgoing frames per session (job output applies backpressure
 /// beyond this).
@@ -61,11 +62,15 @@ where
         match tokio::time::timeout(hb_timeout, exchange_preamble(&mut stream)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "handshake refused; closing");
+                if let Some(dropped) = HANDSHAKE_WARNINGS.allow() {
+                    tracing::warn!(error = %e, suppressed = dropped, "handshake refused; closing");
+                }
                 return;
             }
             Err(_) => {
-                tracing::warn!("no preamble within {hb_timeout:?}; closing");
+                if let Some(dropped) = HANDSHAKE_WARNINGS.allow() {
+                    tracing::warn!(suppressed = dropped, "no preamble within {hb_timeout:?}; closing");
+                }
                 return;
             }
         }
@@ -85,7 +90,9 @@ where
                 return;
             }
             Err(_) => {
-                tracing::warn!("no Hello within {hb_timeout:?}; closing");
+                if let Some(dropped) = HANDSHAKE_WARNINGS.allow() {
+                    tracing::warn!(suppressed = dropped, "no Hello within {hb_timeout:?}; closing");
+                }
                 return;
             }
         };
@@ -223,7 +230,9 @@ async fn refuse<W: AsyncWrite + Unpin>(w: &mut FrameWriter<W>, reason: String) {
 
 /// A bad first frame: tell the peer if the error is ours to explain.
 async fn refuse_after<W: AsyncWrite + Unpin>(w: &mut FrameWriter<W>, e: ConnError) {
-    tracing::warn!(error = %e, "bad first frame; closing");
+    if let Some(dropped) = HANDSHAKE_WARNINGS.allow() {
+        tracing::warn!(error = %e, suppressed = dropped, "bad first frame; closing");
+    }
     if let ConnError::Codec(_) = e {
         refuse(w, format!("protocol error: {e}")).await;
     }

@@ -451,3 +451,128 @@ async fn destroying_a_device_the_run_did_not_create_is_refused() {
     assert_eq!(link_names(&ns.0), ["lo", "o0", "o1"]);
     c.close().await.unwrap();
 }
+
+/// Fault 4: 400 stalled unauthenticated TCP connections against an agent
+/// limited to 256 open files (soft and hard, so it cannot raise it) made
+/// legitimate runs fail with "Too many open files", cleanup included. Now
+/// the oldest strangers are evicted and the controller gets in, changes a
+/// file and has it restored, within a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_strangers_cannot_exhaust_descriptors() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+
+    use lnst_common::secure::ClientAuth;
+    use lnst_ctl::client::{AgentAddr, AgentClient};
+
+    let dir = TempDir::new();
+    let cfg = dir.0.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!("state_dir = \"{}\"\n", dir.0.join("state").display()),
+    )
+    .unwrap();
+    let log = dir.0.join("agent.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lnst-agent"));
+    cmd.arg("--config")
+        .arg(&cfg)
+        .args(["--listen", "127.0.0.1:0", "--insecure", "-v"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let l = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(cmd.spawn().unwrap());
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("READY ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .parse()
+        .unwrap();
+    // Strangers: connect and say nothing.
+    let mut strangers = Vec::new();
+    for _ in 0..400 {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => strangers.push(s),
+            Err(e) => panic!("stranger connect: {e}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let f = dir.0.join("f");
+    std::fs::write(&f, "orig").unwrap();
+    let t = std::time::Instant::now();
+    let legit = async {
+        let c = AgentClient::connect_with("h1", &AgentAddr::Tcp(addr), Some(&ClientAuth::Insecure))
+            .await
+            .map_err(|e| e.to_string())?;
+        c.request(Request::FileWrite {
+            netns: None,
+            path: path_str(&f),
+            data: b"changed".to_vec(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "changed");
+        let r = c
+            .request(Request::EndSession)
+            .await
+            .map_err(|e| e.to_string())?;
+        c.close().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(r)
+    };
+    let r = tokio::time::timeout(Duration::from_secs(8), legit)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the controller did not get through in 8 s; agent log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}; agent log tail:\n{}",
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .lines()
+                    .rev()
+                    .take(20)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+    assert!(
+        matches!(r, Response::Teardown { ref errors } if errors.is_empty()),
+        "{r:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "orig");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains("Too many open files"), "{text}");
+    // The warnings about strangers are rate-limited.
+    let warned = text.matches("WARN").count();
+    assert!(warned < 60, "{warned} WARN lines");
+    drop(strangers);
+}
