@@ -159,8 +159,17 @@ impl Journal {
             .file
             .lock()
             .map_err(|_| WireError::internal("undo journal lock poisoned"))?;
-        f.write_all(line.as_bytes())
-            .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
+        let write = |f: &mut File| {
+            f.write_all(line.as_bytes())
+                .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
+        };
+        // An fsync may wait for the disk: off the worker. A page-cache
+        // append (job starts) is too short to be worth the hand-off.
+        if sync {
+            crate::blocking::in_place(|| write(&mut f))
+        } else {
+            write(&mut f)
+        }
             .map_err(|e| {
                 WireError::os(format!(
                     "cannot write undo journal {}: {e}",
@@ -178,7 +187,8 @@ impl Journal {
             .file
             .lock()
             .map_err(|_| WireError::internal("undo journal lock poisoned"))?;
-        let bytes = read_all(&f).map_err(|e| WireError::os(e.to_string()))?;
+        let bytes = crate::blocking::in_place(|| read_all(&f))
+            .map_err(|e| WireError::os(e.to_string()))?;
         Ok(parse(&bytes, &self.path))
     }
 
@@ -196,7 +206,7 @@ impl Journal {
                     return out;
                 }
             };
-            match read_all(&f) {
+            match crate::blocking::in_place(|| read_all(&f)) {
                 Ok(b) => b,
                 Err(e) => {
                     out.errors.push(format!(
@@ -223,7 +233,9 @@ impl Journal {
             tracing::warn!(kept = kept.len(), path = %self.path.display(),
                 "undo failed; the entries stay in the journal and are retried at the next replay");
         }
-        if let Err(e) = self.replace_prefix(snapshot.len() as u64, &kept) {
+        let rewritten =
+            crate::blocking::in_place(|| self.replace_prefix(snapshot.len() as u64, &kept));
+        if let Err(e) = rewritten {
             out.errors.push(format!(
                 "cannot truncate undo journal {}: {e}",
                 self.path.display()

@@ -9,11 +9,14 @@
 //! [`journal`] first (as an [`undo::UndoEntry`]) so it can be undone when
 //! the session ends, the controller is lost or the agent dies.
 //!
+//! [`blocking`] keeps blocking syscalls from starving the runtime.
+//!
 //! Beside the daemon: [`config`] (`/etc/lnst/agent.toml`), [`keygen`],
 //! [`tools`] (the `capture` and `cpu-stat` helpers that test modules run
 //! as jobs), [`time`].
 
 pub mod agent;
+pub mod blocking;
 pub mod config;
 pub mod connection;
 pub mod dispatch;

@@ -302,7 +302,7 @@ impl Jobs {
     /// cgroup), KILL after [`KILL_GRACE`] to the groups still there.
     async fn end_jobs(&self, jobs: &[Arc<Job>], cg: Option<&std::path::Path>) -> Vec<String> {
         let mut errors = Vec::new();
-        let live = live_pgids();
+        let live = crate::blocking::in_place(live_pgids);
         let targets: Vec<&Arc<Job>> = jobs
             .iter()
             .filter(|j| !j.finished() || live.contains(&j.pgid))

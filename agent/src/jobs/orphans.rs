@@ -68,7 +68,7 @@ pub async fn kill_groups(groups: &[(i32, u64)]) -> Vec<String> {
 
 /// [`kill_groups`], returning the process groups that survived.
 pub async fn survivors(groups: &[(i32, u64)]) -> Vec<i32> {
-    let live = live_members();
+    let live = crate::blocking::in_place(live_members);
     let mut targets: Vec<i32> = groups
         .iter()
         .filter(|(pgid, start)| {
@@ -89,7 +89,7 @@ pub async fn survivors(groups: &[(i32, u64)]) -> Vec<i32> {
         killpg(g, libc::SIGTERM);
     }
     let alive = |ts: &[i32]| -> Vec<i32> {
-        let live = live_members();
+        let live = crate::blocking::in_place(live_members);
         ts.iter()
             .copied()
             .filter(|g| live.contains_key(g))
