@@ -14,8 +14,8 @@
 //! cgroup is removed.
 //!
 //! Joining: the job's shell moves itself in as its very first action
-//! (`{ echo 0 >CGROUP/cgroup.procs; } 2>/dev/null; COMMAND`), before it
-//! can fork anything, so there is no window in which a child escapes; and
+//! (`{ echo 0 >CGROUP/cgroup.procs; } 2>/dev/null || exit 126; COMMAND`),
+//! before it can fork anything, so there is no window in which a child escapes; and
 //! the spawn keeps its fast path (a `pre_exec` hook would force fork+exec
 //! and cost ~0.2 ms per job). Where no writable cgroup2 is found, the
 //! agent is the child subreaper instead ([`subreaper`]): orphans of jobs
@@ -77,11 +77,14 @@ pub fn create(path: &Path) -> std::io::Result<()> {
 }
 
 /// The shell line that moves the job's shell into `path` before it runs
-/// `command`. Errors are silenced: a job still runs if the move fails.
+/// `command`. If the cgroup is gone, the session that started the job has
+/// ended (its request was abandoned while the job was being spawned in a
+/// namespace): the job does not run, so it cannot outlive its session
+/// unjournaled.
 pub fn wrap(path: &Path, command: &str) -> String {
     let procs = path.join("cgroup.procs");
     format!(
-        "{{ echo 0 >{}; }} 2>/dev/null; {command}",
+        "{{ echo 0 >{}; }} 2>/dev/null || {{ echo 'lnst-agent: the session of this job has ended; not running it' >&2; exit 126; }}; {command}",
         shell_quote(&procs.to_string_lossy())
     )
 }
@@ -103,14 +106,30 @@ pub fn members(path: &Path) -> Vec<i32> {
 /// already gone is fine. Runs blocking file I/O: call it from the
 /// blocking pool ([`kill_and_remove`]).
 fn kill_and_remove_blocking(path: &Path) -> Result<(), String> {
-    if !path.exists() {
-        return Ok(());
-    }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let left = members(path);
-        if left.is_empty() {
-            break;
+        if !left.is_empty() {
+            tracing::debug!(cgroup = %path.display(), ?left, "killing what is left in the job cgroup");
+            if std::fs::write(path.join("cgroup.kill"), "1").is_err() {
+                // Before kernel 5.14: one by one (a process forking
+                // meanwhile is caught on the next round).
+                for pid in &left {
+                    // SAFETY: kill has no memory-safety preconditions.
+                    unsafe { libc::kill(*pid, libc::SIGKILL) };
+                }
+            }
+        } else {
+            // rmdir fails with EBUSY while exiting members are still
+            // accounted, or when a job's shell joined just now: look again.
+            match std::fs::remove_dir(path) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) if std::time::Instant::now() > deadline => {
+                    return Err(format!("cannot remove cgroup {}: {e}", path.display()))
+                }
+                Err(_) => {}
+            }
         }
         if std::time::Instant::now() > deadline {
             return Err(format!(
@@ -118,27 +137,7 @@ fn kill_and_remove_blocking(path: &Path) -> Result<(), String> {
                 path.display()
             ));
         }
-        if std::fs::write(path.join("cgroup.kill"), "1").is_err() {
-            // Before kernel 5.14: one by one (a process forking meanwhile
-            // is caught on the next round).
-            for pid in &left {
-                // SAFETY: kill has no memory-safety preconditions.
-                unsafe { libc::kill(*pid, libc::SIGKILL) };
-            }
-        }
         std::thread::sleep(Duration::from_millis(5));
-    }
-    // rmdir fails with EBUSY while exiting members are still accounted;
-    // retry briefly.
-    loop {
-        match std::fs::remove_dir(path) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if std::time::Instant::now() > deadline => {
-                return Err(format!("cannot remove cgroup {}: {e}", path.display()))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
     }
 }
 
@@ -208,7 +207,7 @@ mod tests {
         let w = wrap(Path::new("/sys/fs/cgroup/a'b"), "echo hi");
         assert_eq!(
             w,
-            r"{ echo 0 >'/sys/fs/cgroup/a'\''b/cgroup.procs'; } 2>/dev/null; echo hi"
+            r"{ echo 0 >'/sys/fs/cgroup/a'\''b/cgroup.procs'; } 2>/dev/null || { echo 'lnst-agent: the session of this job has ended; not running it' >&2; exit 126; }; echo hi"
         );
     }
 }

@@ -270,6 +270,7 @@ impl Jobs {
         };
         self.spawners.clear();
         let cg = self.cgroups.lock().ok().and_then(|mut m| m.remove(&session));
+        tracing::debug!(session, jobs = jobs.len(), cgroup = ?cg, "ending the session's jobs");
         if !jobs.is_empty() {
             errors.extend(self.end_jobs(&jobs, cg.as_deref()).await);
         }

@@ -576,3 +576,53 @@ async fn stalled_strangers_cannot_exhaust_descriptors() {
     assert!(warned < 60, "{warned} WARN lines");
     drop(strangers);
 }
+
+/// Fault 6: a controller killed while a job was starting inside a named
+/// namespace left the job running, unjournaled, pinning the namespace.
+/// Here the connection is dropped right after the JobStart is sent, 20
+/// times; no job may survive its session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_starting_when_its_controller_vanishes_does_not_survive() {
+    use lnst_common::job::JobSpec;
+    use lnst_common::ToAgent;
+    if !root() {
+        return;
+    }
+    let ns = Netns::new().unwrap();
+    let a = Agent::start_with(TempDir::new(), Some("200,600"));
+    let needle = format!("600.{}", marker_num());
+    for i in 0..20 {
+        let mut r = Raw::session(&a, "vanishing").await;
+        let mut spec = JobSpec::shell(format!("sleep {needle}"));
+        spec.netns = Some(ns.0.clone());
+        r.send(&ToAgent::Request {
+            id: 1,
+            req: Request::JobStart(spec),
+        })
+        .await;
+        if i % 2 == 1 {
+            tokio::time::sleep(Duration::from_micros(300 * i)).await;
+        }
+        drop(r);
+        // Wait until the agent is free again (its teardown is over).
+        let t = std::time::Instant::now();
+        loop {
+            match lnst_ctl::client::AgentClient::connect("h1", &a.addr()).await {
+                Ok(c) => {
+                    c.close().await.unwrap();
+                    break;
+                }
+                Err(e) if t.elapsed() < Duration::from_secs(5) => {
+                    assert!(e.to_string().contains("held by"), "{e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("agent still held: {e}\n{}", a.log_text()),
+            }
+        }
+    }
+    assert!(
+        wait_until(Duration::from_secs(3), || procs_with(&needle).is_empty()),
+        "jobs outlived their sessions: {:?}",
+        procs_with(&needle)
+    );
+}
