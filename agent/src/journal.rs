@@ -365,6 +365,37 @@ impl Recorder for Journal {
         Journal::record(self, UndoEntry::Net(undo))
     }
 
+    fn cancel(&self, undo: &NetUndo) {
+        let Ok(line) = encode_line(&UndoEntry::Net(undo.clone())) else {
+            return;
+        };
+        let Ok(f) = self.file.lock() else {
+            return;
+        };
+        let r = crate::blocking::in_place(|| -> std::io::Result<bool> {
+            let len = f.metadata()?.len();
+            let n = line.len() as u64;
+            if len < n {
+                return Ok(false);
+            }
+            let mut tail = vec![0u8; line.len()];
+            let mut r = f.try_clone()?;
+            r.seek(SeekFrom::Start(len - n))?;
+            r.read_exact(&mut tail)?;
+            if tail != line.as_bytes() {
+                return Ok(false);
+            }
+            f.set_len(len - n)?;
+            f.sync_data()?;
+            Ok(true)
+        });
+        match r {
+            Ok(true) => tracing::debug!(entry = %undo.describe(), "journal entry taken back: the change was not made"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot take back a journal entry"),
+        }
+    }
+
     fn recorded(&self) -> Option<Vec<NetUndo>> {
         let entries = self.entries().ok()?;
         Some(

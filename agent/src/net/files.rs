@@ -171,12 +171,17 @@ pub async fn file_write(
     })
     .await?;
     let target = target.to_string_lossy().into_owned();
-    rec.record(NetUndo::RestoreFile {
+    let undo = NetUndo::RestoreFile {
         netns: netns.map(str::to_string),
         path: target.clone(),
         data: old,
-    })?;
-    apply_write(netns, &target, Some(data)).await
+    };
+    rec.record(undo.clone())?;
+    let r = apply_write(netns, &target, Some(data)).await;
+    if r.is_err() {
+        rec.cancel(&undo);
+    }
+    r
 }
 
 /// Writes `data` to `path` (`None`: removes it), from inside `netns`.
@@ -229,6 +234,7 @@ pub async fn file_put(
     }
     let p = path.to_string();
     let target = blocking(move || resolve(&p)).await?;
+    let mut recorded = None;
     if offset == 0 {
         let t = target.clone();
         let old = blocking(move || {
@@ -255,14 +261,16 @@ pub async fn file_put(
             old_content(&t, "send_file: reading old")
         })
         .await?;
-        rec.record(NetUndo::RestoreFile {
+        let undo = NetUndo::RestoreFile {
             netns: None,
             path: target.to_string_lossy().into_owned(),
             data: old,
-        })?;
+        };
+        rec.record(undo.clone())?;
+        recorded = Some(undo);
     }
     let d = data.to_vec();
-    blocking(move || -> Result<(), WireError> {
+    let written = blocking(move || -> Result<(), WireError> {
         let ctx = || format!("send_file {} at offset {offset}", target.display());
         let what = format!("send_file at offset {offset}:");
         let mut f = if offset == 0 {
@@ -286,7 +294,11 @@ pub async fn file_put(
             .map_err(|e| io_error(e, ctx()))?;
         f.write_all(&d).map_err(|e| io_error(e, ctx()))
     })
-    .await
+    .await;
+    if let (Err(_), Some(undo)) = (&written, &recorded) {
+        rec.cancel(undo);
+    }
+    written
 }
 
 /// One chunk of `recv_file`: up to `len` (≤ [`MAX_CHUNK`]) bytes at

@@ -70,6 +70,12 @@ pub trait Recorder: Send + Sync {
     fn recorded(&self) -> Option<Vec<NetUndo>> {
         None
     }
+
+    /// Takes back `undo`, just recorded, because the change it covers was
+    /// not made (the write failed). Best effort: an entry recorded after
+    /// it stays, and so does this one then (undoing a change that was not
+    /// made restores what is there anyway).
+    fn cancel(&self, _undo: &NetUndo) {}
 }
 
 /// A recorder that records nothing: for undo replay itself and for callers

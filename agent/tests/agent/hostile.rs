@@ -626,3 +626,54 @@ async fn a_job_starting_when_its_controller_vanishes_does_not_survive() {
         procs_with(&needle)
     );
 }
+
+/// Fault 12: a write that failed left an undo entry; the journal kept old
+/// file contents as JSON arrays of numbers (two 15 MiB files: 112 MB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_writes_leave_no_entry_and_old_contents_are_compact() {
+    if !root() {
+        return;
+    }
+    let ns = Netns::new().unwrap();
+    let a = Agent::start();
+    let c = a.client().await;
+    let journal = a.state.join("journal");
+    let e = c
+        .request(Request::SysctlSet {
+            netns: Some(ns.0.clone()),
+            key: "net.ipv4.ip_forward".into(),
+            value: "not-a-number".into(),
+        })
+        .await;
+    assert!(e.is_err(), "{e:?}");
+    let e = c
+        .request(Request::FileWrite {
+            netns: Some(ns.0.clone()),
+            path: "/proc/sys/net/ipv4/ip_forward".into(),
+            data: b"garbage".to_vec(),
+        })
+        .await;
+    assert!(e.is_err(), "{e:?}");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(!text.contains("ip_forward"), "entries of failed writes: {text}");
+    // 1 MiB of old content costs about 1.4 MB of journal, not 3.5 MB.
+    let f = a.dir.0.join("big");
+    std::fs::write(&f, vec![0xa5u8; 1 << 20]).unwrap();
+    c.request(Request::FilePut {
+        path: path_str(&f),
+        offset: 0,
+        data: b"small".to_vec(),
+        last: true,
+    })
+    .await
+    .unwrap();
+    let size = std::fs::metadata(&journal).unwrap().len();
+    assert!(size < 1_500_000, "journal of {size} bytes for 1 MiB");
+    let r = c.request(Request::EndSession).await.unwrap();
+    assert!(
+        matches!(r, Response::Teardown { ref errors } if errors.is_empty()),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read(&f).unwrap(), vec![0xa5u8; 1 << 20]);
+    c.close().await.unwrap();
+}
