@@ -116,7 +116,12 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             l.text
         ));
     });
-    let loaded = recipe::load(&a.recipe, &overrides, sink, cancel.clone()).usage()?;
+    let loaded = match recipe::load(&a.recipe, &overrides, sink, cancel.clone()) {
+        Ok(l) => l,
+        // Ctrl-C during the declaration phase: nothing was built yet.
+        Err(e) if cancel.is_cancelled() => return Err(Failure::new(ExitCode::Interrupted, e)),
+        Err(e) => return Err(Failure::new(ExitCode::Usage, e)),
+    };
     params::check(
         &loaded.declared.params,
         &overrides,

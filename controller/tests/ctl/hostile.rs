@@ -137,3 +137,29 @@ fn a_job_that_already_failed_is_judged_by_how_it_ended() {
         assert!(res.contains(&("stopped".to_string(), "PASS".to_string())), "{res:?}");
     }
 }
+
+/// Fault 12: Ctrl-C during the declaration phase (a top-level busy loop)
+/// exited 2 (usage) instead of 130.
+#[test]
+fn ctrl_c_during_declaration_exits_130() {
+    let t = Tmp::new();
+    let r = t.write("busy.rhai", "let h1 = host(\"h1\");\nloop { }\nfn test(m) { }\n");
+    let child = std::process::Command::new(crate::ctl())
+        .arg("run")
+        .arg(&r)
+        .arg("--out")
+        .arg(t.0.join("runs"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
