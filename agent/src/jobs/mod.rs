@@ -132,12 +132,27 @@ impl Jobs {
     }
 
     fn get(&self, id: JobId) -> Result<Arc<Job>, WireError> {
-        self.table
+        let t = self
+            .table
             .lock()
-            .map_err(|_| WireError::internal("job table poisoned"))?
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| WireError::not_found(format!("no job with id {id} on this agent")))
+            .map_err(|_| WireError::internal("job table poisoned"))?;
+        match t.get(&id) {
+            Some(j) => Ok(j.clone()),
+            None if id >= 1 && id <= self.next_id.load(Ordering::Relaxed) => {
+                Err(WireError::not_found(format!(
+                    "job {id} has ended and its exit and output were already sent"
+                )))
+            }
+            None => Err(WireError::not_found(format!("no job with id {id} on this agent"))),
+        }
+    }
+
+    /// Whether `id` was a job of this agent that ended and was forgotten
+    /// ([`Jobs::forget`]).
+    fn delivered(&self, id: JobId) -> bool {
+        id >= 1
+            && id <= self.next_id.load(Ordering::Relaxed)
+            && self.table.lock().is_ok_and(|t| !t.contains_key(&id))
     }
 
     /// Starts `spec` for `session`; its output and exit are sent to
@@ -223,6 +238,9 @@ impl Jobs {
     /// `kill -SIGNAL -PGID`: signals the job's whole process group. A job
     /// that already ended is not an error.
     pub fn kill(&self, id: JobId, signal: i32) -> Result<(), WireError> {
+        if self.delivered(id) {
+            return Ok(());
+        }
         let job = self.get(id)?;
         // Whether the kill stops the job or finds it already ended (its
         // exit is then its own); the group is signalled either way, for
@@ -343,6 +361,20 @@ impl Jobs {
             }
         }
         errors
+    }
+
+    /// Forgets job `id` once the controller has its final status (its exit
+    /// and output went out in a reply): a session of 10 000 jobs then
+    /// keeps none of them. What the job left running is still ended at
+    /// session end (its cgroup, its journaled group).
+    pub fn forget(&self, id: JobId) {
+        if let Ok(mut t) = self.table.lock() {
+            t.remove(&id);
+            if t.is_empty() {
+                // Give the emptied table's memory back too.
+                t.shrink_to_fit();
+            }
+        }
     }
 
     /// Lets go of the thread for namespace `name` (call before deleting it).

@@ -677,3 +677,51 @@ async fn failed_writes_leave_no_entry_and_old_contents_are_compact() {
     assert_eq!(std::fs::read(&f).unwrap(), vec![0xa5u8; 1 << 20]);
     c.close().await.unwrap();
 }
+
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Fault 13: the agent's RSS grew about 0.8 KiB per job in a session and
+/// was not returned at session end (3 000 jobs: +2.4 MiB). Measured from
+/// `/proc/PID/status` after a warm-up of 1 000 jobs, 3 000 more may move
+/// it by at most 1 MiB. Allocator noise here is 0.1–0.7 MiB whatever the
+/// number of jobs (10 000 jobs: +0.3 MiB), so the bound is the issue's
+/// 10 000-job one, not its 1 000-job one, to keep the test stable.
+/// `LNST_TEST_JOBS` changes the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_memory_stays_flat_over_many_jobs() {
+    use lnst_common::job::JobSpec;
+    let a = Agent::start();
+    let c = a.client().await;
+    // Warm-up: threads, allocator arenas and buffers reach their size.
+    for _ in 0..1000 {
+        run(&c, JobSpec::shell("echo some output")).await;
+    }
+    c.request(Request::EndSession).await.unwrap();
+    let before = rss_kib(a.pid());
+    let n: usize = std::env::var("LNST_TEST_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
+    for _ in 0..n {
+        let s = run(&c, JobSpec::shell("echo some output")).await;
+        assert_eq!(s.exit.unwrap().exit_code, Some(0));
+    }
+    let during = rss_kib(a.pid());
+    c.request(Request::EndSession).await.unwrap();
+    let after = rss_kib(a.pid());
+    c.close().await.unwrap();
+    println!("RSS KiB: before {before}, after {n} jobs {during}, after session end {after}");
+    assert!(
+        during.saturating_sub(before) <= 1024,
+        "RSS grew {} KiB over {n} jobs ({before} -> {during})",
+        during - before
+    );
+    assert!(
+        after.saturating_sub(before) <= 1024,
+        "RSS after session end {after} KiB, before {before} KiB"
+    );
+}
