@@ -28,6 +28,10 @@ use crate::limiter::HANDSHAKE_WARNINGS;
 /// beyond this).
 const WRITE_QUEUE: usize = 1024;
 
+/// Largest first frame (the Hello: a few dozen bytes of controller name):
+/// nothing larger is read before a peer has said who it is.
+const HELLO_MAX: usize = 64 * 1024;
+
 /// Why a session ended.
 #[derive(Debug)]
 enum End {
@@ -78,7 +82,7 @@ where
         let mut reader = FrameReader::new(r);
         let mut writer = FrameWriter::new(w);
 
-        let controller = match tokio::time::timeout(hb_timeout, reader.read::<ToAgent>()).await {
+        let controller = match tokio::time::timeout(hb_timeout, reader.read_max::<ToAgent>(HELLO_MAX)).await {
             Ok(Ok(ToAgent::Hello { controller })) => controller,
             Ok(Ok(other)) => {
                 let reason = format!("protocol error: expected Hello first, got {}", kind(&other));

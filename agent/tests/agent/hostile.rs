@@ -725,3 +725,39 @@ async fn agent_memory_stays_flat_over_many_jobs() {
         "RSS after session end {after} KiB, before {before} KiB"
     );
 }
+
+/// Fault 5: about 16 MiB were allocated per connection before its hello
+/// (a header announcing a 16 MiB frame, then silence). 20 such strangers
+/// may not grow the agent's RSS by more than 8 MiB (it was 320 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_cost_no_memory_before_their_hello() {
+    use lnst_common::handshake::{Preamble, PREAMBLE_LEN};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Agent::start_with(TempDir::new(), Some("1000,5000"));
+    let before = rss_kib(a.pid());
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let mut s = tokio::net::UnixStream::connect(&a.sock).await.unwrap();
+        s.write_all(&Preamble::ours().encode()).await.unwrap();
+        let mut p = [0u8; PREAMBLE_LEN];
+        s.read_exact(&mut p).await.unwrap();
+        // A frame header announcing 16 MiB, then a few bytes, then silence.
+        // (The agent may refuse and close at once: writes may fail.)
+        let _ = s.write_all(&(16u32 * 1024 * 1024 - 1).to_be_bytes()).await;
+        let _ = s.write_all(&[0u8; 100]).await;
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = rss_kib(a.pid());
+    println!("RSS KiB before {before}, with 20 strangers {during}");
+    assert!(
+        during.saturating_sub(before) < 8 * 1024,
+        "RSS grew {} KiB for 20 strangers",
+        during - before
+    );
+    drop(held);
+    // And the agent serves its controller.
+    let c = a.client().await;
+    assert!(matches!(c.request(Request::Ping).await.unwrap(), Response::Pong));
+    c.close().await.unwrap();
+}
