@@ -412,8 +412,13 @@ fn leader_exited(pid: i32) -> bool {
             libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
         )
     };
+    if r != 0 {
+        // ECHILD: already reaped by its supervisor, whose exit report may
+        // still be on its way (it drains the output first).
+        return nix::errno::Errno::last() == nix::errno::Errno::ECHILD;
+    }
     // SAFETY: si_pid is valid to read after a successful waitid.
-    r == 0 && unsafe { info.si_pid() } == pid
+    unsafe { info.si_pid() == pid }
 }
 
 fn group_alive(pgid: i32) -> bool {
