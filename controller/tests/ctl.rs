@@ -11,6 +11,7 @@
 //! `lnst-ctl run` on the netns lab, checking `data` and the summary).
 
 mod ctl {
+    pub mod chaos;
     pub mod hostile;
     pub mod modules_lab;
     pub mod modules_live;
