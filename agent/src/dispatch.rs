@@ -28,6 +28,7 @@ pub struct SessionCtx {
 pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireError> {
     let nets = &ctx.agent.undo_ctx.nets;
     let rec = &ctx.agent.journal;
+    crate::limits::check(&req)?;
     for ns in netns_named(&req) {
         nets.touch(ctx.session, ns).await;
     }
@@ -43,17 +44,25 @@ pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireEr
                 .start(&ctx.agent.journal, spec, ctx.session, ctx.events.clone())
                 .await?;
             if wait {
-                Ok(Response::Job(ctx.agent.jobs.wait(id, None).await?))
+                let status = ctx.agent.jobs.wait(id, None).await?;
+                ctx.agent.jobs.forget(id);
+                Ok(Response::Job(status))
             } else {
                 Ok(Response::JobStarted { id })
             }
         }
-        Request::JobWait { id, timeout_ms } => Ok(Response::Job(
-            ctx.agent
+        Request::JobWait { id, timeout_ms } => {
+            let status = ctx
+                .agent
                 .jobs
                 .wait(id, timeout_ms.map(Duration::from_millis))
-                .await?,
-        )),
+                .await?;
+            if status.exit.is_some() {
+                // The controller has the job's end and output now.
+                ctx.agent.jobs.forget(id);
+            }
+            Ok(Response::Job(status))
+        }
         Request::JobKill { id, signal } => {
             ctx.agent.jobs.kill(id, signal)?;
             Ok(Response::Done)

@@ -11,6 +11,7 @@ mod agent {
     pub mod devices;
     pub mod events;
     pub mod harness;
+    pub mod hostile;
     pub mod jobs;
     pub mod loss;
     pub mod net;

@@ -13,6 +13,8 @@
 
 mod ctl {
     pub mod devices_lab;
+    pub mod chaos;
+    pub mod hostile;
     pub mod modules_lab;
     pub mod modules_live;
     pub mod vm_lab;

@@ -54,7 +54,7 @@ pub use links::{
 pub use netns::{netns_create, netns_delete};
 pub use routes::{route_add, route_del};
 pub use sysctl::{sysctl_get, sysctl_set};
-pub use undo::{undo_all, NetUndo};
+pub use undo::{undo_all, undo_all_indexed, NetUndo};
 
 pub use monitor::{Hub, Subscription};
 use nsthread::NsConn;
@@ -65,6 +65,19 @@ use nsthread::NsConn;
 pub trait Recorder: Send + Sync {
     /// Persist `undo`; an error aborts the change before it is made.
     fn record(&self, undo: NetUndo) -> Result<(), WireError>;
+
+    /// The network entries recorded so far, oldest first, when this
+    /// recorder keeps them: what the run created (so `destroy` can refuse
+    /// a device it did not). `None`: unknown, nothing is refused.
+    fn recorded(&self) -> Option<Vec<NetUndo>> {
+        None
+    }
+
+    /// Takes back `undo`, just recorded, because the change it covers was
+    /// not made (the write failed). Best effort: an entry recorded after
+    /// it stays, and so does this one then (undoing a change that was not
+    /// made restores what is there anyway).
+    fn cancel(&self, _undo: &NetUndo) {}
 }
 
 /// A recorder that records nothing: for undo replay itself and for callers
@@ -82,7 +95,7 @@ impl Recorder for NoRecord {
 /// `None` is the agent's own namespace; `Some(name)` is `/run/netns/NAME`
 /// (as `ip netns` names it). A connection is opened on first use and kept;
 /// it is re-opened when the namespace file now names a different namespace
-/// and dropped by [`Nets::forget`] (a socket keeps its namespace alive, so
+/// or when the connection died ([`nsthread::NsConn::alive`]), and dropped by [`Nets::forget`] (a socket keeps its namespace alive, so
 /// deleting a namespace must forget it first).
 #[derive(Clone)]
 pub struct Nets {
@@ -131,8 +144,11 @@ impl Nets {
         {
             let conns = self.lock();
             if let Some(c) = conns.get(&key) {
-                if c.ident == ident {
+                if c.ident == ident && c.alive() {
                     return Ok(c.clone());
+                }
+                if !c.alive() {
+                    tracing::warn!(netns = ?netns, "netlink connection was dead; reopening");
                 }
             }
         }

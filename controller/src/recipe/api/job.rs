@@ -357,6 +357,7 @@ impl Job {
             signal: None,
             timed_out: false,
             duration: self.0.started.elapsed().as_secs_f64(),
+            stopped: None,
         });
         let mut data = serde_json::Map::new();
         data.insert("exit_code".into(), exit.exit_code.into());
@@ -376,7 +377,9 @@ impl Job {
                 self.0.opts.timeout.unwrap_or(DEFAULT_TIMEOUT).as_secs_f64()
             ));
             false
-        } else if let Some(why) = killed {
+        } else if let (Some(why), Some(_)) = (killed, exit.stopped) {
+            // Stopped by the recipe while it ran. A job that had already
+            // ended when the kill came is judged by how it ended.
             note = Some(why.to_string());
             true
         } else {
