@@ -130,6 +130,26 @@ pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireEr
             let (data, eof) = net::file_get(nets, &path, offset, len).await?;
             Ok(Response::FileChunk { data, eof })
         }
+        Request::NeighAdd { netns, neigh } => {
+            net::neigh_add(nets, rec, netns.as_deref(), &neigh).await?;
+            Ok(Response::Done)
+        }
+        Request::NeighDel { netns, neigh } => {
+            net::neigh_del(nets, rec, netns.as_deref(), &neigh).await?;
+            Ok(Response::Done)
+        }
+        Request::Neighs { netns, dev } => Ok(Response::Neighs(
+            net::neighs(nets, netns.as_deref(), dev.as_deref()).await?,
+        )),
+        Request::EthtoolGet { dev, group } => Ok(Response::Settings(
+            net::ethtool_get(nets, &dev, &group).await?,
+        )),
+        Request::EthtoolSet { dev, group, values } => Ok(Response::Settings(
+            net::ethtool_set(nets, rec, &dev, &group, &values).await?,
+        )),
+        Request::IpAddWith { dev, cidr, nodad } => {
+            device(net::ip_add_with(nets, rec, &dev, &cidr, nodad).await)
+        }
     }
 }
 
@@ -164,7 +184,10 @@ fn netns_named(req: &Request) -> Vec<Option<&str>> {
         | Request::FileRead { netns, .. }
         | Request::FileWrite { netns, .. }
         | Request::RouteAdd { netns, .. }
-        | Request::RouteDel { netns, .. } => vec![netns.as_deref()],
+        | Request::RouteDel { netns, .. }
+        | Request::NeighAdd { netns, .. }
+        | Request::NeighDel { netns, .. }
+        | Request::Neighs { netns, .. } => vec![netns.as_deref()],
         Request::SetMtu { dev, .. }
         | Request::SetMac { dev, .. }
         | Request::SetState { dev, .. }
@@ -175,7 +198,10 @@ fn netns_named(req: &Request) -> Vec<Option<&str>> {
         | Request::Features { dev }
         | Request::SetFeatures { dev, .. }
         | Request::WaitCarrier { dev, .. }
-        | Request::Destroy { dev } => vec![dev.netns.as_deref()],
+        | Request::Destroy { dev }
+        | Request::EthtoolGet { dev, .. }
+        | Request::EthtoolSet { dev, .. }
+        | Request::IpAddWith { dev, .. } => vec![dev.netns.as_deref()],
         Request::MoveTo { dev, netns } => vec![dev.netns.as_deref(), netns.as_deref()],
         Request::Ping
         | Request::EndSession

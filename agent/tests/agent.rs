@@ -12,6 +12,7 @@ mod agent {
     pub mod harness;
     pub mod jobs;
     pub mod loss;
+    pub mod native;
     pub mod net;
     pub mod secure;
     pub mod tools;

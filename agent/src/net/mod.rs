@@ -19,17 +19,19 @@
 //! [`error`] (netlink errors with the kernel's extended-ACK text) →
 //! [`links`] (`ip link`) → [`create`] (`ip link add`) → [`addrs`] →
 //! [`routes`] → [`saved`] (addresses and routes kept exactly for undo) →
-//! [`features`] / [`driver`] (ethtool) → [`netns`] →
+//! [`features`] / [`driver`] / [`ethtool`] (ethtool) → [`neigh`] → [`netns`] →
 //! [`sysctl`] → [`files`] → [`undo`].
 
 pub mod addrs;
 pub mod create;
 pub mod driver;
 pub mod error;
+pub mod ethtool;
 pub mod features;
 pub mod files;
 pub mod links;
 pub mod monitor;
+pub mod neigh;
 pub mod netns;
 pub mod nsthread;
 pub mod routes;
@@ -42,13 +44,15 @@ use std::sync::{Arc, Mutex};
 
 use lnst_common::WireError;
 
-pub use addrs::{ip_add, ip_del, ip_flush};
+pub use addrs::{ip_add, ip_add_with, ip_del, ip_flush};
 pub use create::create;
+pub use ethtool::{ethtool_get, ethtool_set};
 pub use features::{features, set_features};
 pub use files::{file_get, file_put, file_read, file_write, MAX_CHUNK};
 pub use links::{
     destroy, device, devices, move_to, set_mac, set_master, set_mtu, set_state, wait_carrier,
 };
+pub use neigh::{neigh_add, neigh_del, neighs};
 pub use netns::{netns_create, netns_delete};
 pub use routes::{route_add, route_del};
 pub use sysctl::{sysctl_get, sysctl_set};

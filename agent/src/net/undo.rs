@@ -14,8 +14,9 @@ use lnst_common::{ErrorKind, WireError};
 use serde::{Deserialize, Serialize};
 
 use super::links::{apply_master, apply_move, apply_state, get_link};
+use super::neigh::SavedNeigh;
 use super::saved::{SavedAddr, SavedRoute};
-use super::{addrs, features, files, netns, routes, sysctl, Nets};
+use super::{addrs, ethtool, features, files, neigh, netns, routes, sysctl, Nets};
 
 /// One change to undo. Devices are named as they are at undo time.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -77,6 +78,24 @@ pub enum NetUndo {
         netns: Option<String>,
         route: SavedRoute,
     },
+    /// `ip neigh del DST dev DEV`
+    DelNeigh {
+        netns: Option<String>,
+        dev: String,
+        dst: String,
+    },
+    /// `ip neigh replace` of a static entry as it was.
+    AddSavedNeigh {
+        netns: Option<String>,
+        neigh: SavedNeigh,
+    },
+    /// `ethtool -C|-G|-L|-A DEV KEY OLD ..`: the old values of the keys
+    /// a recipe set.
+    RestoreEthtool {
+        dev: DevRef,
+        group: String,
+        values: BTreeMap<String, i64>,
+    },
 }
 
 /// `Ok` for "already gone".
@@ -123,6 +142,11 @@ impl NetUndo {
             NetUndo::AddRoute { route, .. } => format!("add route {}", routes::describe(route)),
             NetUndo::AddSavedAddress { dev, addr } => format!("add {} to {}", addr.cidr, d(dev)),
             NetUndo::AddSavedRoute { route, .. } => format!("add route {}", route.describe()),
+            NetUndo::DelNeigh { dev, dst, .. } => format!("del neighbour {dst} dev {dev}"),
+            NetUndo::AddSavedNeigh { neigh, .. } => {
+                format!("add neighbour {} dev {}", neigh.dst, neigh.dev)
+            }
+            NetUndo::RestoreEthtool { dev, group, .. } => format!("{group} of {}", d(dev)),
         }
     }
 
@@ -232,6 +256,24 @@ impl NetUndo {
                     return Ok(());
                 }
                 gone_ok(routes::apply_add_saved(nets, netns.as_deref(), route).await)
+            }
+            NetUndo::DelNeigh { netns, dev, dst } => {
+                if ns_exists(netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(neigh::apply_del(nets, netns.as_deref(), dev, dst).await)
+            }
+            NetUndo::AddSavedNeigh { netns, neigh: n } => {
+                if ns_exists(netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(neigh::apply_add_saved(nets, netns.as_deref(), n).await)
+            }
+            NetUndo::RestoreEthtool { dev, group, values } => {
+                if ns_exists(dev.netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(ethtool::apply(nets, dev, group, values).await.map(|_| ()))
             }
         }
     }
