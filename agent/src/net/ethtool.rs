@@ -13,7 +13,8 @@
 //!
 //! `ethtool_set` records `RestoreEthtool` with the old values of the keys
 //! it changes, then writes the whole struct with those keys replaced, and
-//! reads it back. A driver without the group is an error naming the group
+//! reads it back. Keys given with their current value are left out (a map
+//! read, changed in one key and written back changes that key only). A driver without the group is an error naming the group
 //! and the driver; a key it cannot take (a ring or channel count above its
 //! maximum, a coalesce parameter it does not support) an error naming the
 //! key.
@@ -202,6 +203,11 @@ fn check(
             )));
         };
         let (name, f) = g.fields[i];
+        // Unchanged keys are left out, so that a whole map read and
+        // written back (`dev.channels.rx = 2` in Rhai) changes one key.
+        if u32::try_from(*v).is_ok_and(|v| v == now[i + 1]) {
+            continue;
+        }
         match f {
             Max { .. } => {
                 return Err(WireError::invalid(format!(
@@ -348,6 +354,9 @@ pub async fn ethtool_set(
     get_link(&conn, dev).await?;
     let now = read_raw(&conn, dev, g)?;
     let changes = check(g, dev, &now, values)?;
+    if changes.is_empty() {
+        return Ok(to_map(g, &now));
+    }
     let old: BTreeMap<String, i64> = changes
         .iter()
         .map(|(i, _)| (g.fields[*i].0.to_string(), i64::from(now[i + 1])))
@@ -419,6 +428,7 @@ mod tests {
             e.contains("no combined channels") && e.contains("rx, tx"),
             "{e}"
         );
+        assert!(check(g, &dev(), &now, &v("max_rx", 2)).unwrap().is_empty());
         let e = check(g, &dev(), &now, &v("max_rx", 1)).unwrap_err().message;
         assert!(e.contains("cannot be set"), "{e}");
         let e = check(g, &dev(), &now, &v("rx", -1)).unwrap_err().message;
