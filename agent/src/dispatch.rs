@@ -150,6 +150,10 @@ pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireEr
         Request::IpAddWith { dev, cidr, nodad } => {
             device(net::ip_add_with(nets, rec, &dev, &cidr, nodad).await)
         }
+        Request::Netem { dev, netem } => {
+            net::netem(nets, rec, &dev, netem.as_ref()).await?;
+            Ok(Response::Done)
+        }
     }
 }
 
@@ -201,7 +205,8 @@ fn netns_named(req: &Request) -> Vec<Option<&str>> {
         | Request::Destroy { dev }
         | Request::EthtoolGet { dev, .. }
         | Request::EthtoolSet { dev, .. }
-        | Request::IpAddWith { dev, .. } => vec![dev.netns.as_deref()],
+        | Request::IpAddWith { dev, .. }
+        | Request::Netem { dev, .. } => vec![dev.netns.as_deref()],
         Request::MoveTo { dev, netns } => vec![dev.netns.as_deref(), netns.as_deref()],
         Request::Ping
         | Request::EndSession

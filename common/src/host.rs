@@ -35,3 +35,16 @@ pub struct NeighInfo {
     /// `ip neigh` words: `PERMANENT`, `REACHABLE`, `STALE`, `NOARP`, ..
     pub state: String,
 }
+
+/// `tc qdisc replace dev DEV root netem ..`: every field optional; times
+/// in milliseconds, probabilities in percent, `rate` in bits per second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetemSpec {
+    pub delay: Option<f64>,
+    pub jitter: Option<f64>,
+    pub loss: Option<f64>,
+    pub duplicate: Option<f64>,
+    pub reorder: Option<f64>,
+    pub corrupt: Option<f64>,
+    pub rate: Option<u64>,
+}

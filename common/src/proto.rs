@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::{DevRef, DeviceInfo, DeviceSpec};
 use crate::error::WireError;
-use crate::host::{NeighInfo, NeighSpec, RouteSpec};
+use crate::host::{NeighInfo, NeighSpec, NetemSpec, RouteSpec};
 use crate::job::{JobExit, JobId, JobSpec, JobStatus, Stream};
 
 /// Default interval between heartbeats, both directions.
@@ -207,6 +207,13 @@ pub enum Request {
         dev: DevRef,
         cidr: String,
         nodad: bool,
+    },
+    /// `tc qdisc replace dev DEV root netem ..` (`None`: `tc qdisc del dev
+    /// DEV root` of a netem qdisc); the root qdisc of before is back after
+    /// the run.
+    Netem {
+        dev: DevRef,
+        netem: Option<NetemSpec>,
     },
 }
 

@@ -19,7 +19,8 @@
 //! [`error`] (netlink errors with the kernel's extended-ACK text) →
 //! [`links`] (`ip link`) → [`create`] (`ip link add`) → [`addrs`] →
 //! [`routes`] → [`saved`] (addresses and routes kept exactly for undo) →
-//! [`features`] / [`driver`] / [`ethtool`] (ethtool) → [`neigh`] → [`netns`] →
+//! [`features`] / [`driver`] / [`ethtool`] (ethtool) → [`neigh`] →
+//! [`netem`] (tc) → [`netns`] →
 //! [`sysctl`] → [`files`] → [`undo`].
 
 pub mod addrs;
@@ -32,6 +33,7 @@ pub mod files;
 pub mod links;
 pub mod monitor;
 pub mod neigh;
+pub mod netem;
 pub mod netns;
 pub mod nsthread;
 pub mod routes;
@@ -53,6 +55,7 @@ pub use links::{
     destroy, device, devices, move_to, set_mac, set_master, set_mtu, set_state, wait_carrier,
 };
 pub use neigh::{neigh_add, neigh_del, neighs};
+pub use netem::netem;
 pub use netns::{netns_create, netns_delete};
 pub use routes::{route_add, route_del};
 pub use sysctl::{sysctl_get, sysctl_set};

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::links::{apply_master, apply_move, apply_state, get_link};
 use super::neigh::SavedNeigh;
+use super::netem::SavedQdisc;
 use super::saved::{SavedAddr, SavedRoute};
-use super::{addrs, ethtool, features, files, neigh, netns, routes, sysctl, Nets};
+use super::{addrs, ethtool, features, files, neigh, netem, netns, routes, sysctl, Nets};
 
 /// One change to undo. Devices are named as they are at undo time.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -96,6 +97,11 @@ pub enum NetUndo {
         group: String,
         values: BTreeMap<String, i64>,
     },
+    /// `tc qdisc del dev DEV root` of the netem qdisc this layer added
+    /// (the kernel's default root comes back).
+    DelRootQdisc { dev: DevRef },
+    /// `tc qdisc replace dev DEV root` with the qdisc that was there.
+    RestoreRootQdisc { dev: DevRef, qdisc: SavedQdisc },
 }
 
 /// `Ok` for "already gone".
@@ -147,6 +153,10 @@ impl NetUndo {
                 format!("add neighbour {} dev {}", neigh.dst, neigh.dev)
             }
             NetUndo::RestoreEthtool { dev, group, .. } => format!("{group} of {}", d(dev)),
+            NetUndo::DelRootQdisc { dev } => format!("netem on {}", d(dev)),
+            NetUndo::RestoreRootQdisc { dev, qdisc } => {
+                format!("root qdisc {} on {}", qdisc.kind, d(dev))
+            }
         }
     }
 
@@ -274,6 +284,18 @@ impl NetUndo {
                     return Ok(());
                 }
                 gone_ok(ethtool::apply(nets, dev, group, values).await.map(|_| ()))
+            }
+            NetUndo::DelRootQdisc { dev } => {
+                if ns_exists(dev.netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(netem::apply_del(nets, dev).await)
+            }
+            NetUndo::RestoreRootQdisc { dev, qdisc } => {
+                if ns_exists(dev.netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(netem::apply_restore(nets, dev, qdisc).await)
             }
         }
     }
