@@ -219,6 +219,58 @@ impl Device {
     }
 }
 
+/// `dev.netem(#{ delay, jitter, loss, duplicate, reorder, corrupt, rate })`
+/// checked into a spec (`()`: remove).
+fn netem_spec(dev: &str, v: Dynamic) -> R<Option<lnst_common::host::NetemSpec>> {
+    if v.is_unit() {
+        return Ok(None);
+    }
+    let Some(m) = v.clone().try_cast::<Map>() else {
+        return err(format!(
+            "netem on {dev}: expected a map #{{ delay, jitter, loss, duplicate, reorder, corrupt, rate }} or (), not {}",
+            v.type_name()
+        ));
+    };
+    let mut n = lnst_common::host::NetemSpec::default();
+    for (k, v) in m {
+        let num = || -> R<f64> {
+            if let Ok(f) = v.as_float() {
+                Ok(f)
+            } else if let Ok(i) = v.as_int() {
+                Ok(i as f64)
+            } else {
+                err(format!(
+                    "netem on {dev}: {k} must be a number, not {}",
+                    v.type_name()
+                ))
+            }
+        };
+        match k.as_str() {
+            "delay" => n.delay = Some(num()?),
+            "jitter" => n.jitter = Some(num()?),
+            "loss" => n.loss = Some(num()?),
+            "duplicate" => n.duplicate = Some(num()?),
+            "reorder" => n.reorder = Some(num()?),
+            "corrupt" => n.corrupt = Some(num()?),
+            "rate" => {
+                let r = v.as_int().map_err(|t| {
+                    format!("netem on {dev}: rate must be an int (bits per second), not {t}")
+                })?;
+                n.rate = Some(
+                    u64::try_from(r)
+                        .map_err(|_| format!("netem on {dev}: rate = {r} is negative"))?,
+                );
+            }
+            other => {
+                return err(format!(
+                    "netem on {dev}: unknown key {other:?}; keys: delay, jitter (ms), loss, duplicate, reorder, corrupt (percent), rate (bits per second)"
+                ))
+            }
+        }
+    }
+    Ok(Some(n))
+}
+
 /// Registers `Device`'s surface.
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Device>("Device");
@@ -342,6 +394,17 @@ pub fn register(engine: &mut Engine) {
             cidr: cidr.to_string(),
             nodad,
         })
+    });
+    engine.register_fn("netem", |d: &mut Device, v: Dynamic| -> R<()> {
+        let netem = netem_spec(&d.0.dref_name(), v)?;
+        d.0.core.request(
+            &d.0.client,
+            Request::Netem {
+                dev: d.dev(),
+                netem,
+            },
+        )?;
+        Ok(())
     });
     for group in ETHTOOL_GROUPS {
         engine.register_get(group, move |d: &mut Device| d.ethtool_get(group));

@@ -255,6 +255,7 @@ pub const API: &[ApiItem] = &[
     item("Device.rings -> map", "`ethtool -g DEV`: rx, rx_mini, rx_jumbo, tx and their max_*; set rx, rx_mini, rx_jumbo, tx by assigning a map (`ethtool -G`); restored after the run."),
     item("Device.channels -> map", "`ethtool -l DEV`: rx, tx, other, combined and their max_*; set by assigning a map (`ethtool -L`); restored after the run."),
     item("Device.pause -> map", "`ethtool -a DEV`: autoneg, rx, tx (bools); set by assigning a map (`ethtool -A`); restored after the run."),
+    item("Device.netem(opts: map|())", "`tc qdisc replace dev DEV root netem ..` with #{ delay, jitter (ms), loss, duplicate, reorder, corrupt (percent), rate (bits per second) }; `dev.netem(())` removes it (`tc qdisc del dev DEV root`). The root qdisc of before is back after the run. Needs a kernel with sch_netem (the VM lab's)."),
     item("Device.wait_carrier(timeout: float|int) -> bool", "Waits until the device has carrier."),
     item("Device.move_to(netns: Host|string)", "`ip link set DEV netns NS`: NS is a namespace object from `h.netns(..)` (the device then is `ns.NAME`) or a namespace name as `ip netns` lists it."),
     item("Device.destroy()", "`ip link del DEV`."),
