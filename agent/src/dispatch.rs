@@ -150,6 +150,19 @@ pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireEr
         Request::IpAddWith { dev, cidr, nodad } => {
             device(net::ip_add_with(nets, rec, &dev, &cidr, nodad).await)
         }
+        Request::Service { name, action } => {
+            let journal = &ctx.agent.journal;
+            Ok(Response::Text(
+                crate::service::service(
+                    &crate::service::Systemctl::default(),
+                    crate::service::systemd_running(),
+                    &|e| journal.record(e),
+                    &name,
+                    &action,
+                )
+                .await?,
+            ))
+        }
         Request::Netem { dev, netem } => {
             net::netem(nets, rec, &dev, netem.as_ref()).await?;
             Ok(Response::Done)
@@ -215,7 +228,8 @@ fn netns_named(req: &Request) -> Vec<Option<&str>> {
         | Request::JobKill { .. }
         | Request::NetnsCreate { .. }
         | Request::FilePut { .. }
-        | Request::FileGet { .. } => vec![],
+        | Request::FileGet { .. }
+        | Request::Service { .. } => vec![],
     }
 }
 

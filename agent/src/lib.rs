@@ -21,6 +21,7 @@ pub mod journal;
 pub mod keygen;
 pub mod net;
 pub mod server;
+pub mod service;
 pub mod session;
 pub mod time;
 pub mod tools;

@@ -26,6 +26,13 @@ pub enum UndoEntry {
     /// (`/proc/PID/stat` field 22), so a reused pid is never signalled.
     /// Journaled without fsync (see [`crate::journal::Journal::record_unsynced`]).
     KillJob { pgid: i32, start_time: u64 },
+    /// `systemctl start|stop NAME` so that it is `active` as before
+    /// (`h.service`); `systemctl` is the binary that acted.
+    Service {
+        name: String,
+        active: bool,
+        systemctl: String,
+    },
 }
 
 /// What undos need from the running agent: the per-namespace netlink
@@ -61,7 +68,9 @@ pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<String> {
                 .iter()
                 .filter_map(|e| match e {
                     UndoEntry::Net(n) => Some(n.clone()),
-                    UndoEntry::Test { .. } | UndoEntry::KillJob { .. } => None,
+                    UndoEntry::Test { .. }
+                    | UndoEntry::KillJob { .. }
+                    | UndoEntry::Service { .. } => None,
                 })
                 .collect();
             errors.extend(crate::net::undo_all(&ctx.nets, run).await);
@@ -110,6 +119,18 @@ impl UndoEntry {
                     .map_err(|e| format!("undo test entry: cannot write {path}: {e}"))
             }
             UndoEntry::Net(n) => n.undo(&ctx.nets).await,
+            UndoEntry::Service {
+                name,
+                active,
+                systemctl,
+            } => {
+                let sc = crate::service::Systemctl {
+                    bin: systemctl.clone(),
+                };
+                crate::service::restore(&sc, name, *active)
+                    .await
+                    .map_err(|e| format!("undo service {name}: {e}"))
+            }
             UndoEntry::KillJob { pgid, start_time } => {
                 let errors = crate::jobs::orphans::kill_groups(&[(*pgid, *start_time)]).await;
                 if errors.is_empty() {
@@ -127,6 +148,10 @@ impl UndoEntry {
             UndoEntry::Test { path, marker } => format!("test marker {marker:?} -> {path}"),
             UndoEntry::Net(n) => n.describe(),
             UndoEntry::KillJob { pgid, .. } => format!("kill job process group {pgid}"),
+            UndoEntry::Service { name, active, .. } => format!(
+                "service {name} {}",
+                if *active { "active" } else { "inactive" }
+            ),
         }
     }
 }

@@ -215,6 +215,10 @@ pub enum Request {
         dev: DevRef,
         netem: Option<NetemSpec>,
     },
+    /// `systemctl start|stop|restart NAME` (`action`); answered with
+    /// `Text`, `systemctl is-active NAME` afterwards. The unit is started
+    /// or stopped after the run to be as active as before.
+    Service { name: String, action: String },
 }
 
 /// Successful replies. Which one a request gets is documented on the

@@ -461,3 +461,93 @@ async fn netem_names_a_missing_sch_netem_and_bad_values_and_undoes_cleanly() {
 }
 
 use lnst_agent::net::NoRecord as NoRec;
+
+/// A stand-in `systemctl` keeping each unit's state as a file in `dir`
+/// (present: active), logging every call.
+fn fake_systemctl(dir: &std::path::Path) -> String {
+    let bin = dir.join("systemctl");
+    let d = dir.display();
+    std::fs::write(
+        &bin,
+        format!(
+            "#!/bin/sh\nact=$1; name=$3\necho \"$act $name\" >> {d}/log\ncase $act in\n\
+             is-active) if [ -e {d}/u-$name ]; then echo active; else echo inactive; exit 3; fi;;\n\
+             start|restart) if [ \"$name\" = broken ]; then echo 'Job for broken.service failed.' >&2; exit 1; fi; touch {d}/u-$name;;\n\
+             stop) rm -f {d}/u-$name;;\nesac\n"
+        ),
+    )
+    .unwrap();
+    sh(&["chmod", "+x", &bin.display().to_string()]);
+    bin.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_actions_are_undone_to_the_state_before_and_a_missing_systemd_is_named() {
+    use lnst_agent::service::{self, Systemctl};
+    use lnst_agent::{UndoCtx, UndoEntry};
+    let dir = super::harness::TempDir::new();
+    let sc = Systemctl {
+        bin: fake_systemctl(&dir.0),
+    };
+    for u in ["on1", "on2"] {
+        std::fs::write(dir.0.join(format!("u-{u}")), "").unwrap();
+    }
+    let entries = std::sync::Mutex::new(Vec::<UndoEntry>::new());
+    let rec = |e: UndoEntry| {
+        entries.lock().unwrap().push(e);
+        Ok(())
+    };
+    assert_eq!(
+        service::service(&sc, true, &rec, "on1", "stop")
+            .await
+            .unwrap(),
+        "inactive"
+    );
+    assert_eq!(
+        service::service(&sc, true, &rec, "off1", "start")
+            .await
+            .unwrap(),
+        "active"
+    );
+    assert_eq!(
+        service::service(&sc, true, &rec, "on2", "restart")
+            .await
+            .unwrap(),
+        "active"
+    );
+    let e = service::service(&sc, true, &rec, "broken", "start")
+        .await
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("systemctl start broken: Job for broken.service failed."),
+        "{e:?}"
+    );
+    let e = service::service(&sc, true, &rec, "on1", "reload")
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("\"reload\"") && e.message.contains(service::ACTIONS),
+        "{e:?}"
+    );
+    let e = service::service(&sc, true, &rec, "-x", "start")
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("not a unit name"), "{e:?}");
+    let e = service::service(&sc, false, &rec, "on1", "start")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unsupported);
+    assert!(
+        e.message.contains("no service manager") && e.message.contains("systemd"),
+        "{e:?}"
+    );
+    // undo, newest first: on2 active, off1 stopped again, on1 started again
+    let ctx = UndoCtx::new("unused-".into());
+    let recorded: Vec<UndoEntry> = entries.lock().unwrap().clone();
+    assert_eq!(recorded.len(), 4, "{recorded:?}"); // broken was recorded before it failed
+    let errors = lnst_agent::undo::undo_all(&ctx, &recorded).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let active = |u: &str| dir.0.join(format!("u-{u}")).exists();
+    assert!(active("on1") && active("on2") && !active("off1") && !active("broken"));
+}

@@ -375,6 +375,26 @@ impl Host {
         }
     }
 
+    /// `systemctl start|stop|restart NAME`; returns `systemctl is-active`
+    /// after it.
+    fn service(&mut self, name: &str, action: &str) -> R<String> {
+        if !matches!(action, "start" | "stop" | "restart") {
+            return err(format!(
+                "service {name}: unknown action {action:?}; actions: \"start\", \"stop\", \"restart\""
+            ));
+        }
+        match self.request(Request::Service {
+            name: name.to_string(),
+            action: action.to_string(),
+        })? {
+            Response::Text(t) => Ok(t),
+            r => err(format!(
+                "agent {}: unexpected reply {r:?} to Service",
+                self.0.name
+            )),
+        }
+    }
+
     fn send_file(&mut self, local: &str, remote: &str) -> R<()> {
         let data =
             std::fs::read(local).map_err(|e| format!("send_file: cannot read {local}: {e}"))?;
@@ -454,6 +474,7 @@ pub fn register(engine: &mut Engine) {
         };
         h.neighs(Some(name))
     });
+    engine.register_fn("service", Host::service);
     engine.register_fn("send_file", Host::send_file);
     engine.register_fn("recv_file", Host::recv_file);
     engine.register_fn("run", |h: &mut Host, cmd: &str| {
