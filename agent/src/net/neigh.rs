@@ -302,6 +302,33 @@ pub async fn neigh_del(
         })
 }
 
+/// Records `AddSavedNeigh` for every static entry of `index`, before a
+/// change after which the kernel flushes them (a new MAC, going down), so
+/// that they come back after that change is undone.
+pub(crate) async fn record_static(
+    conn: &NsConn,
+    rec: &dyn Recorder,
+    dev: &DevRef,
+    index: u32,
+) -> Result<(), WireError> {
+    for m in dump(conn, dev.netns.as_deref()).await? {
+        if m.header.ifindex != index || !is_static(m.header.state) {
+            continue;
+        }
+        let Some(dst) = dst_of(&m) else { continue };
+        rec.record(NetUndo::AddSavedNeigh {
+            netns: dev.netns.clone(),
+            neigh: SavedNeigh {
+                dst: dst.to_string(),
+                lladdr: lladdr_of(&m),
+                dev: dev.name.clone(),
+                state: u16::from(m.header.state),
+            },
+        })?;
+    }
+    Ok(())
+}
+
 /// Undo of `neigh_add`: `ip neigh del`; an entry or device already gone
 /// is fine.
 pub(crate) async fn apply_del(

@@ -170,6 +170,22 @@ async fn neighbours_are_added_replaced_deleted_and_undone_exactly() {
     let errors = net::undo_all(&nets, recorded).await;
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(neighs(&ns), before);
+    // A new MAC and going down flush static entries too; their undo puts
+    // them back.
+    net::set_mac(&nets, &rec, &ns.dev("na"), "02:00:00:00:31:01")
+        .await
+        .unwrap();
+    net::set_state(&nets, &rec, &ns.dev("na"), false)
+        .await
+        .unwrap();
+    assert!(
+        !neighs(&ns).iter().any(|e| e.1 == "na"),
+        "{:?}",
+        neighs(&ns)
+    );
+    let errors = net::undo_all(&nets, rec.take()).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(neighs(&ns), before);
 }
 
 fn ethtool(ns: &Ns, args: &[&str]) -> (bool, String) {
