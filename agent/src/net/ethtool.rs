@@ -434,7 +434,7 @@ mod tests {
         let e = check(g, &dev(), &now, &v("rx", -1)).unwrap_err().message;
         assert!(e.contains("out of range"), "{e}");
         let p = group("pause").unwrap();
-        let e = check(p, &dev(), &now, &v("rx", 2)).unwrap_err().message;
+        let e = check(p, &dev(), &[0; 24], &v("rx", 2)).unwrap_err().message;
         assert!(e.contains("on/off"), "{e}");
         let c = group("coalesce").unwrap();
         assert_eq!(
