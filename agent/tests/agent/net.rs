@@ -657,7 +657,11 @@ async fn undo_restores_the_snapshot() {
         net::set_state(&nets, &rec, &e0, false).await.unwrap();
         net::set_state(&nets, &rec, &e0, true).await.unwrap();
         net::ip_add(&nets, &rec, &e0, "10.7.0.1/24").await.unwrap();
-        net::ip_add(&nets, &rec, &e0, "fd07::1/64").await.unwrap();
+        // The same address on both ends of the link: without nodad the
+        // second one fails DAD (as it should).
+        net::ip_add_with(&nets, &rec, &e0, "fd07::1/64", true)
+            .await
+            .unwrap();
         let f = net::features(&nets, &e0).await.unwrap();
         net::set_features(
             &nets,
