@@ -27,6 +27,7 @@ pub mod limiter;
 pub mod limits;
 pub mod net;
 pub mod server;
+pub mod service;
 pub mod session;
 pub mod time;
 pub mod tools;

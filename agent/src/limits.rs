@@ -116,6 +116,43 @@ pub fn check(req: &Request) -> Result<(), WireError> {
             netns_opt(netns)?;
             text("command", command, COMMAND_MAX)
         }
+        Request::NeighAdd { netns, neigh } | Request::NeighDel { netns, neigh } => {
+            netns_opt(netns)?;
+            ifname("dev", &neigh.dev)?;
+            text("neighbour address", &neigh.dst, WORD_MAX)?;
+            match &neigh.lladdr {
+                Some(l) => text("lladdr", l, WORD_MAX),
+                None => Ok(()),
+            }
+        }
+        Request::Neighs { netns, dev } => {
+            netns_opt(netns)?;
+            match dev {
+                Some(d) => ifname("dev", d),
+                None => Ok(()),
+            }
+        }
+        Request::EthtoolGet { dev, group } => {
+            devref(dev)?;
+            text("ethtool group", group, WORD_MAX)
+        }
+        Request::EthtoolSet { dev, group, values } => {
+            devref(dev)?;
+            text("ethtool group", group, WORD_MAX)?;
+            for k in values.keys() {
+                text("ethtool setting", k, WORD_MAX)?;
+            }
+            Ok(())
+        }
+        Request::IpAddWith { dev, cidr, .. } => {
+            devref(dev)?;
+            text("address", cidr, WORD_MAX)
+        }
+        Request::Netem { dev, .. } => devref(dev),
+        Request::Service { name, action } => {
+            text("service name", name, WORD_MAX)?;
+            text("service action", action, WORD_MAX)
+        }
     }
 }
 

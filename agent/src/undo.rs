@@ -39,6 +39,13 @@ pub enum UndoEntry {
     /// `setsid` or a double fork. Recorded (fsynced) before the cgroup is
     /// made.
     KillCgroup { path: String },
+    /// `systemctl start|stop NAME` so that it is `active` as before
+    /// (`h.service`); `systemctl` is the binary that acted.
+    Service {
+        name: String,
+        active: bool,
+        systemctl: String,
+    },
 }
 
 /// How long a deferred command may run at undo time before its process
@@ -83,7 +90,8 @@ pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<(usize, Strin
                     UndoEntry::Test { .. }
                     | UndoEntry::KillJob { .. }
                     | UndoEntry::Command { .. }
-                    | UndoEntry::KillCgroup { .. } => None,
+                    | UndoEntry::KillCgroup { .. }
+                    | UndoEntry::Service { .. } => None,
                 })
                 .collect();
             errors.extend(
@@ -148,6 +156,18 @@ impl UndoEntry {
             UndoEntry::KillCgroup { path } => {
                 crate::jobs::cgroup::kill_and_remove(path.into()).await
             }
+            UndoEntry::Service {
+                name,
+                active,
+                systemctl,
+            } => {
+                let sc = crate::service::Systemctl {
+                    bin: systemctl.clone(),
+                };
+                crate::service::restore(&sc, name, *active)
+                    .await
+                    .map_err(|e| format!("undo service {name}: {e}"))
+            }
             UndoEntry::KillJob { pgid, start_time } => {
                 let errors = crate::jobs::orphans::kill_groups(&[(*pgid, *start_time)]).await;
                 if errors.is_empty() {
@@ -173,6 +193,10 @@ impl UndoEntry {
                 None => format!("deferred `{command}`"),
             },
             UndoEntry::KillCgroup { path } => format!("kill job cgroup {path}"),
+            UndoEntry::Service { name, active, .. } => format!(
+                "service {name} {}",
+                if *active { "active" } else { "inactive" }
+            ),
         }
     }
 }

@@ -14,6 +14,7 @@ mod agent {
     pub mod hostile;
     pub mod jobs;
     pub mod loss;
+    pub mod native;
     pub mod net;
     pub mod secure;
     pub mod team;

@@ -49,7 +49,7 @@ fn ifreq(dev: &str, data: *mut libc::c_void) -> Result<IfReq, WireError> {
     })
 }
 
-fn ethtool_ioctl(
+pub(super) fn ethtool_ioctl(
     sock: &OwnedFd,
     dev: &str,
     data: *mut libc::c_void,

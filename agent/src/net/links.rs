@@ -85,6 +85,8 @@ pub async fn set_mtu(
         // IPv6 addresses and routes: bring them back after the MTU.
         addrs::record_routes(&conn, rec, dev, link.header.index).await?;
         record_v6_addrs(&conn, rec, dev, link.header.index).await?;
+        // and its neighbours, static ones too
+        super::neigh::record_static(&conn, rec, dev, link.header.index).await?;
     }
     rec.record(NetUndo::RestoreMtu {
         dev: dev.clone(),
@@ -125,6 +127,8 @@ pub async fn set_mac(
         .into_iter()
         .filter(|c| addrs::is_link_local(c))
         .collect();
+    // The kernel flushes the device's neighbours, static ones too.
+    super::neigh::record_static(&conn, rec, dev, link.header.index).await?;
     rec.record(NetUndo::RestoreMac {
         dev: dev.clone(),
         mac: link_mac(&link),

@@ -20,18 +20,22 @@
 //! [`links`] (`ip link`) → [`create`] (`ip link add`, dispatching to
 //! [`kinds`], one file per link kind) → [`addrs`] →
 //! [`routes`] → [`saved`] (addresses and routes kept exactly for undo) →
-//! [`features`] / [`driver`] (ethtool) → [`netns`] →
+//! [`features`] / [`driver`] / [`ethtool`] (ethtool) → [`neigh`] →
+//! [`netem`] (tc) → [`netns`] →
 //! [`sysctl`] → [`files`] → [`undo`].
 
 pub mod addrs;
 pub mod create;
 pub mod driver;
 pub mod error;
+pub mod ethtool;
 pub mod features;
 pub mod files;
 pub mod kinds;
 pub mod links;
 pub mod monitor;
+pub mod neigh;
+pub mod netem;
 pub mod netns;
 pub mod nsthread;
 pub mod routes;
@@ -44,13 +48,16 @@ use std::sync::{Arc, Mutex};
 
 use lnst_common::WireError;
 
-pub use addrs::{ip_add, ip_del, ip_flush};
+pub use addrs::{ip_add, ip_add_with, ip_del, ip_flush};
 pub use create::create;
+pub use ethtool::{ethtool_get, ethtool_set};
 pub use features::{features, set_features};
 pub use files::{file_get, file_put, file_read, file_write, MAX_CHUNK};
 pub use links::{
     destroy, device, devices, move_to, set_mac, set_master, set_mtu, set_state, wait_carrier,
 };
+pub use neigh::{neigh_add, neigh_del, neighs};
+pub use netem::netem;
 pub use netns::{netns_create, netns_delete};
 pub use routes::{route_add, route_del};
 pub use sysctl::{sysctl_get, sysctl_set};

@@ -14,8 +14,10 @@ use lnst_common::{ErrorKind, WireError};
 use serde::{Deserialize, Serialize};
 
 use super::links::{apply_master, apply_move, apply_state, get_link};
+use super::neigh::SavedNeigh;
+use super::netem::SavedQdisc;
 use super::saved::{SavedAddr, SavedRoute};
-use super::{addrs, features, files, netns, routes, sysctl, Nets};
+use super::{addrs, ethtool, features, files, neigh, netem, netns, routes, sysctl, Nets};
 
 /// One change to undo. Devices are named as they are at undo time.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -89,6 +91,29 @@ pub enum NetUndo {
         conf: String,
         pid: String,
     },
+    /// `ip neigh del DST dev DEV`
+    DelNeigh {
+        netns: Option<String>,
+        dev: String,
+        dst: String,
+    },
+    /// `ip neigh replace` of a static entry as it was.
+    AddSavedNeigh {
+        netns: Option<String>,
+        neigh: SavedNeigh,
+    },
+    /// `ethtool -C|-G|-L|-A DEV KEY OLD ..`: the old values of the keys
+    /// a recipe set.
+    RestoreEthtool {
+        dev: DevRef,
+        group: String,
+        values: BTreeMap<String, i64>,
+    },
+    /// `tc qdisc del dev DEV root` of the netem qdisc this layer added
+    /// (the kernel's default root comes back).
+    DelRootQdisc { dev: DevRef },
+    /// `tc qdisc replace dev DEV root` with the qdisc that was there.
+    RestoreRootQdisc { dev: DevRef, qdisc: SavedQdisc },
 }
 
 /// `Ok` for "already gone".
@@ -142,6 +167,15 @@ impl NetUndo {
                     name: name.clone(),
                 })
             ),
+            NetUndo::DelNeigh { dev, dst, .. } => format!("del neighbour {dst} dev {dev}"),
+            NetUndo::AddSavedNeigh { neigh, .. } => {
+                format!("add neighbour {} dev {}", neigh.dst, neigh.dev)
+            }
+            NetUndo::RestoreEthtool { dev, group, .. } => format!("{group} of {}", d(dev)),
+            NetUndo::DelRootQdisc { dev } => format!("netem on {}", d(dev)),
+            NetUndo::RestoreRootQdisc { dev, qdisc } => {
+                format!("root qdisc {} on {}", qdisc.kind, d(dev))
+            }
         }
     }
 
@@ -266,6 +300,36 @@ impl NetUndo {
                     gone_ok(delete_link(nets, netns.as_deref(), name).await)?;
                 }
                 stopped
+            }
+            NetUndo::DelNeigh { netns, dev, dst } => {
+                if ns_exists(netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(neigh::apply_del(nets, netns.as_deref(), dev, dst).await)
+            }
+            NetUndo::AddSavedNeigh { netns, neigh: n } => {
+                if ns_exists(netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(neigh::apply_add_saved(nets, netns.as_deref(), n).await)
+            }
+            NetUndo::RestoreEthtool { dev, group, values } => {
+                if ns_exists(dev.netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(ethtool::apply(nets, dev, group, values).await.map(|_| ()))
+            }
+            NetUndo::DelRootQdisc { dev } => {
+                if ns_exists(dev.netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(netem::apply_del(nets, dev).await)
+            }
+            NetUndo::RestoreRootQdisc { dev, qdisc } => {
+                if ns_exists(dev.netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(netem::apply_restore(nets, dev, qdisc).await)
             }
         }
     }

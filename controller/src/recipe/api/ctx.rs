@@ -7,6 +7,7 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, Engine, Map};
 
 use super::host::Host;
+use super::job::{self, Job};
 use super::{err, Core, R};
 use crate::recipe::value::to_json;
 
@@ -26,7 +27,7 @@ impl Ctx {
         match self.0.hosts.iter().find(|h| h.0.name == name) {
             Some(h) => Ok(h.clone()),
             None => err(format!(
-                "m has no host or member {name:?}; hosts: {}; members: hosts, params, check, result, sleep",
+                "m has no host or member {name:?}; hosts: {}; members: hosts, params, check, result, sleep, wait_any",
                 self.0.hosts.iter().map(|h| h.0.name.as_str()).collect::<Vec<_>>().join(", ")
             )),
         }
@@ -55,6 +56,28 @@ pub fn seconds(v: Dynamic) -> R<Duration> {
     Ok(Duration::from_secs_f64(secs(v)?))
 }
 
+/// `m.wait_any(jobs, timeout)`: the first of `jobs` to finish, or `()`
+/// at the timeout (none given: waits forever).
+fn wait_any(jobs: Array, timeout: Option<Dynamic>) -> R<Dynamic> {
+    let t = timeout.map(seconds).transpose()?;
+    let mut list = Vec::with_capacity(jobs.len());
+    for (i, v) in jobs.into_iter().enumerate() {
+        match v.clone().try_cast::<Job>() {
+            Some(j) => list.push(j),
+            None => {
+                return err(format!(
+                    "wait_any: jobs[{i}] is a {}, not a Job (from h.run(.., #{{ bg: true }}))",
+                    v.type_name()
+                ))
+            }
+        }
+    }
+    if list.is_empty() {
+        return err("wait_any: the array of jobs is empty");
+    }
+    Ok(job::wait_any(&list, t)?.map_or(Dynamic::UNIT, Dynamic::from))
+}
+
 /// Registers `m`'s surface.
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Ctx>("Ctx");
@@ -77,6 +100,13 @@ pub fn register(engine: &mut Engine) {
             .map(|(k, v)| (k.to_string(), to_json(v)))
             .collect();
         m.0.core.check(ok, desc.to_string(), data);
+    });
+    engine.register_fn(
+        "wait_any",
+        |_: &mut Ctx, jobs: Array, t: Dynamic| -> R<Dynamic> { wait_any(jobs, Some(t)) },
+    );
+    engine.register_fn("wait_any", |_: &mut Ctx, jobs: Array| -> R<Dynamic> {
+        wait_any(jobs, None)
     });
     engine.register_fn("sleep", |m: &mut Ctx, s: Dynamic| -> R<()> {
         let d = seconds(s)?;

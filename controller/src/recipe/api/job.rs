@@ -603,6 +603,41 @@ impl Job {
     }
 }
 
+/// `m.wait_any(jobs, timeout)`: waits until one of `jobs` has finished and
+/// returns the first finished one in the array's order, or `None` when
+/// `timeout` (`None`: forever) passes first. Event-driven like
+/// [`Job::wait_stream`]: it wakes on each job event of the jobs' hosts.
+pub fn wait_any(jobs: &[Job], timeout: Option<Duration>) -> R<Option<Job>> {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    loop {
+        // Subscribe before looking, so an exit between the two wakes us.
+        let mut rxs: Vec<watch::Receiver<u64>> = jobs
+            .iter()
+            .map(|j| j.0.host.0.watch.tick.subscribe())
+            .collect();
+        for j in jobs {
+            j.refresh()?;
+            if j.is_settled() {
+                return Ok(Some(j.clone()));
+            }
+        }
+        let core = Rc::clone(jobs[0].core());
+        let woke = core.block(async move {
+            let any = futures::future::select_all(rxs.iter_mut().map(|r| Box::pin(r.changed())));
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, any).await.is_ok(),
+                None => {
+                    let _ = any.await;
+                    true
+                }
+            }
+        })?;
+        if !woke {
+            return Ok(None);
+        }
+    }
+}
+
 /// At the end of `test`: kills and notes every job still running.
 pub fn end_of_test(core: &Core) {
     core.hosts.borrow_mut().clear();
