@@ -9,6 +9,7 @@ mod agent {
     pub mod bad_input;
     pub mod devices;
     pub mod events;
+    pub mod fuzz;
     pub mod harness;
     pub mod hostile;
     pub mod jobs;
