@@ -10,6 +10,7 @@ mod agent {
     pub mod defer;
     pub mod devices;
     pub mod events;
+    pub mod fuzz;
     pub mod harness;
     pub mod hostile;
     pub mod jobs;

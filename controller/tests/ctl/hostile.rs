@@ -120,10 +120,10 @@ fn a_job_that_already_failed_is_judged_by_how_it_ended() {
         "failed.rhai",
         "let h1 = host(\"h1\");\nfn test(m) {\n    let h = m.h1;\n    let j = h.run(\"exec nonexistent-tool\", #{ bg: true, desc: \"gone\" });\n    h.run(\"true\");\n    j.kill(\"SIGINT\");\n    let k = h.run(\"sleep 30\", #{ bg: true, desc: \"stopped\" });\n    k.kill();\n}\n",
     );
+    let mut failed_first = 0;
     for _ in 0..5 {
         let (code, v, err) = run_lab(&t, &agent, &r, &[]);
         let res = crate::results(&v);
-        assert_eq!(code, 1, "{res:?}\n{err}");
         let gone = v["matches"][0]["results"]
             .as_array()
             .unwrap()
@@ -131,11 +131,22 @@ fn a_job_that_already_failed_is_judged_by_how_it_ended() {
             .find(|r| r["desc"] == "gone")
             .unwrap()
             .clone();
+        assert!(res.contains(&("stopped".to_string(), "PASS".to_string())), "{res:?}");
+        if gone["data"]["signal"] == 2 {
+            // On a loaded host the kill can come before the shell even
+            // failed: then it did stop the job, which passes.
+            assert_eq!(gone["result"], "PASS", "{gone}");
+            continue;
+        }
+        // It ended on its own: judged by how it ended, whatever the order
+        // of its exit event and the kill.
+        failed_first += 1;
+        assert_eq!(code, 1, "{res:?}\n{err}");
         assert_eq!(gone["result"], "FAIL", "{gone}");
         assert_eq!(gone["data"]["exit_code"], 127, "{gone}");
         assert!(gone["note"].is_null(), "{gone}");
-        assert!(res.contains(&("stopped".to_string(), "PASS".to_string())), "{res:?}");
     }
+    assert!(failed_first > 0, "the job never failed before the kill in 5 tries");
 }
 
 /// Fault 12: Ctrl-C during the declaration phase (a top-level busy loop)
