@@ -104,10 +104,22 @@ fn vm_lab_runs_every_recipe_unchanged() {
     }
     names.sort();
     assert!(names.iter().any(|n| n.starts_with("vm/")), "{names:?}");
+    let mut flaky = Vec::new();
     for name in &names {
         let t = Tmp::new();
         let t0 = Instant::now();
-        let (code, v, err) = run_vm(&t, &agent, &dir.join(name), &[]);
+        let (mut code, mut v, mut err) = run_vm(&t, &agent, &dir.join(name), &[]);
+        if code != 0 {
+            // One more try: a TCG guest on a loaded 2-core machine has
+            // failed a first IPv6 ping now and then. The first failure is
+            // printed; a second one fails the test.
+            println!(
+                "FLAKY {name} on the VM lab, retried once: {:?}\n{err}",
+                results(&v)
+            );
+            flaky.push(name.clone());
+            (code, v, err) = run_vm(&t, &agent, &dir.join(name), &[]);
+        }
         assert_eq!(code, 0, "{name} on the VM lab: {:?}\n{err}", results(&v));
         println!(
             "{name}: {:.2} s wall on the VM lab, lab {:.0} ms",
@@ -115,6 +127,10 @@ fn vm_lab_runs_every_recipe_unchanged() {
             v["lab_ms"].as_f64().unwrap_or(0.0)
         );
     }
+    assert!(
+        flaky.len() <= 2,
+        "more than two recipes needed a second try: {flaky:?}"
+    );
 }
 
 #[test]
