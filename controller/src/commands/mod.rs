@@ -159,6 +159,12 @@ pub struct RunArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// At the first FAIL or ERROR, pause as `m.breakpoint` does: everything
+    /// stays configured, each host's way in is shown; Enter continues, q
+    /// ends the test. Ignored (with a note in the run log) when stdin is
+    /// not a terminal.
+    #[arg(long)]
+    pub pause_on_fail: bool,
     /// The lnst-agent binary for the netns lab (default: beside lnst-ctl).
     #[arg(long, value_name = "PATH")]
     pub agent_bin: Option<PathBuf>,

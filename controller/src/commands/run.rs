@@ -318,6 +318,17 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             started: Instant::now(),
             status,
             clients: RefCell::new(Vec::new()),
+            pause: {
+                let l = Rc::clone(&log);
+                crate::interact::breakpoint::for_match(
+                    a.pause_on_fail,
+                    &session.clients,
+                    mapping,
+                    the_lab.as_deref(),
+                    &pool,
+                    Rc::new(move |s| l.borrow_mut().line(s)),
+                )
+            },
         });
         let hosts: Vec<Host> = req
             .hosts
@@ -348,6 +359,9 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
         }));
         let outcome = loaded.call_test(Dynamic::from(ctx));
         log.borrow_mut().line("test returned".to_string());
+        if let Err(msg) = &outcome {
+            core.pause.after_error(&core, msg);
+        }
         job::end_of_test(&core);
         if tty {
             eprint!("\r\x1b[2K");

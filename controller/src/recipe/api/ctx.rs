@@ -26,7 +26,7 @@ impl Ctx {
         match self.0.hosts.iter().find(|h| h.0.name == name) {
             Some(h) => Ok(h.clone()),
             None => err(format!(
-                "m has no host or member {name:?}; hosts: {}; members: hosts, params, check, result, sleep",
+                "m has no host or member {name:?}; hosts: {}; members: hosts, params, check, result, sleep, breakpoint",
                 self.0.hosts.iter().map(|h| h.0.name.as_str()).collect::<Vec<_>>().join(", ")
             )),
         }
@@ -55,6 +55,14 @@ pub fn seconds(v: Dynamic) -> R<Duration> {
     Ok(Duration::from_secs_f64(secs(v)?))
 }
 
+/// The test's end after `q` at a pause.
+fn quit_check(core: &super::Core) -> R<()> {
+    if core.pause.quitting() {
+        return Err(crate::interact::breakpoint::Pause::quit_error());
+    }
+    Ok(())
+}
+
 /// Registers `m`'s surface.
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Ctx>("Ctx");
@@ -67,16 +75,22 @@ pub fn register(engine: &mut Engine) {
             .collect::<Array>()
     });
     engine.register_get("params", |m: &mut Ctx| m.0.params.clone());
-    engine.register_fn("check", |m: &mut Ctx, ok: bool, desc: &str| {
+    // A `q` at a `--pause-on-fail` pause inside check/result ends the test.
+    engine.register_fn("check", |m: &mut Ctx, ok: bool, desc: &str| -> R<bool> {
         m.0.core.check(ok, desc.to_string(), Default::default());
-        ok
+        quit_check(&m.0.core)?;
+        Ok(ok)
     });
-    engine.register_fn("result", |m: &mut Ctx, ok: bool, desc: &str, data: Map| {
+    engine.register_fn("result", |m: &mut Ctx, ok: bool, desc: &str, data: Map| -> R<()> {
         let data = data
             .iter()
             .map(|(k, v)| (k.to_string(), to_json(v)))
             .collect();
         m.0.core.check(ok, desc.to_string(), data);
+        quit_check(&m.0.core)
+    });
+    engine.register_fn("breakpoint", |m: &mut Ctx, why: &str| -> R<()> {
+        m.0.core.pause.breakpoint(&m.0.core, why)
     });
     engine.register_fn("sleep", |m: &mut Ctx, s: Dynamic| -> R<()> {
         let d = seconds(s)?;
