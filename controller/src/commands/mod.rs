@@ -8,6 +8,7 @@ pub mod api;
 pub mod lab_clean;
 pub mod pool_check;
 pub mod run;
+pub mod shell;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -52,6 +53,15 @@ pub enum Cmd {
     Lab(LabCmd),
     /// Prints the recipe API: every function and property with its doc.
     Api,
+    /// Opens an interactive shell on HOST of the running netns lab RUN
+    /// (its run id, or a unique prefix, as a breakpoint shows it); the
+    /// prompt names the host; the shell closes when the run ends.
+    Shell {
+        /// The lab's run id (`ls /run/lnst/labs`).
+        run: String,
+        /// The host requirement's name (`h1`).
+        host: String,
+    },
     /// Creates the controller's key pair and prints the line each agent
     /// lists in accepted_keys (/etc/lnst/agent.toml).
     Keygen {
@@ -221,6 +231,7 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Cmd::Lab(LabCmd::Clean) => lab_clean::exec(),
         Cmd::Api => api::exec(),
+        Cmd::Shell { run, host } => shell::exec(&run, &host),
         Cmd::Keygen { out, force } => {
             let out = out.unwrap_or_else(crate::keygen::default_key_path);
             crate::keygen::keygen_main(&out, force)
