@@ -12,6 +12,7 @@
 //! `vm_lab` (the VM lab: recipes, device kinds and faults in qemu guests).
 
 mod ctl {
+    pub mod interact;
     pub mod modules_lab;
     pub mod modules_live;
     pub mod vm_lab;

@@ -1,0 +1,287 @@
+//! Breakpoints and lab shells as a person uses them: `lnst-ctl run` in a
+//! real terminal (a private tmux server per test, `tmux -L`), keys sent
+//! with `send-keys`, the screen read with `capture-pane`. The run's JSON
+//! summary goes to a file so the pane shows only the terminal side.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{assert_no_leftovers, ctl, lab_ready, results, Tmp};
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+/// A private tmux server with one session; killed on drop.
+struct Tmux {
+    sock: String,
+}
+
+impl Tmux {
+    /// Starts `cmd` (a shell command line) in window 0, or None (SKIP)
+    /// without tmux.
+    fn start(test: &str, cmd: &str) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            println!("SKIP {test}: tmux is not installed (apt-get install -y tmux)");
+            return None;
+        }
+        let t = Tmux {
+            sock: format!("lnsttest-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)),
+        };
+        // The pane stays after the command so its last lines can be read.
+        let full = format!("{cmd}; echo EXIT=$?; sleep 600");
+        let ok = t
+            .tmux(&["new-session", "-d", "-s", "t", "-x", "200", "-y", "60", &full])
+            .status
+            .success();
+        assert!(ok, "tmux new-session failed");
+        Some(t)
+    }
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.sock])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+    fn window(&self, cmd: &str) {
+        let full = format!("{cmd}; echo EXIT=$?; sleep 600");
+        assert!(self.tmux(&["new-window", "-t", "t", &full]).status.success());
+    }
+    fn screen(&self, w: usize) -> String {
+        let o = self.tmux(&["capture-pane", "-p", "-J", "-S", "-500", "-t", &format!("t:{w}")]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+    fn keys(&self, w: usize, text: &str) {
+        let t = format!("t:{w}");
+        if !text.is_empty() {
+            assert!(self.tmux(&["send-keys", "-t", &t, "-l", text]).status.success());
+        }
+        assert!(self.tmux(&["send-keys", "-t", &t, "Enter"]).status.success());
+    }
+    /// Waits until window `w` shows `needle` (`count` times); returns the screen.
+    fn wait_for(&self, w: usize, needle: &str, count: usize, secs: u64) -> String {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen(w);
+            if s.matches(needle).count() >= count {
+                return s;
+            }
+            if Instant::now() > end {
+                panic!("window {w} never showed {needle:?} x{count}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+/// `lnst-ctl run` of `recipe` for a tmux window: the JSON summary to
+/// `T/summary.json`, stderr (the pause) on the terminal.
+fn run_line(t: &Tmp, agent: &Path, recipe: &str, extra: &str) -> (String, PathBuf) {
+    let r = t.write("r.rhai", recipe);
+    let json = t.0.join("summary.json");
+    let line = format!(
+        "{} run {} --json --out {} --agent-bin {} {extra} > {}",
+        ctl(),
+        r.display(),
+        t.0.join("runs").display(),
+        agent.display(),
+        json.display()
+    );
+    (line, json)
+}
+
+fn summary(json: &Path) -> Value {
+    let s = std::fs::read_to_string(json).unwrap();
+    serde_json::from_str(&s).unwrap_or_else(|e| panic!("bad JSON ({e}): {s}"))
+}
+
+/// The run id the pause prints (`lnst-ctl shell RUNID h1`).
+fn runid_of(screen: &str) -> String {
+    let i = screen.find("lnst-ctl shell ").expect("no shell line");
+    screen[i + 15..].split_whitespace().next().unwrap().to_string()
+}
+
+const BREAKPOINT: &str = r#"//! pauses between two checks
+let h1 = host("h1");
+h1.nic("eth0", #{ net: "n" });
+let h2 = host("h2");
+h2.nic("eth0", #{ net: "n" });
+fn test(m) {
+    m.h1.eth0.ip_add("10.77.0.1/24"); m.h1.eth0.up();
+    m.h2.eth0.ip_add("10.77.0.2/24"); m.h2.eth0.up();
+    m.check(true, "before");
+    m.breakpoint("look around");
+    m.check(m.h1.run("ping -c1 -W2 10.77.0.2").passed, "after");
+}
+"#;
+
+/// The whole story of issue 14: the run pauses at `m.breakpoint`, shows
+/// how to enter each host and its address; `lnst-ctl shell` in another
+/// terminal sees the configured address with a prompt naming the host;
+/// a command typed at the pause runs on h2; the pause outlasts several
+/// heartbeat timeouts without losing an agent; Enter continues, the run
+/// passes, the shell is closed when the lab goes and nothing is left.
+#[test]
+fn breakpoint_pauses_shell_sees_config_enter_continues() {
+    let test = "breakpoint_pauses_shell_sees_config_enter_continues";
+    let Some(agent) = lab_ready(test) else { return };
+    let t = Tmp::new();
+    let (line, json) = run_line(&t, &agent, BREAKPOINT, "");
+    // Heartbeats every 100 ms, lost after 300 ms: the pause below is longer.
+    let Some(tm) = Tmux::start(test, &format!("LNST_HEARTBEAT_MS=100 {line}")) else {
+        return;
+    };
+    let s = tm.wait_for(0, "lnst paused>", 1, 60);
+    assert!(s.contains("== breakpoint: look around"), "{s}");
+    assert!(s.contains("PASS  before"), "{s}");
+    assert!(s.contains("10.77.0.1/24") && s.contains("10.77.0.2/24"), "{s}");
+    let runid = runid_of(&s);
+    assert!(s.contains(&format!("ip netns exec lnst-{runid}-h2 bash")), "{s}");
+
+    tm.window(&format!("{} shell {runid} h1", ctl()));
+    if std::panic::catch_unwind(|| tm.wait_for(1, "[lnst h1]", 1, 20)).is_err() {
+        panic!("no shell prompt; the run's window:\n{}", tm.screen(0));
+    }
+    tm.keys(1, "ip -br addr show eth0; echo host=$LNST_HOST");
+    let sh = tm.wait_for(1, "host=h1", 1, 20);
+    assert!(sh.contains("10.77.0.1/24"), "{sh}");
+
+    tm.keys(0, "h2 ip -br addr show eth0");
+    let s = tm.wait_for(0, "lnst paused>", 2, 20);
+    assert!(s.matches("10.77.0.2/24").count() >= 2, "{s}");
+    std::thread::sleep(Duration::from_millis(1500));
+    tm.keys(0, "");
+    let s = tm.wait_for(0, "EXIT=", 1, 60);
+    assert!(s.contains("EXIT=0"), "{s}");
+    let v = summary(&json);
+    assert_eq!(
+        results(&v),
+        vec![
+            ("before".into(), "PASS".into()),
+            ("ping -c1 -W2 10.77.0.2".into(), "PASS".into()),
+            ("after".into(), "PASS".into())
+        ]
+    );
+    assert_no_leftovers(&v);
+    let sh = tm.wait_for(1, "EXIT=", 1, 10);
+    assert!(sh.contains(&format!("run {runid} ended")), "{sh}");
+}
+
+/// `q` at the pause ends the test: an ERROR saying so, nothing after the
+/// breakpoint runs, cleanup runs, exit 1.
+#[test]
+fn q_at_a_breakpoint_ends_the_test_and_cleans_up() {
+    let test = "q_at_a_breakpoint_ends_the_test_and_cleans_up";
+    let Some(agent) = lab_ready(test) else { return };
+    let t = Tmp::new();
+    let (line, json) = run_line(&t, &agent, BREAKPOINT, "");
+    let Some(tm) = Tmux::start(test, &line) else { return };
+    tm.wait_for(0, "lnst paused>", 1, 60);
+    tm.keys(0, "q");
+    let s = tm.wait_for(0, "EXIT=", 1, 60);
+    assert!(s.contains("EXIT=1"), "{s}");
+    let v = summary(&json);
+    let r = results(&v);
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert_eq!(r[0], ("before".into(), "PASS".into()));
+    assert!(r[1].0.ends_with("ended at a breakpoint (q)") && r[1].1 == "ERROR", "{r:?}");
+    assert_no_leftovers(&v);
+}
+
+/// `--pause-on-fail` pauses at the first FAIL only (not at the second,
+/// not at a pass), and a recipe error is a failure too when it is first.
+#[test]
+fn pause_on_fail_pauses_only_at_the_first_failure() {
+    let test = "pause_on_fail_pauses_only_at_the_first_failure";
+    let Some(agent) = lab_ready(test) else { return };
+    let t = Tmp::new();
+    let recipe = r#"//! two failures
+let h1 = host("h1");
+h1.nic("eth0", #{ net: "n" });
+fn test(m) {
+    m.check(true, "fine");
+    m.h1.run("exit 3", #{ desc: "first failure" });
+    m.check(false, "second failure");
+    throw "third";
+}
+"#;
+    let (line, json) = run_line(&t, &agent, recipe, "--pause-on-fail");
+    let Some(tm) = Tmux::start(test, &line) else { return };
+    let s = tm.wait_for(0, "lnst paused>", 1, 60);
+    assert!(s.contains("== FAIL h1 job"), "{s}");
+    assert!(s.contains("first failure"), "{s}");
+    tm.keys(0, "");
+    let s = tm.wait_for(0, "EXIT=", 1, 60);
+    assert!(s.contains("EXIT=1"), "{s}");
+    assert_eq!(s.matches("lnst paused>").count(), 1, "{s}");
+    let v = summary(&json);
+    let r = results(&v);
+    assert_eq!(r.len(), 4, "{r:?}");
+    assert_no_leftovers(&v);
+}
+
+/// A recipe error that is the first failure pauses before its jobs are
+/// stopped, with the error in the title.
+#[test]
+fn pause_on_fail_pauses_at_a_recipe_error() {
+    let test = "pause_on_fail_pauses_at_a_recipe_error";
+    let Some(agent) = lab_ready(test) else { return };
+    let t = Tmp::new();
+    let recipe = r#"//! an error
+let h1 = host("h1");
+h1.nic("eth0", #{ net: "n" });
+fn test(m) {
+    m.check(true, "fine");
+    throw "boom";
+}
+"#;
+    let (line, json) = run_line(&t, &agent, recipe, "--pause-on-fail");
+    let Some(tm) = Tmux::start(test, &line) else { return };
+    let s = tm.wait_for(0, "lnst paused>", 1, 60);
+    assert!(s.contains("== ERROR ") && s.contains("boom"), "{s}");
+    tm.keys(0, "");
+    let s = tm.wait_for(0, "EXIT=", 1, 60);
+    assert!(s.contains("EXIT=1"), "{s}");
+    assert_no_leftovers(&summary(&json));
+}
+
+/// Without a terminal on stdin neither a breakpoint nor --pause-on-fail
+/// waits: both are noted in the run log and the run goes on.
+#[test]
+fn without_a_terminal_breakpoints_never_wait() {
+    let test = "without_a_terminal_breakpoints_never_wait";
+    let Some(agent) = lab_ready(test) else { return };
+    let t = Tmp::new();
+    let recipe = r#"//! breakpoint and failure
+let h1 = host("h1");
+h1.nic("eth0", #{ net: "n" });
+fn test(m) {
+    m.breakpoint("here");
+    m.check(false, "fails");
+}
+"#;
+    let r = t.write("r.rhai", recipe);
+    let t0 = Instant::now();
+    let o = crate::lab_command(&t, &agent, &r, &[])
+        .arg("--pause-on-fail")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_no_leftovers(&v);
+    let dir = v["run_dir"].as_str().unwrap();
+    let log = std::fs::read_to_string(Path::new(dir).join("controller.log")).unwrap();
+    assert!(log.contains("breakpoint: here: not paused (stdin is not a terminal)"), "{log}");
+    assert!(log.contains("FAIL fails: not paused (stdin is not a terminal)"), "{log}");
+}
