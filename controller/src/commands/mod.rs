@@ -5,6 +5,7 @@
 //! included — on one plain OS thread.
 
 pub mod api;
+pub mod completions;
 pub mod lab_clean;
 pub mod pool_check;
 pub mod run;
@@ -53,6 +54,18 @@ pub enum Cmd {
     Lab(LabCmd),
     /// Prints the recipe API: every function and property with its doc.
     Api,
+    /// Prints a completion script: `source <(lnst-ctl completions bash)`,
+    /// or save it where your shell loads completions from (README).
+    Completions {
+        #[arg(value_enum)]
+        shell: completions::Shell,
+    },
+    /// Prints the man page lnst-ctl(1); with --dir, writes one page per
+    /// command there (`lnst-ctl-run.1`, ..) and lists them.
+    Man {
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        dir: Option<PathBuf>,
+    },
     /// Opens an interactive shell on HOST of the running netns lab RUN
     /// (its run id, or a unique prefix, as a breakpoint shows it); the
     /// prompt names the host; the shell closes when the run ends.
@@ -141,9 +154,10 @@ pub fn auth_for(
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The recipe file (.rhai).
+    #[arg(value_hint = clap::ValueHint::FilePath)]
     pub recipe: PathBuf,
     /// Pool directory (one TOML file per machine); without it, the netns lab.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub pool: Option<PathBuf>,
     /// The lab to build when no --pool is given: `netns` (default; one
     /// network namespace per host) or `vm` (one qemu guest per host with a
@@ -187,9 +201,11 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
+    /// The recipe file (.rhai).
+    #[arg(value_hint = clap::ValueHint::FilePath)]
     pub recipe: PathBuf,
     /// Pool directory to map the requirements onto.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub pool: Option<PathBuf>,
     /// The lab to plan when no --pool is given: `netns` or `vm` (the plan
     /// is shown; nothing is booted).
@@ -232,6 +248,8 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::Lab(LabCmd::Clean) => lab_clean::exec(),
         Cmd::Api => api::exec(),
         Cmd::Shell { run, host } => shell::exec(&run, &host),
+        Cmd::Completions { shell } => completions::completions(shell),
+        Cmd::Man { dir } => completions::man(dir.as_deref()),
         Cmd::Keygen { out, force } => {
             let out = out.unwrap_or_else(crate::keygen::default_key_path);
             crate::keygen::keygen_main(&out, force)

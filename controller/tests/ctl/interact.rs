@@ -285,3 +285,68 @@ fn test(m) {
     assert!(log.contains("breakpoint: here: not paused (stdin is not a terminal)"), "{log}");
     assert!(log.contains("FAIL fails: not paused (stdin is not a terminal)"), "{log}");
 }
+
+/// Completions for `COMP_WORDS` from the bash script `lnst-ctl
+/// completions bash` prints, as bash's programmable completion calls it.
+fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
+    let cword = words.len() - 1;
+    let prog = format!(
+        "source {}; COMP_WORDS=({}); COMP_CWORD={cword}; _lnst__ctl lnst-ctl '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+        words[cword],
+        words[cword - 1],
+    );
+    let o = Command::new("bash").arg("-c").arg(prog).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()
+}
+
+/// The bash completion script loads and completes subcommands, flags of a
+/// subcommand and of a nested subcommand; zsh and fish scripts are made.
+#[test]
+fn completions_load_in_bash_and_complete_subcommands_and_flags() {
+    if Command::new("bash").arg("--version").output().is_err() {
+        println!("SKIP completions_load_in_bash: no bash");
+        return;
+    }
+    let t = Tmp::new();
+    let o = Command::new(ctl()).args(["completions", "bash"]).output().unwrap();
+    assert!(o.status.success());
+    let script = t.write("lnst-ctl.bash", &String::from_utf8_lossy(&o.stdout));
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p lnst-ctl", script.display()))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("-F _lnst__ctl"), "{o:?}");
+    let subs = bash_complete(&script, &["lnst-ctl", ""]);
+    for s in ["run", "validate", "shell", "completions", "man", "api"] {
+        assert!(subs.iter().any(|x| x == s), "{s} not in {subs:?}");
+    }
+    assert_eq!(bash_complete(&script, &["lnst-ctl", "run", "--pa"]), vec!["--pause-on-fail"]);
+    let pool = bash_complete(&script, &["lnst-ctl", "pool", "check", "--"]);
+    assert!(pool.iter().any(|x| x == "--insecure"), "{pool:?}");
+    for sh in ["zsh", "fish"] {
+        let o = Command::new(ctl()).args(["completions", sh]).output().unwrap();
+        assert!(o.status.success() && o.stdout.len() > 1000, "{sh}");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("pause-on-fail"), "{sh}");
+    }
+}
+
+/// `lnst-ctl man` prints lnst-ctl(1); `--dir` writes a page per command
+/// with the same options as --help.
+#[test]
+fn man_pages_come_from_the_same_definitions() {
+    let o = Command::new(ctl()).arg("man").output().unwrap();
+    let page = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && page.contains(".TH lnst-ctl 1"), "{page}");
+    let t = Tmp::new();
+    let dir = t.0.join("man1");
+    let o = Command::new(ctl()).arg("man").arg("--dir").arg(&dir).output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let run = std::fs::read_to_string(dir.join("lnst-ctl-run.1")).unwrap();
+    assert!(run.contains("pause\\-on\\-fail"), "{run}");
+    assert!(dir.join("lnst-ctl-pool-check.1").exists());
+    assert!(dir.join("lnst-ctl-shell.1").exists());
+}
