@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod completions;
+pub mod doctor;
 pub mod lab_clean;
 pub mod pool_check;
 pub mod run;
@@ -54,6 +55,16 @@ pub enum Cmd {
     Lab(LabCmd),
     /// Prints the recipe API: every function and property with its doc.
     Api,
+    /// Checks what the labs and modules need on this machine (root,
+    /// namespaces, link kinds, ping, iperf3, tcpdump, libpcap, qemu,
+    /// busybox-static, kmod, a cached kernel) and prints the fix for each
+    /// missing thing. Exit 0 when nothing is missing, 1 otherwise.
+    Doctor {
+        /// Install the missing Debian packages (apt-get install -y) and
+        /// fetch the VM lab's kernel, then check again.
+        #[arg(long)]
+        fix: bool,
+    },
     /// Prints a completion script: `source <(lnst-ctl completions bash)`,
     /// or save it where your shell loads completions from (README).
     Completions {
@@ -248,6 +259,7 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::Lab(LabCmd::Clean) => lab_clean::exec(),
         Cmd::Api => api::exec(),
         Cmd::Shell { run, host } => shell::exec(&run, &host),
+        Cmd::Doctor { fix } => doctor::exec(fix),
         Cmd::Completions { shell } => completions::completions(shell),
         Cmd::Man { dir } => completions::man(dir.as_deref()),
         Cmd::Keygen { out, force } => {

@@ -350,3 +350,36 @@ fn man_pages_come_from_the_same_definitions() {
     assert!(dir.join("lnst-ctl-pool-check.1").exists());
     assert!(dir.join("lnst-ctl-shell.1").exists());
 }
+
+/// `lnst-ctl doctor` checks each need and exits 1 exactly when something
+/// is missing; a tool off PATH is reported with its apt-get fix, and all
+/// missing packages once more in one apt-get line.
+#[test]
+fn doctor_names_each_missing_tool_with_its_fix() {
+    let o = Command::new(ctl()).arg("doctor").output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    for need in ["root", "iperf3", "tcpdump", "libpcap", "qemu-system-x86_64", "busybox (static)", "kernel"] {
+        assert!(out.contains(need), "{need} not checked:\n{out}");
+    }
+    assert_eq!(o.status.code() == Some(1), out.contains("MISSING"), "{out}");
+
+    // Nothing on PATH: ping and iperf3 (in /usr/bin) are missing.
+    let t = Tmp::new();
+    let o = Command::new(ctl())
+        .arg("doctor")
+        .env("PATH", &t.0)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("MISSING iperf3"), "{out}");
+    assert!(out.contains("fix: apt-get install -y iperf3"), "{out}");
+    assert!(out.contains("fix: apt-get install -y iputils-ping"), "{out}");
+    let last = out.lines().last().unwrap_or("");
+    assert!(
+        last.contains("apt-get install -y") && last.contains("iputils-ping") && last.contains("iperf3"),
+        "{last}"
+    );
+    assert!(!out.contains('\x1b'), "{out}");
+}
