@@ -147,6 +147,8 @@ impl Pause {
             return Ok(());
         }
         (self.log)(format!("{title}: paused"));
+        super::progress::pause();
+        let _shown = ResumeOnDrop;
         let mut text = format!(
             "\n== {title} ({:.1} s into the test) ==\n",
             core.started.elapsed().as_secs_f64()
@@ -199,6 +201,14 @@ impl Pause {
                 ),
             }
         }
+    }
+}
+
+/// Lets the status line back when the pause ends, however it ends.
+struct ResumeOnDrop;
+impl Drop for ResumeOnDrop {
+    fn drop(&mut self) {
+        super::progress::resume();
     }
 }
 

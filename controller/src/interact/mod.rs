@@ -4,11 +4,13 @@
 //!
 //! - [`breakpoint`]: `m.breakpoint(why)` and `run --pause-on-fail`
 //!   (RECIPES.md §4, §9): the pause, how to enter each host, the prompt;
+//! - [`progress`]: the status line and the coloured summary;
 //! - [`enter`]: how a host of a lab or pool is entered (`lnst-ctl shell`,
 //!   `ip netns exec`, a machine's address).
 
 pub mod breakpoint;
 pub mod enter;
+pub mod progress;
 
 use std::io::IsTerminal;
 

@@ -383,3 +383,50 @@ fn doctor_names_each_missing_tool_with_its_fix() {
     );
     assert!(!out.contains('\x1b'), "{out}");
 }
+
+/// In a terminal: a status line with the results so far and the running
+/// job, and coloured verdicts in the summary; with NO_COLOR the same
+/// without escape sequences; piped output never has any.
+#[test]
+fn progress_line_and_colours_in_a_terminal_none_with_no_color() {
+    let test = "progress_line_and_colours_in_a_terminal_none_with_no_color";
+    let Some(agent) = lab_ready(test) else { return };
+    let recipe = r#"//! a pass, a fail, a slow job
+let h1 = host("h1");
+h1.nic("eth0", #{ net: "n" });
+fn test(m) {
+    m.check(true, "one");
+    m.check(false, "two");
+    m.h1.run("sleep 2", #{ desc: "sleeping a while" });
+}
+"#;
+    for no_color in [false, true] {
+        let t = Tmp::new();
+        let r = t.write("r.rhai", recipe);
+        let line = format!(
+            "{}{} run {} --out {} --agent-bin {}",
+            if no_color { "NO_COLOR=1 " } else { "" },
+            ctl(),
+            r.display(),
+            t.0.join("runs").display(),
+            agent.display()
+        );
+        let Some(tm) = Tmux::start(test, &line) else { return };
+        let status = tm.wait_for(0, "sleeping a while", 1, 60);
+        assert!(status.contains("1 pass") && status.contains("1 fail") && status.contains("1 running"), "{status}");
+        tm.wait_for(0, "EXIT=", 1, 60);
+        let o = tm.tmux(&["capture-pane", "-e", "-p", "-J", "-t", "t:0"]);
+        let screen = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(screen.contains("EXIT=1"), "{screen}");
+        if no_color {
+            assert!(!screen.contains('\x1b'), "{screen:?}");
+        } else {
+            let fail = screen.lines().find(|l| l.contains("two")).unwrap_or("");
+            assert!(fail.contains('\x1b') && fail.contains("FAIL"), "{fail:?}");
+        }
+    }
+    let t = Tmp::new();
+    let r = t.write("r.rhai", recipe);
+    let o = crate::lab_command(&t, &agent, &r, &[]).output().unwrap();
+    assert!(!o.stderr.contains(&0x1b) && !o.stdout.contains(&0x1b));
+}

@@ -392,7 +392,7 @@ impl Job {
         }
         // `--pause-on-fail`: a failed job is a failure like a FAIL check.
         let rec = core.results.borrow()[self.0.line].clone();
-        core.pause.after_result(&*core, &rec);
+        core.result_changed(&rec);
     }
 
     /// `JobWait`: `None` waits forever. Returns whether it finished.

@@ -121,8 +121,15 @@ impl Core {
             v.push(r.clone());
             v.len() - 1
         };
-        self.pause.after_result(self, &r);
+        self.result_changed(&r);
         n
+    }
+
+    /// A result line was added or got its verdict: the status line
+    /// recounts, and `--pause-on-fail` may pause.
+    pub fn result_changed(&self, r: &ResultRec) {
+        (self.status)("");
+        self.pause.after_result(self, r);
     }
 
     /// Records a PASS/FAIL line with no host or job.
