@@ -54,7 +54,13 @@ pub enum Cmd {
     #[command(subcommand)]
     Lab(LabCmd),
     /// Prints the recipe API: every function and property with its doc.
-    Api,
+    Api {
+        /// Write Rhai definition files (*.d.rhai) for the whole recipe
+        /// API into DIR instead, for an editor with the Rhai language
+        /// server (README: Editor support).
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        definitions: Option<PathBuf>,
+    },
     /// Checks what the labs and modules need on this machine (root,
     /// namespaces, link kinds, ping, iperf3, tcpdump, libpcap, qemu,
     /// busybox-static, kmod, a cached kernel) and prints the fix for each
@@ -257,7 +263,7 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
             on_thread(move |rt, _| pool_check::exec(&pool, &auth, rt))
         }
         Cmd::Lab(LabCmd::Clean) => lab_clean::exec(),
-        Cmd::Api => api::exec(),
+        Cmd::Api { definitions } => api::exec(definitions.as_deref()),
         Cmd::Shell { run, host } => shell::exec(&run, &host),
         Cmd::Doctor { fix } => doctor::exec(fix),
         Cmd::Completions { shell } => completions::completions(shell),
