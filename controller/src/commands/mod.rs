@@ -70,6 +70,10 @@ pub enum Cmd {
         /// fetch the VM lab's kernel, then check again.
         #[arg(long)]
         fix: bool,
+        /// Only what this lab needs: `netns` leaves out the VM lab's
+        /// checks (qemu, busybox, kernel); default both.
+        #[arg(long, value_name = "KIND", value_parser = ["netns", "vm"])]
+        lab: Option<String>,
     },
     /// Prints a completion script: `source <(lnst-ctl completions bash)`,
     /// or save it where your shell loads completions from (README).
@@ -265,7 +269,7 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::Lab(LabCmd::Clean) => lab_clean::exec(),
         Cmd::Api { definitions } => api::exec(definitions.as_deref()),
         Cmd::Shell { run, host } => shell::exec(&run, &host),
-        Cmd::Doctor { fix } => doctor::exec(fix),
+        Cmd::Doctor { fix, lab } => doctor::exec(fix, lab.as_deref()),
         Cmd::Completions { shell } => completions::completions(shell),
         Cmd::Man { dir } => completions::man(dir.as_deref()),
         Cmd::Keygen { out, force } => {
