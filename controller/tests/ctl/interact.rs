@@ -430,3 +430,19 @@ fn test(m) {
     let o = crate::lab_command(&t, &agent, &r, &[]).output().unwrap();
     assert!(!o.stderr.contains(&0x1b) && !o.stdout.contains(&0x1b));
 }
+
+/// Ctrl-C at the pause ends the wait like any other: cleanup runs and the
+/// run exits 130.
+#[test]
+fn ctrl_c_at_a_breakpoint_cleans_up_and_exits_130() {
+    let test = "ctrl_c_at_a_breakpoint_cleans_up_and_exits_130";
+    let Some(agent) = lab_ready(test) else { return };
+    let t = Tmp::new();
+    let (line, json) = run_line(&t, &agent, BREAKPOINT, "");
+    let Some(tm) = Tmux::start(test, &line) else { return };
+    tm.wait_for(0, "lnst paused>", 1, 60);
+    assert!(tm.tmux(&["send-keys", "-t", "t:0", "C-c"]).status.success());
+    let s = tm.wait_for(0, "EXIT=", 1, 60);
+    assert!(s.contains("EXIT=130"), "{s}");
+    assert_no_leftovers(&summary(&json));
+}
