@@ -446,3 +446,33 @@ fn ctrl_c_at_a_breakpoint_cleans_up_and_exits_130() {
     assert!(s.contains("EXIT=130"), "{s}");
     assert_no_leftovers(&summary(&json));
 }
+
+/// On the VM lab the pause shows the guests' devices and says they are
+/// entered through the prompt: `h1 COMMAND` runs in the guest (its
+/// kernel release shows it is the guest), Enter continues, nothing is left.
+#[test]
+fn vm_lab_breakpoint_runs_commands_in_the_guest() {
+    let test = "vm_lab_breakpoint_runs_commands_in_the_guest";
+    let Some(agent) = crate::ctl::vm_lab::vm_ready(test) else { return };
+    let _one = crate::ctl::vm_lab::lock();
+    let t = Tmp::new();
+    let (line, json) = run_line(&t, &agent, BREAKPOINT, "--lab vm");
+    let Some(tm) = Tmux::start(test, &line) else { return };
+    let s = tm.wait_for(0, "lnst paused>", 1, 300);
+    assert!(s.contains("type `h1 COMMAND` at the prompt"), "{s}");
+    assert!(s.contains("10.77.0.1/24"), "{s}");
+    tm.keys(0, "h1 uname -r; ip -br addr show eth0");
+    let s = tm.wait_for(0, "lnst paused>", 2, 60);
+    let host = String::from_utf8_lossy(&Command::new("uname").arg("-r").output().unwrap().stdout)
+        .trim()
+        .to_string();
+    let after = &s[s.find("h1 uname -r").unwrap()..];
+    assert!(after.contains("-amd64") && !after.contains(&host), "{after}");
+    assert!(after.contains("10.77.0.1/24"), "{after}");
+    tm.keys(0, "");
+    let s = tm.wait_for(0, "EXIT=", 1, 120);
+    assert!(s.contains("EXIT=0"), "{s}");
+    let v = summary(&json);
+    assert_no_leftovers(&v);
+    crate::ctl::vm_lab::assert_no_qemu_of(v["lab"].as_str().unwrap_or("-"));
+}
