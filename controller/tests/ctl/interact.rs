@@ -48,7 +48,14 @@ impl Tmux {
     }
     fn window(&self, cmd: &str) {
         let full = format!("{cmd}; echo EXIT=$?; sleep 600");
-        assert!(self.tmux(&["new-window", "-t", "t", &full]).status.success());
+        // `t:` is session t's next free window (a bare `t` may also name a window).
+        let o = self.tmux(&["new-window", "-t", "t:", &full]);
+        assert!(
+            o.status.success(),
+            "tmux new-window: {}; window 0:\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            self.screen(0)
+        );
     }
     fn screen(&self, w: usize) -> String {
         let o = self.tmux(&["capture-pane", "-p", "-J", "-S", "-500", "-t", &format!("t:{w}")]);
@@ -136,8 +143,8 @@ fn breakpoint_pauses_shell_sees_config_enter_continues() {
     let Some(agent) = lab_ready(test) else { return };
     let t = Tmp::new();
     let (line, json) = run_line(&t, &agent, BREAKPOINT, "");
-    // Heartbeats every 100 ms, lost after 300 ms: the pause below is longer.
-    let Some(tm) = Tmux::start(test, &format!("LNST_HEARTBEAT_MS=100 {line}")) else {
+    // Heartbeats every 250 ms, lost after 750 ms: the pause lasts several times that.
+    let Some(tm) = Tmux::start(test, &format!("LNST_HEARTBEAT_MS=250 {line}")) else {
         return;
     };
     let s = tm.wait_for(0, "lnst paused>", 1, 60);
@@ -158,7 +165,7 @@ fn breakpoint_pauses_shell_sees_config_enter_continues() {
     tm.keys(0, "h2 ip -br addr show eth0");
     let s = tm.wait_for(0, "lnst paused>", 2, 20);
     assert!(s.matches("10.77.0.2/24").count() >= 2, "{s}");
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2500));
     tm.keys(0, "");
     let s = tm.wait_for(0, "EXIT=", 1, 60);
     assert!(s.contains("EXIT=0"), "{s}");
