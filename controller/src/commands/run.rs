@@ -210,7 +210,10 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             Err(e) => {
                 return Err(Failure::new(
                     ExitCode::Infra,
-                    anyhow!(e).context(format!("cannot build the {} lab", lab_kind.name())),
+                    anyhow!(e).context(format!(
+                        "cannot build the {} lab (`lnst-ctl doctor` checks what it needs)",
+                        lab_kind.name()
+                    )),
                 ))
             }
         };
