@@ -13,7 +13,7 @@
 use std::cell::Cell;
 use std::io::{BufRead, Write};
 use std::rc::Rc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use lnst_common::job::JobSpec;
 use lnst_common::{Request, Response};
@@ -322,7 +322,8 @@ pub fn for_match(
 /// hands lines over, so a pause that Ctrl-C ended leaves no reader
 /// behind to steal the next pause's line.
 struct Lines {
-    rx: Mutex<tokio::sync::mpsc::UnboundedReceiver<Option<String>>>,
+    /// An async lock: the receiver is held while the prompt waits.
+    rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Option<String>>>,
 }
 
 fn lines() -> &'static Lines {
@@ -348,22 +349,18 @@ fn lines() -> &'static Lines {
                     }
                 }
             });
-        Lines { rx: Mutex::new(rx) }
+        Lines {
+            rx: tokio::sync::Mutex::new(rx),
+        }
     })
 }
 
 /// The next line typed at the prompt (type-ahead from before the pause
 /// is dropped); `None` at end of input.
 async fn read_line() -> Option<String> {
-    let l = lines();
-    let mut rx = match l.rx.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    };
+    let mut rx = lines().rx.lock().await;
     while let Ok(stale) = rx.try_recv() {
-        if stale.is_none() {
-            return None;
-        }
+        stale.as_ref()?;
     }
     rx.recv().await.flatten()
 }
