@@ -130,6 +130,7 @@ pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireEr
             let (data, eof) = net::file_get(nets, &path, offset, len).await?;
             Ok(Response::FileChunk { data, eof })
         }
+        Request::Defer { netns, command } => defer(ctx, netns, command),
     }
 }
 
@@ -144,6 +145,21 @@ async fn end_session(ctx: &SessionCtx) -> Result<Response, WireError> {
 /// apply.
 fn journal_test(ctx: &SessionCtx, path: String, marker: String) -> Result<Response, WireError> {
     ctx.agent.journal.record(UndoEntry::Test { path, marker })?;
+    Ok(Response::Done)
+}
+
+/// `Defer`: journal (fsynced) a shell command for undo time; nothing to
+/// apply now.
+fn defer(ctx: &SessionCtx, netns: Option<String>, command: String) -> Result<Response, WireError> {
+    if command.trim().is_empty() {
+        return Err(WireError::invalid("defer: the command is empty"));
+    }
+    if let Some(n) = &netns {
+        net::nsthread::netns_ident(n)?;
+    }
+    ctx.agent
+        .journal
+        .record(UndoEntry::Command { netns, command })?;
     Ok(Response::Done)
 }
 
@@ -164,7 +180,8 @@ fn netns_named(req: &Request) -> Vec<Option<&str>> {
         | Request::FileRead { netns, .. }
         | Request::FileWrite { netns, .. }
         | Request::RouteAdd { netns, .. }
-        | Request::RouteDel { netns, .. } => vec![netns.as_deref()],
+        | Request::RouteDel { netns, .. }
+        | Request::Defer { netns, .. } => vec![netns.as_deref()],
         Request::SetMtu { dev, .. }
         | Request::SetMac { dev, .. }
         | Request::SetState { dev, .. }

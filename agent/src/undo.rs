@@ -26,7 +26,19 @@ pub enum UndoEntry {
     /// (`/proc/PID/stat` field 22), so a reused pid is never signalled.
     /// Journaled without fsync (see [`crate::journal::Journal::record_unsynced`]).
     KillJob { pgid: i32, start_time: u64 },
+    /// `h.defer(COMMAND)` / `run(.., #{ undo: COMMAND })`: undone by
+    /// running `sh -c COMMAND` in `netns` (`None`: the agent's own), with
+    /// [`DEFER_TIMEOUT`]. A namespace that is gone takes the command's
+    /// effects with it: skipped, not an error.
+    Command {
+        netns: Option<String>,
+        command: String,
+    },
 }
+
+/// How long a deferred command may run at undo time before its process
+/// group is killed (and the undo reported as failed).
+pub const DEFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What undos need from the running agent: the per-namespace netlink
 /// sockets.
@@ -61,7 +73,9 @@ pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<String> {
                 .iter()
                 .filter_map(|e| match e {
                     UndoEntry::Net(n) => Some(n.clone()),
-                    UndoEntry::Test { .. } | UndoEntry::KillJob { .. } => None,
+                    UndoEntry::Test { .. }
+                    | UndoEntry::KillJob { .. }
+                    | UndoEntry::Command { .. } => None,
                 })
                 .collect();
             errors.extend(crate::net::undo_all(&ctx.nets, run).await);
@@ -118,6 +132,9 @@ impl UndoEntry {
                     Err(errors.join("; "))
                 }
             }
+            UndoEntry::Command { netns, command } => {
+                run_deferred(netns.as_deref(), command, DEFER_TIMEOUT).await
+            }
         }
     }
 
@@ -127,6 +144,110 @@ impl UndoEntry {
             UndoEntry::Test { path, marker } => format!("test marker {marker:?} -> {path}"),
             UndoEntry::Net(n) => n.describe(),
             UndoEntry::KillJob { pgid, .. } => format!("kill job process group {pgid}"),
+            UndoEntry::Command { netns, command } => match netns {
+                Some(n) => format!("deferred `{command}` (netns {n})"),
+                None => format!("deferred `{command}`"),
+            },
         }
+    }
+}
+
+/// Runs a deferred command: `sh -c COMMAND` in its own process group, on a
+/// thread inside `netns`, stdin and stdout to /dev/null, stderr kept (its
+/// end goes into the error). Exit 0 is success; a non-zero exit, a signal
+/// or `timeout` (TERM, then KILL to the group) is an error naming the
+/// command.
+pub async fn run_deferred(
+    netns: Option<&str>,
+    command: &str,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    if let Some(n) = netns {
+        if crate::net::nsthread::netns_ident(n).is_err() {
+            tracing::info!(netns = n, command, "deferred command skipped: netns gone");
+            return Ok(());
+        }
+    }
+    let cmd = command.to_string();
+    let what = |why: String| match netns {
+        Some(n) => format!("deferred `{command}` (netns {n}): {why}"),
+        None => format!("deferred `{command}`: {why}"),
+    };
+    let r = crate::net::nsthread::run_in(netns, move || Ok(run_blocking(&cmd, timeout))).await;
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(why)) => Err(what(why)),
+        Err(e) => Err(what(e.message)),
+    }
+}
+
+fn run_blocking(command: &str, timeout: std::time::Duration) -> Result<(), String> {
+    use std::io::Read;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir("/")
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let pgid = child.id() as i32;
+    let mut stderr = child.stderr.take();
+    // A reader thread, so a chatty command cannot fill the pipe and stall.
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.take(64 * 1024).read_to_end(&mut buf);
+        }
+        buf
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if std::time::Instant::now() >= deadline => break None,
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(e) => return Err(format!("wait: {e}")),
+        }
+    };
+    let status = match status {
+        Some(s) => s,
+        None => {
+            // SAFETY: plain kill(2) on the group this function started.
+            unsafe { libc::kill(-pgid, libc::SIGTERM) };
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            let _ = child.wait();
+            return Err(format!(
+                "still running after {} s; killed",
+                timeout.as_secs()
+            ));
+        }
+    };
+    let err = reader.join().unwrap_or_default();
+    let err = String::from_utf8_lossy(&err);
+    let tail: String = err
+        .trim()
+        .chars()
+        .rev()
+        .take(300)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let tail = if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {tail}")
+    };
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Ok(()),
+        (Some(c), _) => Err(format!("exit {c}{tail}")),
+        (None, Some(s)) => Err(format!("killed by signal {s}{tail}")),
+        (None, None) => Err(format!("ended abnormally{tail}")),
     }
 }

@@ -34,9 +34,12 @@ use crate::session;
 /// fallback, the signal wakes it at once.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
 
-/// The opened port, shared by consecutive sessions.
+/// The opened port, shared by consecutive sessions. It is registered
+/// with the runtime only for the length of a session: a registration made
+/// while the host side is away records `POLLHUP` as a final "read closed"
+/// state that tokio never clears, and every later read would spin.
 pub struct VirtioPort {
-    fd: Arc<AsyncFd<OwnedFd>>,
+    fd: OwnedFd,
     /// Host connect/disconnect notifications (`F_SETOWN` + `O_ASYNC`).
     sigio: Signal,
 }
@@ -65,13 +68,7 @@ impl VirtioPort {
                 return Err(io::Error::last_os_error());
             }
         }
-        // SAFETY: `fd` is an OwnedFd moved into the AsyncFd, which keeps
-        // it open (and unreplaced) until it is dropped.
-        let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)?;
-        Ok(VirtioPort {
-            fd: Arc::new(fd),
-            sigio,
-        })
+        Ok(VirtioPort { fd, sigio })
     }
 
     /// Whether the host side is connected now (no `POLLHUP`).
@@ -86,11 +83,14 @@ impl VirtioPort {
         n >= 0 && p.revents & libc::POLLHUP == 0
     }
 
-    /// A byte stream over the port for one session.
-    fn stream(&self) -> PortStream {
-        PortStream {
-            fd: Arc::clone(&self.fd),
-        }
+    /// A byte stream over the port for one session: a duplicate of the
+    /// descriptor, registered afresh (readiness starts clean).
+    fn stream(&self) -> io::Result<PortStream> {
+        let dup = self.fd.try_clone()?;
+        // SAFETY: `dup` is an OwnedFd moved into the AsyncFd, which keeps
+        // it open (and unreplaced) until it is dropped.
+        let fd = unsafe { AsyncFd::register(dup) }.map_err(|e| e.into_parts().1)?;
+        Ok(PortStream { fd: Arc::new(fd) })
     }
 }
 
@@ -106,13 +106,18 @@ pub async fn serve(agent: Arc<Agent>, mut port: VirtioPort, shutdown: watch::Rec
             }
         }
         tracing::info!("host side of the virtio port connected");
-        session::run(
-            agent.clone(),
-            port.stream(),
-            "virtio-serial port (host)".to_string(),
-            shutdown.clone(),
-        )
-        .await;
+        match port.stream() {
+            Ok(stream) => {
+                session::run(
+                    agent.clone(),
+                    stream,
+                    "virtio-serial port (host)".to_string(),
+                    shutdown.clone(),
+                )
+                .await
+            }
+            Err(e) => tracing::error!(error = %e, "cannot register the virtio port"),
+        }
         if *shutdown.borrow() {
             return;
         }
@@ -130,7 +135,7 @@ pub async fn serve(agent: Arc<Agent>, mut port: VirtioPort, shutdown: watch::Rec
 }
 
 /// Reads and drops whatever is pending.
-fn drain(fd: &AsyncFd<OwnedFd>) {
+fn drain(fd: &OwnedFd) {
     let mut buf = [0u8; 4096];
     while matches!(read_fd(fd.as_raw_fd(), &mut buf), Ok(n) if n > 0) {}
 }

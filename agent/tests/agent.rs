@@ -7,6 +7,7 @@
 
 mod agent {
     pub mod bad_input;
+    pub mod defer;
     pub mod devices;
     pub mod events;
     pub mod harness;
@@ -14,5 +15,6 @@ mod agent {
     pub mod loss;
     pub mod net;
     pub mod secure;
+    pub mod team;
     pub mod tools;
 }

@@ -65,14 +65,21 @@ pub enum DeviceSpec {
         vlan_filtering: Option<bool>,
     },
     /// `type bond [mode M] [miimon N] [xmit_hash_policy P] [lacp_rate R]`
+    /// and every other option of `ip link add type bond` in `opts`.
     Bond {
         mode: Option<String>,
         miimon: Option<u32>,
         xmit_hash_policy: Option<String>,
         lacp_rate: Option<String>,
+        /// Boxed: the other variants are a fraction of its size.
+        opts: Box<BondOptions>,
     },
-    /// team devices are made by teamd; the kernel part is `type team`.
-    Team { runner: Option<String> },
+    /// A team device: the agent writes a teamd config with the runner and
+    /// link watch and starts `teamd -t NAME` (teamd makes the device).
+    Team {
+        runner: Option<String>,
+        link_watch: Option<String>,
+    },
     /// `link LINK type vlan id ID [protocol 802.1Q|802.1ad]`
     Vlan {
         link: String,
@@ -99,7 +106,7 @@ pub enum DeviceSpec {
         remote: String,
         dstport: Option<u16>,
     },
-    /// `type gre|gretap|ipip|sit|ip6gre|ip6tnl|vti local A remote A [key K] [ttl T] [dev LINK]`
+    /// `type gre|gretap|ipip|sit|ip6gre|ip6tnl|vti local A remote A [key K] [ttl T] [dev LINK] [mode M]`
     Tunnel {
         kind: TunnelKind,
         local: Option<String>,
@@ -107,6 +114,9 @@ pub enum DeviceSpec {
         key: Option<u32>,
         ttl: Option<u8>,
         link: Option<String>,
+        /// ipip: `ipip|mplsip|any`; sit: `ip6ip|ipip|mplsip|any`; ip6tnl:
+        /// `ip6ip6|ipip6|any` (as `ip link add .. type T mode M`).
+        mode: Option<String>,
     },
     /// `type dummy`
     Dummy,
@@ -123,6 +133,48 @@ pub enum DeviceSpec {
         owner: Option<u32>,
         multi_queue: bool,
     },
+    /// `link LINK type macsec [port P] [encrypt on|off]` (keys via
+    /// `ip macsec` jobs).
+    Macsec {
+        link: String,
+        port: Option<u16>,
+        encrypt: Option<bool>,
+    },
+}
+
+/// The options of `ip link add type bond` beyond the four most used (they
+/// stay in `DeviceSpec::Bond` itself). Names as `ip link` spells them;
+/// enumerated values are strings checked by the agent, which names the
+/// accepted ones. `primary` is a port's name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BondOptions {
+    pub updelay: Option<u32>,
+    pub downdelay: Option<u32>,
+    pub peer_notify_delay: Option<u32>,
+    pub use_carrier: Option<bool>,
+    pub arp_interval: Option<u32>,
+    pub arp_validate: Option<String>,
+    pub arp_all_targets: Option<String>,
+    pub arp_ip_target: Option<Vec<String>>,
+    pub ns_ip6_target: Option<Vec<String>>,
+    pub arp_missed_max: Option<u8>,
+    pub primary: Option<String>,
+    pub primary_reselect: Option<String>,
+    pub fail_over_mac: Option<String>,
+    pub resend_igmp: Option<u32>,
+    pub num_peer_notif: Option<u8>,
+    pub all_slaves_active: Option<bool>,
+    pub min_links: Option<u32>,
+    pub lp_interval: Option<u32>,
+    pub packets_per_slave: Option<u32>,
+    pub tlb_dynamic_lb: Option<bool>,
+    pub lacp_active: Option<bool>,
+    pub ad_select: Option<String>,
+    pub ad_user_port_key: Option<u16>,
+    pub ad_actor_sys_prio: Option<u16>,
+    pub ad_actor_system: Option<String>,
+    pub coupled_control: Option<bool>,
+    pub broadcast_neigh: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

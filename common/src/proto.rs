@@ -172,6 +172,16 @@ pub enum Request {
     },
     /// One chunk of `recv_file`; answered with `FileChunk`.
     FileGet { path: String, offset: u64, len: u32 },
+
+    // ---- undo for what jobs change (added in protocol 1 wave 3) ----
+    /// `h.defer(COMMAND)` / `run(.., #{ undo: COMMAND })`: journal
+    /// `sh -c COMMAND` (in `netns`) to run when the session's changes are
+    /// undone, in reverse order with them, also after a crash. Answered
+    /// with `Done` once the entry is on disk.
+    Defer {
+        netns: Option<String>,
+        command: String,
+    },
 }
 
 /// Successful replies. Which one a request gets is documented on the

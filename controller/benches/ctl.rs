@@ -130,8 +130,8 @@ fn bench_lab(agent: &Path) {
         for r in 0..rounds {
             let logs = TmpDir::new(&format!("lab{n}-{r}"));
             let t = Instant::now();
-            let mut lab =
-                lnst_ctl::lab::NetnsLab::build(&requirements(n), agent, &logs.0).expect("lab builds");
+            let mut lab = lnst_ctl::lab::NetnsLab::build(&requirements(n), agent, &logs.0)
+                .expect("lab builds");
             let s = rt
                 .block_on(lnst_ctl::session::Session::connect(&lab.addrs))
                 .expect("agents connect");

@@ -12,6 +12,7 @@
 //! `vm_lab` (the VM lab: recipes, device kinds and faults in qemu guests).
 
 mod ctl {
+    pub mod devices_lab;
     pub mod interact;
     pub mod modules_lab;
     pub mod modules_live;
@@ -799,5 +800,13 @@ fn spec_conformance_recipe() {
     assert!(results.len() >= 50, "{} results", results.len());
     assert_eq!(code, 1);
     assert!(!Path::new("/tmp/lnst-conformance-copy").exists());
+    assert!(
+        !Path::new("/tmp/lnst-conformance-undo").exists(),
+        "run undo left the file"
+    );
+    assert!(
+        !Path::new("/tmp/lnst-conformance-defer").exists(),
+        "h.defer left the file"
+    );
     let _ = std::fs::remove_file("/tmp/lnst-conformance-back");
 }

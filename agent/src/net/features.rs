@@ -6,7 +6,8 @@
 //! `tcp-segmentation-offload`: on when any member is on) and every other
 //! kernel feature by its kernel name. `set_features` also takes the short
 //! aliases of `ethtool -K` (gro, gso, tso, lro, rx, tx, sg, ...) and kernel
-//! names. Reading and writing use the `SIOCETHTOOL` ioctls
+//! names; reads carry both the `ethtool -k` names and those short
+//! aliases ([`readable`]). Reading and writing use the `SIOCETHTOOL` ioctls
 //! (`ETHTOOL_GSTRINGS`/`GFEATURES`/`SFEATURES`): the `ethtool` crate 0.3
 //! cannot set features and drops feature bit 0 (`tx-scatter-gather`) when
 //! parsing, so it is not used here.
@@ -47,6 +48,8 @@ const LEGACY: &[(&str, &str, &[&str])] = &[
             "tx-tcp-ecn-segmentation",
             "tx-tcp-mangleid-segmentation",
             "tx-tcp6-segmentation",
+            // kernel 6.18; ethtool -k shows it under the group
+            "tx-tcp-accecn-segmentation",
         ],
     ),
     (
@@ -93,6 +96,19 @@ pub fn present(bits: &[FeatureBit]) -> Features {
     out
 }
 
+/// What `dev.features` reads: the `ethtool -k` view plus the short names
+/// of `ethtool -K` (`gro`, `tso`, `sg`, ...) with the same values, so a
+/// recipe reads a feature by the name it set it with (RECIPES.md §6).
+pub fn readable(bits: &[FeatureBit]) -> Features {
+    let mut out = present(bits);
+    for (long, short, _) in LEGACY {
+        if let Some(&v) = out.get(*long) {
+            out.insert(short.to_string(), v);
+        }
+    }
+    out
+}
+
 /// Kernel features a requested name stands for, or `None` if unknown.
 pub fn expand<'a>(name: &str, bits: &'a [FeatureBit]) -> Option<Vec<&'a FeatureBit>> {
     let members: Vec<&str> = match LEGACY.iter().find(|(l, s, _)| *l == name || *s == name) {
@@ -114,7 +130,7 @@ pub fn expand<'a>(name: &str, bits: &'a [FeatureBit]) -> Option<Vec<&'a FeatureB
 pub async fn features(nets: &Nets, dev: &DevRef) -> Result<Features, WireError> {
     let conn = nets.conn(dev.netns.as_deref()).await?;
     get_link(&conn, dev).await?;
-    Ok(present(&feature_bits(&conn.inet, &dev.name)?))
+    Ok(readable(&feature_bits(&conn.inet, &dev.name)?))
 }
 
 /// `ethtool -K DEV NAME on|off ...`; records the old values of the
@@ -156,7 +172,7 @@ pub async fn set_features(
         }
     }
     if set.is_empty() {
-        return Ok(present(&bits));
+        return Ok(readable(&bits));
     }
     rec.record(NetUndo::RestoreFeatures {
         dev: dev.clone(),
@@ -182,7 +198,7 @@ pub async fn set_features(
             }
         }
     }
-    Ok(present(&after))
+    Ok(readable(&after))
 }
 
 /// Sets kernel features by kernel name, without recording (undo replay).
@@ -246,5 +262,11 @@ mod tests {
         assert_eq!(expand("tx", &bits).unwrap().len(), 2);
         assert_eq!(expand("rx-gro", &bits).unwrap()[0].index, 14);
         assert!(expand("bogus", &bits).is_none());
+        let r = readable(&bits);
+        assert_eq!(r.get("gro"), Some(&true));
+        assert_eq!(r.get("lro"), Some(&false));
+        assert_eq!(r.get("sg"), Some(&true));
+        assert_eq!(r.get("generic-receive-offload"), Some(&true));
+        assert!(!r.contains_key("ufo"), "no alias for an absent feature");
     }
 }

@@ -248,6 +248,15 @@ pub async fn set_master(
     // A new master (an L3 master such as a VRF, or a bond) can take the
     // device's routes: put them back after the master is restored.
     addrs::record_routes(&conn, rec, dev, link.header.index).await?;
+    // apply_master may take the port down for a moment (and a bond or
+    // team takes it down when it lets go, also at undo): journal its up
+    // state first, so a replay ends with the port up.
+    if bounces(&conn, link.header.index, master_idx).await? {
+        rec.record(NetUndo::RestoreState {
+            dev: dev.clone(),
+            up: true,
+        })?;
+    }
     rec.record(NetUndo::RestoreMaster {
         dev: dev.clone(),
         master: old,
@@ -256,7 +265,52 @@ pub async fn set_master(
     device_after(&conn, dev, link.header.index).await
 }
 
+/// `ip link set DEV master M|nomaster`. A bond or team refuses a port
+/// that is up (6.1 kernels, and the team driver always): such a port is
+/// taken down for the change and brought back up after it, also when the
+/// change fails, so it ends in the state it had (RECIPES.md §6).
 pub(crate) async fn apply_master(
+    conn: &NsConn,
+    dev: &DevRef,
+    index: u32,
+    master_idx: Option<u32>,
+    master: Option<&str>,
+) -> Result<(), WireError> {
+    let bounce = bounces(conn, index, master_idx).await?;
+    if bounce {
+        apply_state(conn, dev, index, false).await?;
+    }
+    let r = set_controller(conn, dev, index, master_idx, master).await;
+    if bounce {
+        let back = apply_state(conn, dev, index, true).await;
+        r?;
+        return back;
+    }
+    r
+}
+
+/// Whether changing the master of up port `index` to `master_idx` passes
+/// through a bond or team: joining one (it refuses an up port) or leaving
+/// one (it takes the port down as it lets go).
+async fn bounces(conn: &NsConn, index: u32, master_idx: Option<u32>) -> Result<bool, WireError> {
+    let port = get_link_by_index(conn, index).await?;
+    if !port.header.flags.contains(LinkFlags::Up) {
+        return Ok(false);
+    }
+    for m in [master_idx, controller_of(&port)].into_iter().flatten() {
+        if takes_ports_down(&link_kind(&get_link_by_index(conn, m).await?)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Masters whose ports must be down when they join: bond and team.
+pub(crate) fn takes_ports_down(master_kind: &str) -> bool {
+    matches!(master_kind, "bond" | "team")
+}
+
+async fn set_controller(
     conn: &NsConn,
     dev: &DevRef,
     index: u32,

@@ -17,7 +17,8 @@
 //! Reading order: [`nsthread`] (sockets opened inside a namespace) →
 //! [`monitor`] (the device cache and its events) →
 //! [`error`] (netlink errors with the kernel's extended-ACK text) →
-//! [`links`] (`ip link`) → [`create`] (`ip link add`) → [`addrs`] →
+//! [`links`] (`ip link`) → [`create`] (`ip link add`, dispatching to
+//! [`kinds`], one file per link kind) → [`addrs`] →
 //! [`routes`] → [`saved`] (addresses and routes kept exactly for undo) →
 //! [`features`] / [`driver`] (ethtool) → [`netns`] →
 //! [`sysctl`] → [`files`] → [`undo`].
@@ -28,6 +29,7 @@ pub mod driver;
 pub mod error;
 pub mod features;
 pub mod files;
+pub mod kinds;
 pub mod links;
 pub mod monitor;
 pub mod netns;

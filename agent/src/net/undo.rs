@@ -77,6 +77,14 @@ pub enum NetUndo {
         netns: Option<String>,
         route: SavedRoute,
     },
+    /// `teamd -k -t NAME` (TERM to the pid in `pid`), then `ip link del
+    /// NAME` if teamd left it; removes the config and pid file.
+    StopTeamd {
+        netns: Option<String>,
+        name: String,
+        conf: String,
+        pid: String,
+    },
 }
 
 /// `Ok` for "already gone".
@@ -123,6 +131,13 @@ impl NetUndo {
             NetUndo::AddRoute { route, .. } => format!("add route {}", routes::describe(route)),
             NetUndo::AddSavedAddress { dev, addr } => format!("add {} to {}", addr.cidr, d(dev)),
             NetUndo::AddSavedRoute { route, .. } => format!("add route {}", route.describe()),
+            NetUndo::StopTeamd { netns, name, .. } => format!(
+                "stop teamd of {}",
+                d(&DevRef {
+                    netns: netns.clone(),
+                    name: name.clone(),
+                })
+            ),
         }
     }
 
@@ -232,6 +247,21 @@ impl NetUndo {
                     return Ok(());
                 }
                 gone_ok(routes::apply_add_saved(nets, netns.as_deref(), route).await)
+            }
+            NetUndo::StopTeamd {
+                netns,
+                name,
+                conf,
+                pid,
+            } => {
+                let (c, p) = (conf.into(), pid.into());
+                let stopped = tokio::task::spawn_blocking(move || super::kinds::team::stop(&c, &p))
+                    .await
+                    .map_err(|e| WireError::internal(format!("teamd stop task: {e}")))?;
+                if ns_exists(netns.as_deref()).is_ok() {
+                    gone_ok(delete_link(nets, netns.as_deref(), name).await)?;
+                }
+                stopped
             }
         }
     }

@@ -66,6 +66,12 @@ impl Agent {
     /// Starts an agent in `dir` (state dir `dir/state`), heartbeat from
     /// `hb` (`LNST_HEARTBEAT_MS` value) if given.
     pub fn start_with(dir: TempDir, hb: Option<&str>) -> Agent {
+        Self::start_env(dir, hb, &[])
+    }
+
+    /// [`Agent::start_with`] with extra environment variables (a `PATH`
+    /// with stand-in tools, ..).
+    pub fn start_env(dir: TempDir, hb: Option<&str>, env: &[(&str, String)]) -> Agent {
         let sock = dir.0.join("agent.sock");
         let state = dir.0.join("state");
         let log = dir
@@ -84,6 +90,9 @@ impl Agent {
             Some(hb) => cmd.env("LNST_HEARTBEAT_MS", hb),
             None => cmd.env_remove("LNST_HEARTBEAT_MS"),
         };
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let mut child = cmd.spawn().expect("start lnst-agent");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())

@@ -255,7 +255,25 @@ async fn master_features_and_move() {
     // features, compared with ethtool -k
     let f = net::features(&nets, &ns.dev("a0")).await.unwrap();
     let text = sh(&["ip", "netns", "exec", &ns.0, "ethtool", "-k", "a0"]);
+    // the short names of `ethtool -K` read too, with the long name's value
+    const SHORT: &[(&str, &str)] = &[
+        ("gro", "generic-receive-offload"),
+        ("gso", "generic-segmentation-offload"),
+        ("sg", "scatter-gather"),
+        ("tso", "tcp-segmentation-offload"),
+        ("rx", "rx-checksumming"),
+        ("tx", "tx-checksumming"),
+    ];
+    for (short, long) in SHORT {
+        assert_eq!(f.get(*short), f.get(*long), "{short} vs {long}");
+        assert!(f.contains_key(*short), "{short} missing: {f:?}");
+    }
     for (k, v) in &f {
+        if SHORT.iter().any(|(s, _)| s == k)
+            || ["lro", "ufo", "rxvlan", "txvlan", "ntuple", "rxhash"].contains(&k.as_str())
+        {
+            continue;
+        }
         let line = format!("{k}: {}", if *v { "on" } else { "off" });
         assert!(text.contains(&line), "{line} not in ethtool -k:\n{text}");
     }
@@ -269,6 +287,11 @@ async fn master_features_and_move() {
     .await
     .unwrap();
     assert_eq!(f2["generic-receive-offload"], !gro);
+    assert_eq!(f2["gro"], !gro);
+    assert_eq!(
+        net::features(&nets, &ns.dev("a0")).await.unwrap()["gro"],
+        !gro
+    );
     let text = sh(&["ip", "netns", "exec", &ns.0, "ethtool", "-k", "a0"]);
     assert!(
         text.contains(&format!(
@@ -435,9 +458,29 @@ async fn every_kind_is_created_or_reported_unsupported() {
                 miimon: Some(100),
                 xmit_hash_policy: None,
                 lacp_rate: None,
+                opts: Box::new(lnst_common::device::BondOptions {
+                    updelay: Some(200),
+                    arp_validate: None,
+                    fail_over_mac: Some("active".into()),
+                    ..Default::default()
+                }),
             },
         ),
-        ("tm0", DeviceSpec::Team { runner: None }),
+        (
+            "tm0",
+            DeviceSpec::Team {
+                runner: Some("activebackup".into()),
+                link_watch: None,
+            },
+        ),
+        (
+            "ms0",
+            DeviceSpec::Macsec {
+                link: "u0".into(),
+                port: Some(11),
+                encrypt: Some(true),
+            },
+        ),
         (
             "vl0",
             DeviceSpec::Vlan {
@@ -482,6 +525,7 @@ async fn every_kind_is_created_or_reported_unsupported() {
                 key: None,
                 ttl: None,
                 link: None,
+                mode: None,
             },
         ));
     }
@@ -502,11 +546,12 @@ async fn every_kind_is_created_or_reported_unsupported() {
                 key: None,
                 ttl: None,
                 link: None,
+                mode: None,
             },
         ));
     }
     for (name, spec) in &specs {
-        let kind = net::create::kind_name(spec);
+        let kind = net::kinds::kind_name(spec);
         match net::create(&nets, &rec, ns.name(), name, spec).await {
             Ok(i) => {
                 let l = link(&ns, name);

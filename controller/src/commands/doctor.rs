@@ -1,6 +1,6 @@
 //! `lnst-ctl doctor [--fix]`: checks what the labs and test modules need
 //! on this machine — root, network namespaces, the kernel's link kinds,
-//! the tools modules run (ping, iperf3, ethtool, tcpdump, libpcap), and
+//! the tools modules run (ping, iperf3, ethtool, tcpdump, libpcap), teamd, and
 //! for the VM lab qemu, a static busybox, kmod and a cached kernel — and
 //! prints for each missing thing the exact command that fixes it. `--fix`
 //! runs `apt-get install -y` for the missing Debian packages (after an
@@ -178,6 +178,8 @@ pub fn checks(vm: bool) -> Vec<Check> {
     if root && have_ip {
         out.extend(namespace_checks());
     }
+    // Both labs run teamd from this machine's root (guests see it through 9p).
+    out.push(tool("netns lab", "teamd", "team devices (team(#{..}))", "libteam-utils"));
     out.push(tool("modules", "ping", "ping(), h.run(\"ping ..\")", "iputils-ping"));
     out.push(tool("modules", "iperf3", "iperf_server/iperf_client, perf()", "iperf3"));
     out.push(tool("modules", "ethtool", "shell jobs with ethtool", "ethtool"));

@@ -177,7 +177,7 @@ pub struct RunArgs {
     /// The recipe file (.rhai).
     #[arg(value_hint = clap::ValueHint::FilePath)]
     pub recipe: PathBuf,
-    /// Pool directory (one TOML file per machine); without it, the netns lab.
+    /// Pool directory (one TOML file per machine); without it, a lab (--lab).
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub pool: Option<PathBuf>,
     /// The lab to build when no --pool is given: `netns` (default; one
@@ -210,7 +210,8 @@ pub struct RunArgs {
     /// not a terminal.
     #[arg(long)]
     pub pause_on_fail: bool,
-    /// The lnst-agent binary for the netns lab (default: beside lnst-ctl).
+    /// The lnst-agent binary the labs run (default: beside lnst-ctl); the
+    /// VM lab's guests run it from this machine's root too.
     #[arg(long, value_name = "PATH")]
     pub agent_bin: Option<PathBuf>,
     #[command(flatten)]

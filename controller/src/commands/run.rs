@@ -201,10 +201,10 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
                 eprintln!("lnst-ctl: interrupted; the lab was removed");
                 return Ok(ExitCode::Interrupted);
             }
-            Err(e @ lab::LabError::Mismatch(_)) => {
+            Err(e @ lab::LabError::Usage(_)) => {
                 return Err(Failure::new(
                     ExitCode::Usage,
-                    anyhow!("{file}: no mapping onto the {pool_name}: {e}"),
+                    anyhow!("{file}: cannot run on the {pool_name}: {e}"),
                 ))
             }
             Err(e) => {
@@ -325,6 +325,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
                     Rc::new(move |s| l.borrow_mut().line(s)),
                 )
             },
+            hosts: RefCell::new(Vec::new()),
         });
         let hosts: Vec<Host> = req
             .hosts
@@ -377,7 +378,11 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
         if let Some(e) = core.infra.borrow().clone() {
             // The lab may know why an agent was lost (a guest's qemu died).
             let why: Vec<String> = match the_lab.as_ref() {
-                Some(l) => mapping.keys().filter_map(|h| l.lost(h)).collect(),
+                Some(l) => mapping
+                    .keys()
+                    .filter(|h| e.contains(&format!("agent {h}")))
+                    .filter_map(|h| l.lost(h))
+                    .collect(),
                 None => Vec::new(),
             };
             let e = if why.is_empty() { e } else { format!("{e}; {}", why.join("; ")) };

@@ -136,7 +136,6 @@ pub fn build(req: &Requirements, opts: &LabOptions) -> Result<Box<dyn Lab>, LabE
 /// Where lab records live.
 pub const LABS_DIR: &str = "/run/lnst/labs";
 
-
 /// Why the lab could not be built (exit 3).
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -155,9 +154,10 @@ pub enum LabError {
     Vm(String),
     #[error("interrupted while the lab was being built")]
     Interrupted,
-    /// A requirement the lab cannot satisfy (exit 2, like a mapping error).
+    /// What the user gave cannot work: a requirement the lab cannot
+    /// satisfy, a `--kernel` that is not one (exit 2, nothing ran).
     #[error("{0}")]
-    Mismatch(String),
+    Usage(String),
     #[error("agent for host {host} did not start: {message} (its log: {log})")]
     Agent {
         host: String,
@@ -224,7 +224,6 @@ pub fn pool_for(req: &Requirements, kind: LabKind) -> Pool {
         .collect();
     Pool { machines }
 }
-
 
 pub(crate) fn ip_batch(netns: Option<&str>, lines: &[String]) -> Result<Child, LabError> {
     let mut cmd = Command::new("ip");
@@ -298,16 +297,48 @@ pub(crate) fn delete_namespaces(names: &[String]) -> Vec<String> {
 /// Writes the record's `owner` line (pid and start time) so that
 /// [`clean_stale`] can tell a live controller from a dead one.
 pub(crate) fn write_owner(record: &Path) -> Result<(), LabError> {
-    fs::create_dir_all(record).map_err(|source| LabError::Record {
-        path: record.to_path_buf(),
-        source,
-    })?;
+    // The record appears whole: made under a dot-name that `clean_stale`
+    // skips, with its owner line, then renamed into place. (A record seen
+    // before its owner line was written looked like a dead controller's
+    // and was removed by another controller's `run`.)
+    let err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LabError::Record { path, source }
+    };
+    let name = record
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = record.with_file_name(format!(".{name}.new"));
+    fs::create_dir_all(&tmp).map_err(err(&tmp))?;
     let me = std::process::id();
     let owner = format!("{me} {}\n", start_time(me).unwrap_or_default());
-    fs::write(record.join("owner"), owner).map_err(|source| LabError::Record {
-        path: record.join("owner"),
-        source,
-    })
+    fs::write(tmp.join("owner"), owner).map_err(err(&tmp.join("owner")))?;
+    fs::rename(&tmp, record).map_err(err(record))
+}
+
+/// SIGTERM to each process (an agent then undoes what its session left,
+/// deferred commands included; qemu exits), SIGKILL to those still there
+/// after `grace`.
+fn stop_processes(pids: &[i32], grace: Duration) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    for p in pids {
+        let _ = kill(Pid::from_raw(*p), Signal::SIGTERM);
+    }
+    let alive = |p: &i32| {
+        fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+            .is_some_and(|r| !r.starts_with('Z'))
+    };
+    let deadline = std::time::Instant::now() + grace;
+    while pids.iter().any(alive) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for p in pids.iter().filter(|p| alive(p)) {
+        let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+    }
 }
 
 /// Removes labs whose controller is gone (`lnst-ctl lab clean`, and at the
@@ -320,6 +351,10 @@ pub fn clean_stale() -> Vec<String> {
     for e in rd.flatten() {
         let dir = e.path();
         let runid = e.file_name().to_string_lossy().into_owned();
+        if runid.starts_with('.') {
+            // A record being made (see `write_owner`).
+            continue;
+        }
         let owner = fs::read_to_string(dir.join("owner")).unwrap_or_default();
         let mut it = owner.split_whitespace();
         let pid: Option<u32> = it.next().and_then(|p| p.parse().ok());
@@ -328,20 +363,17 @@ pub fn clean_stale() -> Vec<String> {
         if alive {
             continue;
         }
-        for pid in fs::read_to_string(dir.join("agents"))
+        let ours: Vec<i32> = fs::read_to_string(dir.join("agents"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.trim().parse::<i32>().ok())
-        {
-            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            if cmd.contains("lnst-agent") || cmd.contains("qemu-system") {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
+            .filter(|pid| {
+                let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd);
+                cmd.contains("lnst-agent") || cmd.contains("qemu-system")
+            })
+            .collect();
+        stop_processes(&ours, Duration::from_secs(5));
         let mut names: Vec<String> = fs::read_to_string(dir.join("namespaces"))
             .unwrap_or_default()
             .lines()

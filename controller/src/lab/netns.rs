@@ -135,7 +135,8 @@ impl NetnsLab {
             }
             let br = format!("br{bridge_no}");
             if ends.len() > 2 {
-                lab_lines.push(format!("link add {br} type bridge"));
+                // A plain wire, like the veth pairs: no multicast snooping.
+                lab_lines.push(format!("link add {br} type bridge mcast_snooping 0"));
                 lab_lines.push(format!("link set {br} up"));
             }
             for (h, n) in ends {
@@ -309,4 +310,3 @@ impl Drop for NetnsLab {
         }
     }
 }
-

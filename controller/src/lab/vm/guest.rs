@@ -106,21 +106,26 @@ $B mkdir -p /proc /sys /dev /host /rw /newroot
 $B mount -t proc proc /proc
 $B mount -t sysfs sys /sys
 $B mount -t devtmpfs dev /dev
-for m in {mods}; do $B insmod /m/$m || fail "insmod $m"; done
-HOST=guest; AGENT=; MODS=; NICS=; ARGS=
+HOST=guest; AGENT=; MODS=; NICS=; ARGS=; V=
 for x in $($B cat /proc/cmdline); do
   case "$x" in
     lnst.host=*) HOST="${{x#*=}}" ;;
     lnst.agent=*) AGENT="${{x#*=}}" ;;
     lnst.modules=*) MODS="${{x#*=}}" ;;
     lnst.nic=*) NICS="$NICS ${{x#*=}}" ;;
-    lnst.verbose=*) ARGS="-v" ;;
+    lnst.verbose=*) ARGS="-v"; V=1 ;;
   esac
 done
+# With lnst.verbose=1 (LNST_VM_AGENT_VERBOSE), each step's uptime.
+t() {{ [ -n "$V" ] && echo "lnst-init $($B cut -d' ' -f1 /proc/uptime) $*"; }}
+t start
+for m in {mods}; do $B insmod /m/$m || fail "insmod $m"; done
+t modules loaded
 $B mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose {ROOT_TAG} /host || fail "mount of the host root over 9p"
 $B mount -t tmpfs -o mode=0755 rw /rw
 $B mkdir -p /rw/upper /rw/work
 $B mount -t overlay overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work /newroot || fail "overlay root"
+t root mounted
 R=/newroot
 $B mount -t proc proc $R/proc
 $B mount -t sysfs sys $R/sys
@@ -157,6 +162,7 @@ $B hostname "$HOST"
 echo "$HOST" > $R/etc/hostname
 : > $R/run/lnst-agent.toml
 [ -x "$R$AGENT" ] || fail "agent $AGENT not found in the host root"
+t starting the agent
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root NO_COLOR=1 LNST_HEARTBEAT_MS=1000,{SILENCE_MS}
 exec $B switch_root $R /bin/sh -c "\"$AGENT\" --virtio-port /dev/virtio-ports/{PORT_NAME} --state-dir /run/lnst-agent --config /run/lnst-agent.toml $ARGS; echo o > /proc/sysrq-trigger"
 "#
@@ -171,16 +177,7 @@ pub fn write_initramfs(
     modules: &[PathBuf],
     read_module: &dyn Fn(&Path) -> std::io::Result<Vec<u8>>,
 ) -> Result<(), GuestError> {
-    let busybox = std::fs::read(BUSYBOX).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => GuestError::NoBusybox,
-        _ => GuestError::Read {
-            path: BUSYBOX.into(),
-            source: e,
-        },
-    })?;
-    if is_dynamic_elf(&busybox) {
-        return Err(GuestError::DynamicBusybox);
-    }
+    let busybox = static_busybox()?;
     let mut names = Vec::new();
     let mut files: Vec<(String, u32, Vec<u8>)> = vec![
         ("bin".into(), 0o040755, Vec::new()),
@@ -208,6 +205,12 @@ pub fn write_initramfs(
         names.push(name);
     }
     files.push(("init".into(), 0o100755, init_script(&names).into_bytes()));
+    write_archive(out, &files)
+}
+
+/// Writes a newc archive of `(path, mode, bytes)` entries (directories
+/// with an empty body) plus `/dev/console`.
+pub fn write_archive(out: &Path, files: &[(String, u32, Vec<u8>)]) -> Result<(), GuestError> {
     let mut w = Cursor::new(Vec::with_capacity(8 << 20));
     let io = |source| GuestError::Write {
         path: out.to_path_buf(),
@@ -234,6 +237,21 @@ pub fn write_initramfs(
     std::fs::write(out, w.into_inner()).map_err(io)
 }
 
+/// The static busybox, checked (for initramfs builders).
+pub fn static_busybox() -> Result<Vec<u8>, GuestError> {
+    let busybox = std::fs::read(BUSYBOX).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => GuestError::NoBusybox,
+        _ => GuestError::Read {
+            path: BUSYBOX.into(),
+            source: e,
+        },
+    })?;
+    if is_dynamic_elf(&busybox) {
+        return Err(GuestError::DynamicBusybox);
+    }
+    Ok(busybox)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +271,8 @@ mod tests {
     fn tells_static_from_dynamic_elf() {
         let me = std::fs::read("/proc/self/exe").expect("own binary");
         assert!(is_dynamic_elf(&me), "the test binary is dynamically linked");
-        assert!(!is_dynamic_elf(b"not an elf at all, but long enough to be looked at.........."));
+        assert!(!is_dynamic_elf(
+            b"not an elf at all, but long enough to be looked at.........."
+        ));
     }
 }

@@ -62,8 +62,13 @@ pub fn plan(req: &Requirements) -> Wiring {
     }
     let mut head: Vec<String> = vec!["link set lo up".into()];
     for br in w.bridges.values() {
-        // No STP and no forward delay: a port forwards the moment it is up.
-        head.push(format!("link add {br} type bridge forward_delay 0"));
+        // A plain wire: no STP and no forward delay (a port forwards the
+        // moment it is up), no multicast snooping (IPv6 neighbour
+        // discovery and a recipe's multicast reach every port, as on the
+        // netns lab's veth wires).
+        head.push(format!(
+            "link add {br} type bridge forward_delay 0 mcast_snooping 0"
+        ));
         head.push(format!("link set {br} up"));
     }
     head.append(&mut w.batch);
@@ -105,12 +110,25 @@ mod tests {
         assert_eq!(w.bridges.len(), 3, "{:?}", w.bridges);
         assert_eq!(w.nics["h1"][0].tap, "t0n0");
         assert_eq!(w.nics["h2"][1].mac, "52:54:00:4c:01:02");
-        assert!(w.batch.contains(&"link set t1n0 mtu 65521 master br0 up".to_string()), "{:?}", w.batch);
-        let taps: Vec<_> = w.batch.iter().filter(|l| l.starts_with("tuntap add")).collect();
+        assert!(
+            w.batch
+                .contains(&"link set t1n0 mtu 65521 master br0 up".to_string()),
+            "{:?}",
+            w.batch
+        );
+        let taps: Vec<_> = w
+            .batch
+            .iter()
+            .filter(|l| l.starts_with("tuntap add"))
+            .collect();
         assert_eq!(taps.len(), 4);
         // Bridges exist before the taps join them.
         let first_master = w.batch.iter().position(|l| l.contains(" master ")).unwrap();
-        let last_bridge = w.batch.iter().rposition(|l| l.contains("type bridge")).unwrap();
+        let last_bridge = w
+            .batch
+            .iter()
+            .rposition(|l| l.contains("type bridge"))
+            .unwrap();
         assert!(last_bridge < first_master);
     }
 }

@@ -31,7 +31,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{delete_namespaces, finish, ip_batch, new_runid, write_owner, Lab, LabError, LabOptions, LABS_DIR};
+use super::{
+    delete_namespaces, finish, ip_batch, new_runid, write_owner, Lab, LabError, LabOptions,
+    LABS_DIR,
+};
 use crate::client::AgentAddr;
 use crate::mapper::Requirements;
 use qemu::{Accel, ConsoleEvent, Guest, GuestSpec};
@@ -107,7 +110,7 @@ pub fn check_kernel_params(req: &Requirements, release: &str) -> Result<(), LabE
     for h in &req.hosts {
         if let Some(want) = h.params.get("kernel") {
             if !kernel_matches(want, release) {
-                return Err(LabError::Mismatch(format!(
+                return Err(LabError::Usage(format!(
                     "host {} asks for kernel {want} but the VM lab boots {release}; \
                      give --kernel with a matching version or path, or change the requirement",
                     h.name
@@ -127,7 +130,12 @@ fn choose_accel(asked: Option<&str>, image: &Path) -> Accel {
         Some("tcg") => return Accel::Tcg,
         _ => {}
     }
-    if fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+    if fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
         return Accel::Tcg;
     }
     let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
@@ -135,7 +143,11 @@ fn choose_accel(asked: Option<&str>, image: &Path) -> Accel {
     if let Ok(s) = fs::read_to_string(&memo) {
         if let Some((id, verdict)) = s.trim().split_once(' ') {
             if id == boot.trim() {
-                return if verdict == "kvm" { Accel::Kvm } else { Accel::Tcg };
+                return if verdict == "kvm" {
+                    Accel::Kvm
+                } else {
+                    Accel::Tcg
+                };
             }
         }
     }
@@ -158,8 +170,24 @@ fn choose_accel(asked: Option<&str>, image: &Path) -> Accel {
 fn probe_kvm(image: &Path) -> bool {
     use std::io::Read;
     let Ok(mut child) = std::process::Command::new(qemu::QEMU)
-        .args(["-accel", "kvm", "-M", "pc", "-m", "128", "-nodefaults", "-no-user-config"])
-        .args(["-display", "none", "-no-reboot", "-serial", "stdio", "-kernel"])
+        .args([
+            "-accel",
+            "kvm",
+            "-M",
+            "pc",
+            "-m",
+            "128",
+            "-nodefaults",
+            "-no-user-config",
+        ])
+        .args([
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+            "-kernel",
+        ])
         .arg(image)
         .args(["-append", "console=ttyS0 earlyprintk=ttyS0 panic=-1"])
         .stdin(std::process::Stdio::null())
@@ -182,6 +210,33 @@ fn probe_kvm(image: &Path) -> bool {
     ok
 }
 
+/// What one guest costs the host at most: its memory plus qemu's own
+/// (translation buffer, devices), measured at 280–335 MiB RSS (VMLAB.md).
+const GUEST_FOOTPRINT_MIB: u64 = qemu::MEMORY_MIB as u64 + 100;
+
+/// Refuses a lab this machine cannot hold, before anything is started.
+fn check_memory(guests: usize) -> Result<(), LabError> {
+    let avail_kib = fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+    });
+    let need = guests as u64 * GUEST_FOOTPRINT_MIB;
+    match avail_kib {
+        Some(kib) if kib / 1024 < need => Err(vm_err(format!(
+            "{guests} guest(s) need about {need} MiB ({} MiB of guest memory plus qemu's own, each) \
+             but only {} MiB are available: stop other VMs or run a recipe with fewer hosts",
+            qemu::MEMORY_MIB,
+            kib / 1024
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// What `validate --lab vm` shows: the guests, their NICs and the
 /// segments, without fetching or booting anything.
 pub fn plan_text(req: &Requirements, kernel_spec: Option<&str>) -> String {
@@ -196,10 +251,18 @@ pub fn plan_text(req: &Requirements, kernel_spec: Option<&str>) -> String {
             .iter()
             .map(|n| format!("{} ({})", n.name, n.mac))
             .collect();
-        s.push_str(&format!("  {} -> guest {} [{}]\n", h.name, h.name, nics.join(", ")));
+        s.push_str(&format!(
+            "  {} -> guest {} [{}]\n",
+            h.name,
+            h.name,
+            nics.join(", ")
+        ));
     }
     for (label, br) in &w.bridges {
-        s.push_str(&format!("  net {} -> bridge {br}\n", label.trim_start_matches('\0')));
+        s.push_str(&format!(
+            "  net {} -> bridge {br}\n",
+            label.trim_start_matches('\0')
+        ));
     }
     s
 }
@@ -210,7 +273,9 @@ impl VmLab {
     pub fn build(req: &Requirements, opts: &LabOptions) -> Result<VmLab, LabError> {
         let t0 = Instant::now();
         if !nix::unistd::geteuid().is_root() {
-            return Err(vm_err("the VM lab needs root (taps and a lab namespace); run as root or give --pool DIR"));
+            return Err(vm_err(
+                "the VM lab needs root (taps and a lab namespace); run as root or give --pool DIR",
+            ));
         }
         if qemu::find_qemu().is_none() {
             return Err(vm_err(format!(
@@ -227,11 +292,26 @@ impl VmLab {
             )));
         }
         if !Path::new("/dev/net/tun").exists() {
-            return Err(vm_err("/dev/net/tun is missing: load the tun module (`modprobe tun`)"));
+            return Err(vm_err(
+                "/dev/net/tun is missing: load the tun module (`modprobe tun`)",
+            ));
         }
+        check_memory(req.hosts.len())?;
         let mut progress = progress_printer();
         let kernel = kernel::resolve(opts.kernel.as_deref(), &kernel::cache_root(), &mut progress)
-            .map_err(|e| vm_err(e.to_string()))?;
+            .map_err(|e| {
+                use kernel::KernelError as K;
+                match e {
+                    // The user's --kernel is at fault: a usage error.
+                    K::UnknownVersion { .. }
+                    | K::NotFound { .. }
+                    | K::NotAKernel { .. }
+                    | K::WrongArch { .. }
+                    | K::NoPvh { .. }
+                    | K::NoRelease { .. } => LabError::Usage(format!("--kernel: {e}")),
+                    e => vm_err(e.to_string()),
+                }
+            })?;
         check_kernel_params(req, &kernel.release)?;
         let runid = new_runid();
         let _span = tracing::info_span!("vmlab", runid = %runid).entered();
@@ -268,8 +348,14 @@ impl VmLab {
             .map_err(|e| vm_err(e.to_string()))?;
         // The wiring.
         let wiring = links::plan(req);
-        finish(ip_batch(None, &[format!("netns add {netns}")])?, "ip netns add")?;
-        finish(ip_batch(Some(&netns), &wiring.batch)?, &format!("ip -n {netns} -batch (bridges and taps)"))?;
+        finish(
+            ip_batch(None, &[format!("netns add {netns}")])?,
+            "ip netns add",
+        )?;
+        finish(
+            ip_batch(Some(&netns), &wiring.batch)?,
+            &format!("ip -n {netns} -batch (bridges and taps)"),
+        )?;
         // The guests, all at once.
         let ns_path = Path::new("/run/netns").join(&netns);
         let (tx, rx) = mpsc::channel();
@@ -290,7 +376,11 @@ impl VmLab {
             };
             let console = opts.run_dir.join(format!("console-{}.log", h.name));
             let g = qemu::spawn(&spec, &ns_path, console, tx.clone()).map_err(|e| {
-                vm_err(format!("cannot start {} for host {}: {e}", qemu::QEMU, h.name))
+                vm_err(format!(
+                    "cannot start {} for host {}: {e}",
+                    qemu::QEMU,
+                    h.name
+                ))
             })?;
             pids.push_str(&format!("{}\n", g.child.id()));
             let _ = fs::write(record.join("agents"), &pids);
@@ -345,6 +435,12 @@ impl VmLab {
         Ok(lab)
     }
 
+    /// The guests' qemu pids, in host order (benchmarks read their RSS
+    /// and CPU time).
+    pub fn qemu_pids(&self) -> Vec<u32> {
+        self.guests.iter().map(|g| g.child.id()).collect()
+    }
+
     /// Stops the guests, deletes the lab namespace and the record.
     pub fn teardown(&mut self) -> Vec<String> {
         if self.done {
@@ -389,7 +485,10 @@ impl Lab for VmLab {
         )
     }
     fn host_params(&self, _host: &str) -> BTreeMap<String, Value> {
-        BTreeMap::from([("kernel".to_string(), Value::String(self.kernel.release.clone()))])
+        BTreeMap::from([(
+            "kernel".to_string(),
+            Value::String(self.kernel.release.clone()),
+        )])
     }
     fn agents_close(&self) -> bool {
         false
@@ -399,11 +498,23 @@ impl Lab for VmLab {
     }
     fn lost(&self, host: &str) -> Option<String> {
         let g = self.guests.iter().find(|g| g.host == host)?;
-        // An exited child is a zombie until waited for (at teardown).
-        let stat = fs::read_to_string(format!("/proc/{}/stat", g.child.id())).unwrap_or_default();
-        let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
-        if !matches!(state, None | Some("Z") | Some("X")) {
-            return None;
+        // An exited child is a zombie until waited for (at teardown). A
+        // killed qemu closes its sockets before it has finished exiting
+        // (freeing guest memory comes first), so give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let stat =
+                fs::read_to_string(format!("/proc/{}/stat", g.child.id())).unwrap_or_default();
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next().map(str::to_string));
+            if matches!(state.as_deref(), None | Some("Z") | Some("X")) {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
         Some(format!(
             "qemu for host {host} is gone; its console ({}) ends with:\n{}",

@@ -189,6 +189,9 @@ pub fn register(engine: &mut Engine) {
             None => Dynamic::UNIT,
         })
     });
+    engine.register_get("host", |d: &mut Device| -> R<Host> {
+        Host::of_device(&d.0.core, &d.0.client, &d.dev().netns)
+    });
     engine.register_fn("==", |a: &mut Device, b: Device| a.dev() == b.dev());
     engine.register_fn("!=", |a: &mut Device, b: Device| a.dev() != b.dev());
     engine.register_fn("==", |a: &mut Device, b: &str| a.dev().name == b);

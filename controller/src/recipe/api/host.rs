@@ -34,6 +34,8 @@ pub struct HostInner {
     pub watch: Arc<JobWatch>,
     /// Recipe NIC name → device (the matched NIC may have another name).
     pub nics: RefCell<BTreeMap<String, Device>>,
+    /// Namespace objects assigned as members (`h.ns1 = h.netns("ns1")`).
+    pub members: RefCell<BTreeMap<String, Host>>,
 }
 
 impl Host {
@@ -57,27 +59,90 @@ impl Host {
                 )
             })
             .collect();
-        Host(Rc::new(HostInner {
+        let h = Host(Rc::new(HostInner {
             name,
             machine,
             params,
             client,
             netns: None,
-            core,
+            core: Rc::clone(&core),
             watch,
             nics: RefCell::new(devs),
-        }))
+            members: RefCell::new(BTreeMap::new()),
+        }));
+        core.hosts.borrow_mut().push(h.clone());
+        h
     }
 
-    fn nic(&mut self, name: &str) -> R<Device> {
+    /// `h.NAME`: a NIC or created device, a namespace assigned as a
+    /// member, or a device made behind lnst's back (a job's `ip link add`),
+    /// which is then registered under its name.
+    fn member(&mut self, name: &str) -> R<Dynamic> {
         if let Some(d) = self.0.nics.borrow().get(name) {
-            return Ok(d.clone());
+            return Ok(Dynamic::from(d.clone()));
+        }
+        if let Some(h) = self.0.members.borrow().get(name) {
+            return Ok(Dynamic::from(h.clone()));
+        }
+        if let Ok(list) = self.devices() {
+            if let Some(d) = list
+                .into_iter()
+                .filter_map(|d| d.try_cast::<Device>())
+                .find(|d| d.0.dref_name() == name)
+            {
+                self.0.nics.borrow_mut().insert(name.to_string(), d.clone());
+                return Ok(Dynamic::from(d));
+            }
         }
         err(format!(
-            "host {} has no NIC or member {name:?}; NICs: {}; members: name, machine, params, devices, run",
+            "host {} has no device or member {name:?}; NICs and devices: {}; namespaces: {}; members: name, machine, params, devices, netns_name, run, ..",
             self.0.name,
-            self.0.nics.borrow().keys().cloned().collect::<Vec<_>>().join(", ")
+            self.0.nics.borrow().keys().cloned().collect::<Vec<_>>().join(", "),
+            self.0.members.borrow().keys().cloned().collect::<Vec<_>>().join(", ")
         ))
+    }
+
+    /// The host or namespace object a device on `client`'s agent in
+    /// `netns` belongs to; a namespace the recipe never made an object for
+    /// (a device moved there by name) gets one.
+    pub fn of_device(core: &Rc<Core>, client: &AgentClient, netns: &Option<String>) -> R<Host> {
+        let hosts = core.hosts.borrow().clone();
+        let same_agent = |h: &&Host| h.0.client.host() == client.host();
+        if let Some(h) = hosts
+            .iter()
+            .filter(same_agent)
+            .find(|h| &h.0.netns == netns)
+        {
+            return Ok(h.clone());
+        }
+        let Some(root) = hosts
+            .iter()
+            .filter(same_agent)
+            .find(|h| h.0.netns.is_none())
+        else {
+            return err(format!("no host object for agent {}", client.host()));
+        };
+        let ns = netns.clone().unwrap_or_default();
+        Ok(root.ns_object(ns.clone(), ns))
+    }
+
+    /// A host-like object for namespace `full` (its kernel name), shown as
+    /// `HOST/short`.
+    fn ns_object(&self, short: String, full: String) -> Host {
+        let h = &self.0;
+        let ns = Host(Rc::new(HostInner {
+            name: format!("{}/{short}", h.name),
+            machine: h.machine.clone(),
+            params: h.params.clone(),
+            client: h.client.clone(),
+            netns: Some(full),
+            core: Rc::clone(&h.core),
+            watch: Arc::clone(&h.watch),
+            nics: RefCell::new(BTreeMap::new()),
+            members: RefCell::new(BTreeMap::new()),
+        }));
+        h.core.hosts.borrow_mut().push(ns.clone());
+        ns
     }
 
     /// `ip link show`: every device now on the host.
@@ -180,17 +245,7 @@ impl Host {
                 self.0.name
             ));
         };
-        let h = &self.0;
-        Ok(Host(Rc::new(HostInner {
-            name: format!("{}/{name}", h.name),
-            machine: h.machine.clone(),
-            params: h.params.clone(),
-            client: h.client.clone(),
-            netns: Some(full),
-            core: Rc::clone(&h.core),
-            watch: Arc::clone(&h.watch),
-            nics: RefCell::new(BTreeMap::new()),
-        })))
+        Ok(self.ns_object(name.to_string(), full))
     }
 
     fn sysctl_get(&mut self, key: &str) -> R<String> {
@@ -313,6 +368,17 @@ impl Host {
         }
     }
 
+    /// `h.defer(COMMAND)`: the agent runs `sh -c COMMAND` (in this
+    /// host's namespace) when the run's changes are undone, in reverse
+    /// order with them, also after a crash of either side.
+    fn defer(&mut self, command: &str) -> R<()> {
+        self.request(Request::Defer {
+            netns: opt_netns(self),
+            command: command.to_string(),
+        })?;
+        Ok(())
+    }
+
     fn recv_file(&mut self, remote: &str, local: &str) -> R<()> {
         let mut out = Vec::new();
         loop {
@@ -344,9 +410,42 @@ pub fn register(engine: &mut Engine) {
     engine.register_get("machine", |h: &mut Host| h.0.machine.clone());
     engine.register_get("params", |h: &mut Host| h.0.params.clone());
     engine.register_get("devices", Host::devices);
-    engine.register_indexer_get(Host::nic);
+    engine.register_indexer_get(Host::member);
     engine.register_indexer_set(|h: &mut Host, name: &str, spec: DevSpec| {
         h.create(name, spec).map(|_| ())
+    });
+    // `h.ns1 = h.netns("ns1")` (LNST's habit): keeps the namespace object
+    // as a member, so `h.ns1` returns it.
+    engine.register_indexer_set(|h: &mut Host, name: &str, ns: Host| -> R<()> {
+        if ns.0.netns.is_none() {
+            return err(format!(
+                "h.{name} = ..: {} is a host, not a namespace; assign h.netns(\"{name}\") or a device spec",
+                ns.0.name
+            ));
+        }
+        if h.0.nics.borrow().contains_key(name) {
+            return err(format!("host {} already has a device named {name:?}", h.0.name));
+        }
+        h.0.members.borrow_mut().insert(name.to_string(), ns);
+        Ok(())
+    });
+    // Rhai writes a handle back after a mutating call through a member
+    // (`h.v0.move_to(..)`): keep the device under that name.
+    engine.register_indexer_set(|h: &mut Host, name: &str, d: Device| {
+        h.0.nics.borrow_mut().insert(name.to_string(), d);
+    });
+    // Same agent and same namespace: `dev.host == m.h1`.
+    engine.register_fn("==", |a: &mut Host, b: Host| {
+        a.0.client.host() == b.0.client.host() && a.0.netns == b.0.netns
+    });
+    engine.register_fn("!=", |a: &mut Host, b: Host| {
+        a.0.client.host() != b.0.client.host() || a.0.netns != b.0.netns
+    });
+    engine.register_get("netns_name", |h: &mut Host| -> Dynamic {
+        match &h.0.netns {
+            Some(n) => Dynamic::from(n.clone()),
+            None => Dynamic::UNIT,
+        }
     });
     engine.register_fn("create", Host::create);
     engine.register_fn("netns", Host::netns);
@@ -358,6 +457,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("route_del", |h: &mut Host, m: Map| h.route(m, false));
     engine.register_fn("send_file", Host::send_file);
     engine.register_fn("recv_file", Host::recv_file);
+    engine.register_fn("defer", Host::defer);
     engine.register_fn("run", |h: &mut Host, cmd: &str| {
         job::run_shell(h, cmd, Map::new())
     });

@@ -139,9 +139,11 @@ pub struct RunOpts {
     pub json: bool,
     pub desc: Option<String>,
     pub netns: Option<String>,
+    /// A shell command journaled (as `h.defer`) before the job starts.
+    pub undo: Option<String>,
 }
 
-const OPTS: &str = "bg, timeout, expect_fail, cwd, env, json, desc, netns";
+const OPTS: &str = "bg, timeout, expect_fail, cwd, env, json, desc, netns, undo";
 
 fn flag(k: &str, v: &Dynamic) -> R<bool> {
     v.as_bool().or_else(|_| {
@@ -181,6 +183,15 @@ impl RunOpts {
                 "cwd" => o.cwd = Some(text(k, v)?),
                 "desc" => o.desc = Some(text(k, v)?),
                 "netns" => o.netns = Some(text(k, v)?),
+                "undo" => {
+                    if !v.is_string() {
+                        return err(format!(
+                            "run option undo must be a shell command string, not {}",
+                            v.type_name()
+                        ));
+                    }
+                    o.undo = Some(v.to_string());
+                }
                 "env" => {
                     let m = v.clone().try_cast::<Map>().ok_or_else(|| {
                         format!("run option env must be a map, not {}", v.type_name())
@@ -273,6 +284,21 @@ pub fn run_job(
         started: Instant::now(),
         state: RefCell::new(State::default()),
     }));
+    if let Some(undo) = &job.0.opts.undo {
+        // Journaled on the agent before the job starts (RECIPES.md §5).
+        if let Err(e) = core.request(
+            &h.0.client,
+            Request::Defer {
+                netns: spec.netns.clone(),
+                command: undo.clone(),
+            },
+        ) {
+            let mut res = core.results.borrow_mut();
+            res[line].result = Verdict::Error;
+            res[line].note = Some(format!("undo not journaled, job not started: {e}"));
+            return Err(e);
+        }
+    }
     (core.status)(&format!("{}: {}", h.0.name, desc));
     tracing::debug!(host = %h.0.name, desc = %desc, bg = job.0.opts.bg, "job start");
     let reply = core.request(&h.0.client, Request::JobStart(spec));
@@ -360,7 +386,10 @@ impl Job {
             let (ok, r, figures) = m.judge(&status);
             result = r;
             data.extend(figures);
-            passed = ok && !exit.timed_out;
+            // A module is judged by its result, then inverted by
+            // `expect_fail` like a shell job (RECIPES.md §5); a timeout
+            // still fails.
+            passed = !exit.timed_out && (ok != self.0.opts.expect_fail);
         } else if self.0.opts.json {
             match serde_json::from_slice::<serde_json::Value>(&status.stdout) {
                 Ok(v) => result = to_dynamic(&v),
@@ -578,6 +607,7 @@ impl Job {
 
 /// At the end of `test`: kills and notes every job still running.
 pub fn end_of_test(core: &Core) {
+    core.hosts.borrow_mut().clear();
     let jobs: Vec<Job> = core.jobs.borrow_mut().drain(..).collect();
     for j in jobs {
         if !j.is_settled() {
