@@ -66,37 +66,58 @@ pub struct FrameReader<R> {
     body: Vec<u8>,
 }
 
+/// The buffer of a [`FrameReader`]: small, since a stranger's connection
+/// has one before it says anything (reads larger than this bypass it).
+const READ_BUF: usize = 8 * 1024;
+/// A frame's body is allocated as its bytes arrive, this much at a time:
+/// a header announcing 16 MiB that is never followed by them costs 64 KiB,
+/// not 16 MiB.
+const BODY_STEP: usize = 64 * 1024;
+
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(r: R) -> Self {
         FrameReader {
-            inner: BufReader::with_capacity(64 * 1024, r),
+            inner: BufReader::with_capacity(READ_BUF, r),
             body: Vec::new(),
         }
     }
 
     /// Reads one message. The header is checked against the frame limit
-    /// before the body is allocated.
+    /// before the body is read.
     pub async fn read<T: DeserializeOwned>(&mut self) -> Result<T, ConnError> {
+        self.read_max(codec::MAX_FRAME_LEN).await
+    }
+
+    /// [`FrameReader::read`] of a frame of at most `max` bytes (a peer's
+    /// first frame, its Hello, is small).
+    pub async fn read_max<T: DeserializeOwned>(&mut self, max: usize) -> Result<T, ConnError> {
         let mut h = [0u8; HEADER_LEN];
         read_exact_or(&mut self.inner, &mut h).await?;
         let len = codec::decode_header(h)?;
+        if len > max {
+            return Err(CodecError::TooLarge { len, max }.into());
+        }
         self.body.clear();
-        self.body.resize(len, 0);
-        match read_exact_or(&mut self.inner, &mut self.body).await {
-            Ok(()) => {}
-            Err(ConnError::Closed) => {
-                return Err(ConnError::Truncated {
-                    got: HEADER_LEN,
-                    want: HEADER_LEN + len,
-                })
+        let mut got = 0;
+        while got < len {
+            let step = (len - got).min(BODY_STEP);
+            self.body.resize(got + step, 0);
+            match read_exact_or(&mut self.inner, &mut self.body[got..got + step]).await {
+                Ok(()) => got += step,
+                Err(ConnError::Closed) => {
+                    return Err(ConnError::Truncated {
+                        got: HEADER_LEN + got,
+                        want: HEADER_LEN + len,
+                    })
+                }
+                Err(ConnError::Truncated { got: g, .. }) => {
+                    return Err(ConnError::Truncated {
+                        got: HEADER_LEN + got + g,
+                        want: HEADER_LEN + len,
+                    })
+                }
+                Err(e) => return Err(e),
             }
-            Err(ConnError::Truncated { got, .. }) => {
-                return Err(ConnError::Truncated {
-                    got: HEADER_LEN + got,
-                    want: HEADER_LEN + len,
-                })
-            }
-            Err(e) => return Err(e),
         }
         let msg = codec::decode_body(&self.body)?;
         if self.body.capacity() > 1024 * 1024 {

@@ -28,6 +28,7 @@ pub struct SessionCtx {
 pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireError> {
     let nets = &ctx.agent.undo_ctx.nets;
     let rec = &ctx.agent.journal;
+    crate::limits::check(&req)?;
     for ns in netns_named(&req) {
         nets.touch(ctx.session, ns).await;
     }
@@ -43,17 +44,25 @@ pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireEr
                 .start(&ctx.agent.journal, spec, ctx.session, ctx.events.clone())
                 .await?;
             if wait {
-                Ok(Response::Job(ctx.agent.jobs.wait(id, None).await?))
+                let status = ctx.agent.jobs.wait(id, None).await?;
+                ctx.agent.jobs.forget(id);
+                Ok(Response::Job(status))
             } else {
                 Ok(Response::JobStarted { id })
             }
         }
-        Request::JobWait { id, timeout_ms } => Ok(Response::Job(
-            ctx.agent
+        Request::JobWait { id, timeout_ms } => {
+            let status = ctx
+                .agent
                 .jobs
                 .wait(id, timeout_ms.map(Duration::from_millis))
-                .await?,
-        )),
+                .await?;
+            if status.exit.is_some() {
+                // The controller has the job's end and output now.
+                ctx.agent.jobs.forget(id);
+            }
+            Ok(Response::Job(status))
+        }
         Request::JobKill { id, signal } => {
             ctx.agent.jobs.kill(id, signal)?;
             Ok(Response::Done)
@@ -131,6 +140,43 @@ pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireEr
             Ok(Response::FileChunk { data, eof })
         }
         Request::Defer { netns, command } => defer(ctx, netns, command),
+        Request::NeighAdd { netns, neigh } => {
+            net::neigh_add(nets, rec, netns.as_deref(), &neigh).await?;
+            Ok(Response::Done)
+        }
+        Request::NeighDel { netns, neigh } => {
+            net::neigh_del(nets, rec, netns.as_deref(), &neigh).await?;
+            Ok(Response::Done)
+        }
+        Request::Neighs { netns, dev } => Ok(Response::Neighs(
+            net::neighs(nets, netns.as_deref(), dev.as_deref()).await?,
+        )),
+        Request::EthtoolGet { dev, group } => Ok(Response::Settings(
+            net::ethtool_get(nets, &dev, &group).await?,
+        )),
+        Request::EthtoolSet { dev, group, values } => Ok(Response::Settings(
+            net::ethtool_set(nets, rec, &dev, &group, &values).await?,
+        )),
+        Request::IpAddWith { dev, cidr, nodad } => {
+            device(net::ip_add_with(nets, rec, &dev, &cidr, nodad).await)
+        }
+        Request::Service { name, action } => {
+            let journal = &ctx.agent.journal;
+            Ok(Response::Text(
+                crate::service::service(
+                    &crate::service::Systemctl::default(),
+                    crate::service::systemd_running(),
+                    &|e| journal.record(e),
+                    &name,
+                    &action,
+                )
+                .await?,
+            ))
+        }
+        Request::Netem { dev, netem } => {
+            net::netem(nets, rec, &dev, netem.as_ref()).await?;
+            Ok(Response::Done)
+        }
     }
 }
 
@@ -181,7 +227,10 @@ fn netns_named(req: &Request) -> Vec<Option<&str>> {
         | Request::FileWrite { netns, .. }
         | Request::RouteAdd { netns, .. }
         | Request::RouteDel { netns, .. }
-        | Request::Defer { netns, .. } => vec![netns.as_deref()],
+        | Request::Defer { netns, .. }
+        | Request::NeighAdd { netns, .. }
+        | Request::NeighDel { netns, .. }
+        | Request::Neighs { netns, .. } => vec![netns.as_deref()],
         Request::SetMtu { dev, .. }
         | Request::SetMac { dev, .. }
         | Request::SetState { dev, .. }
@@ -192,7 +241,11 @@ fn netns_named(req: &Request) -> Vec<Option<&str>> {
         | Request::Features { dev }
         | Request::SetFeatures { dev, .. }
         | Request::WaitCarrier { dev, .. }
-        | Request::Destroy { dev } => vec![dev.netns.as_deref()],
+        | Request::Destroy { dev }
+        | Request::EthtoolGet { dev, .. }
+        | Request::EthtoolSet { dev, .. }
+        | Request::IpAddWith { dev, .. }
+        | Request::Netem { dev, .. } => vec![dev.netns.as_deref()],
         Request::MoveTo { dev, netns } => vec![dev.netns.as_deref(), netns.as_deref()],
         Request::Ping
         | Request::EndSession
@@ -201,7 +254,8 @@ fn netns_named(req: &Request) -> Vec<Option<&str>> {
         | Request::JobKill { .. }
         | Request::NetnsCreate { .. }
         | Request::FilePut { .. }
-        | Request::FileGet { .. } => vec![],
+        | Request::FileGet { .. }
+        | Request::Service { .. } => vec![],
     }
 }
 

@@ -7,7 +7,10 @@
 //! without its undo on disk. [`Journal::replay`] runs the undos in reverse
 //! order at session end, on controller loss, on SIGTERM/SIGINT and at
 //! start-up (entries left by an agent that died); an undo that fails is
-//! reported and the replay goes on; the replayed entries are then removed.
+//! reported and the replay goes on; the entries undone are then removed,
+//! and an entry whose undo failed stays in the journal, to be retried at the
+//! next replay (session end or the next start) and reported again until it
+//! succeeds: a change is never forgotten because its undo failed once.
 //!
 //! Line format: `CRC32HEX JSON\n`. JSON keeps the file readable by a person
 //! cleaning up by hand; the checksum and the newline tell a torn last line
@@ -52,6 +55,8 @@ pub struct Replay {
     pub entries: usize,
     /// One message per failed undo, in replay order.
     pub errors: Vec<String>,
+    /// Entries whose undo failed, kept in the journal for the next replay.
+    pub kept: usize,
 }
 
 /// The journal of one state dir. Holds the dir's lock for its lifetime.
@@ -154,8 +159,17 @@ impl Journal {
             .file
             .lock()
             .map_err(|_| WireError::internal("undo journal lock poisoned"))?;
-        f.write_all(line.as_bytes())
-            .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
+        let write = |f: &mut File| {
+            f.write_all(line.as_bytes())
+                .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
+        };
+        // An fsync may wait for the disk: off the worker. A page-cache
+        // append (job starts) is too short to be worth the hand-off.
+        if sync {
+            crate::blocking::in_place(|| write(&mut f))
+        } else {
+            write(&mut f)
+        }
             .map_err(|e| {
                 WireError::os(format!(
                     "cannot write undo journal {}: {e}",
@@ -173,7 +187,8 @@ impl Journal {
             .file
             .lock()
             .map_err(|_| WireError::internal("undo journal lock poisoned"))?;
-        let bytes = read_all(&f).map_err(|e| WireError::os(e.to_string()))?;
+        let bytes = crate::blocking::in_place(|| read_all(&f))
+            .map_err(|e| WireError::os(e.to_string()))?;
         Ok(parse(&bytes, &self.path))
     }
 
@@ -191,7 +206,7 @@ impl Journal {
                     return out;
                 }
             };
-            match read_all(&f) {
+            match crate::blocking::in_place(|| read_all(&f)) {
                 Ok(b) => b,
                 Err(e) => {
                     out.errors.push(format!(
@@ -207,8 +222,20 @@ impl Journal {
         }
         let entries = parse(&snapshot, &self.path);
         out.entries = entries.len();
-        out.errors = crate::undo::undo_all(ctx, &entries).await;
-        if let Err(e) = self.drop_prefix(snapshot.len() as u64) {
+        let failed = crate::undo::undo_all(ctx, &entries).await;
+        let mut keep: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
+        keep.sort_unstable();
+        keep.dedup();
+        let kept: Vec<&UndoEntry> = keep.iter().filter_map(|&i| entries.get(i)).collect();
+        out.kept = kept.len();
+        out.errors = failed.into_iter().map(|(_, e)| e).collect();
+        if !kept.is_empty() {
+            tracing::warn!(kept = kept.len(), path = %self.path.display(),
+                "undo failed; the entries stay in the journal and are retried at the next replay");
+        }
+        let rewritten =
+            crate::blocking::in_place(|| self.replace_prefix(snapshot.len() as u64, &kept));
+        if let Err(e) = rewritten {
             out.errors.push(format!(
                 "cannot truncate undo journal {}: {e}",
                 self.path.display()
@@ -217,25 +244,39 @@ impl Journal {
         out
     }
 
-    /// Removes the first `len` bytes (the replayed entries), keeping any
-    /// appended after the replay's snapshot.
-    fn drop_prefix(&self, len: u64) -> std::io::Result<()> {
+    /// Replaces the first `len` bytes (the replayed entries) with `keep`
+    /// (the entries whose undo failed), keeping any appended after the
+    /// replay's snapshot. The new file is written beside the old one and
+    /// renamed over it, so a crash leaves one or the other, whole.
+    fn replace_prefix(&self, len: u64, keep: &[&UndoEntry]) -> std::io::Result<()> {
         let mut f = self
             .file
             .lock()
             .map_err(|_| std::io::Error::other("undo journal lock poisoned"))?;
         let now = f.metadata()?.len();
-        if now <= len {
+        if now <= len && keep.is_empty() {
             f.set_len(0)?;
             return f.sync_all();
         }
+        let mut head = String::new();
+        for e in keep {
+            head.push_str(&encode_line(e).map_err(std::io::Error::other)?);
+        }
         let mut tail = Vec::new();
-        let mut r = File::open(&self.path)?;
-        r.seek(SeekFrom::Start(len))?;
-        r.read_to_end(&mut tail)?;
+        if now > len {
+            let mut r = File::open(&self.path)?;
+            r.seek(SeekFrom::Start(len))?;
+            r.read_to_end(&mut tail)?;
+        }
         let tmp = self.dir.join(format!("{JOURNAL_FILE}.tmp"));
         {
-            let mut t = File::create(&tmp)?;
+            let mut t = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            t.write_all(head.as_bytes())?;
             t.write_all(&tail)?;
             t.sync_all()?;
         }
@@ -323,6 +364,50 @@ impl Recorder for Journal {
     fn record(&self, undo: NetUndo) -> Result<(), WireError> {
         Journal::record(self, UndoEntry::Net(undo))
     }
+
+    fn cancel(&self, undo: &NetUndo) {
+        let Ok(line) = encode_line(&UndoEntry::Net(undo.clone())) else {
+            return;
+        };
+        let Ok(f) = self.file.lock() else {
+            return;
+        };
+        let r = crate::blocking::in_place(|| -> std::io::Result<bool> {
+            let len = f.metadata()?.len();
+            let n = line.len() as u64;
+            if len < n {
+                return Ok(false);
+            }
+            let mut tail = vec![0u8; line.len()];
+            let mut r = f.try_clone()?;
+            r.seek(SeekFrom::Start(len - n))?;
+            r.read_exact(&mut tail)?;
+            if tail != line.as_bytes() {
+                return Ok(false);
+            }
+            f.set_len(len - n)?;
+            f.sync_data()?;
+            Ok(true)
+        });
+        match r {
+            Ok(true) => tracing::debug!(entry = %undo.describe(), "journal entry taken back: the change was not made"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot take back a journal entry"),
+        }
+    }
+
+    fn recorded(&self) -> Option<Vec<NetUndo>> {
+        let entries = self.entries().ok()?;
+        Some(
+            entries
+                .into_iter()
+                .filter_map(|e| match e {
+                    UndoEntry::Net(n) => Some(n),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -366,7 +451,8 @@ mod tests {
             r,
             Replay {
                 entries: 3,
-                errors: vec![]
+                errors: vec![],
+                kept: 0,
             }
         );
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "c\nb\na\n");
@@ -375,18 +461,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failing_undo_is_reported_and_replay_continues() {
+    async fn failing_undo_is_reported_kept_and_retried() {
         let d = tmp("fail");
         let j = Journal::open(&d.0).unwrap();
         let marker = d.0.join("m");
+        let later = d.0.join("later");
         j.record(test_entry(&marker, "first")).unwrap();
-        j.record(test_entry(Path::new("/nonexistent-dir/x"), "bad"))
-            .unwrap();
+        j.record(test_entry(&later.join("x"), "bad")).unwrap();
+        j.record(test_entry(&marker, "third")).unwrap();
         let r = j.replay(&UndoCtx::new("lnsttest-".into())).await;
-        assert_eq!(r.entries, 2);
+        assert_eq!(r.entries, 3);
+        assert_eq!(r.kept, 1);
         assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
-        assert!(r.errors[0].contains("/nonexistent-dir/x"));
-        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "first\n");
+        assert!(r.errors[0].contains("later/x"), "{:?}", r.errors);
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "third\nfirst\n");
+        // The failed entry stays, before anything recorded since.
+        j.record(test_entry(&marker, "fourth")).unwrap();
+        assert_eq!(
+            j.entries().unwrap(),
+            vec![
+                test_entry(&later.join("x"), "bad"),
+                test_entry(&marker, "fourth")
+            ]
+        );
+        // Still failing: reported again, still kept.
+        let r = j.replay(&UndoCtx::new("lnsttest-".into())).await;
+        assert_eq!((r.entries, r.kept, r.errors.len()), (2, 1, 1));
+        // Once it can succeed, it is undone and gone.
+        std::fs::create_dir(&later).unwrap();
+        let r = j.replay(&UndoCtx::new("lnsttest-".into())).await;
+        assert_eq!((r.entries, r.kept, r.errors.len()), (1, 0, 0));
+        assert_eq!(std::fs::read_to_string(later.join("x")).unwrap(), "bad\n");
+        assert!(j.entries().unwrap().is_empty());
     }
 
     #[test]
@@ -432,7 +538,7 @@ mod tests {
         j.record(test_entry(&marker, "old")).unwrap();
         let snap = std::fs::metadata(j.path()).unwrap().len();
         j.record(test_entry(&marker, "new")).unwrap();
-        j.drop_prefix(snap).unwrap();
+        j.replace_prefix(snap, &[]).unwrap();
         assert_eq!(j.entries().unwrap(), vec![test_entry(&marker, "new")]);
         j.record(test_entry(&marker, "newer")).unwrap();
         assert_eq!(j.entries().unwrap().len(), 2);

@@ -9,7 +9,9 @@
 //! delays the accept loop or other controllers. No protocol byte is read
 //! before the controller is accepted. Unix sockets are plain: their file
 //! mode (0600, root) is the protection. TCP streams get `TCP_NODELAY` (a
-//! frame is one write; delaying it costs 40 ms).
+//! frame is one write; delaying it costs 40 ms). Connections that have not
+//! authenticated are capped and evicted oldest first ([`crate::limiter`]),
+//! and their failures are logged at a bounded rate.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::agent::Agent;
+use crate::limiter::{self, Gate, Permit, HANDSHAKE_WARNINGS};
 use crate::session;
 
 /// Binds a unix socket at `path`, mode 0600. A stale socket file (no agent
@@ -66,6 +69,7 @@ pub async fn serve(
 ) {
     let mut stop = shutdown.clone();
     let mut conns = JoinSet::new();
+    let gate = Gate::new(limiter::cap_for(limiter::raise_nofile()));
     // Each TCP listener accepts on its own task; accepted sockets come
     // here so that every session is in `conns` for the shutdown wait.
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<(TcpStream, String)>(64);
@@ -104,7 +108,8 @@ pub async fn serve(
                 if let Err(e) = s.set_nodelay(true) {
                     tracing::warn!(error = %e, "cannot set TCP_NODELAY");
                 }
-                conns.spawn(serve_tcp(agent.clone(), s, peer, tcp_auth.clone(), shutdown.clone()));
+                let permit = gate.enter();
+                conns.spawn(serve_tcp(agent.clone(), s, peer, tcp_auth.clone(), permit, shutdown.clone()));
             }
         }
     }
@@ -120,14 +125,23 @@ async fn serve_tcp(
     s: TcpStream,
     peer: String,
     tcp_auth: TcpAuth,
+    mut permit: Permit,
     shutdown: watch::Receiver<bool>,
 ) {
     let span = tracing::info_span!("tcp", %peer);
     let mut stop = shutdown.clone();
+    let window = permit.gate().window(tcp_auth.timeout);
     let set_up = async {
         tokio::select! {
-            r = server_accept(s, &tcp_auth.auth, tcp_auth.timeout) => Some(r),
+            r = server_accept(s, &tcp_auth.auth, window) => Some(r),
             _ = stop.wait_for(|s| *s) => None,
+            _ = &mut permit.evicted => {
+                if let Some(dropped) = HANDSHAKE_WARNINGS.allow() {
+                    tracing::warn!(pending = permit.gate().max(), suppressed = dropped,
+                        "too many connections waiting for their handshake; closing the oldest");
+                }
+                None
+            }
         }
     }
     .instrument(span.clone())
@@ -135,6 +149,15 @@ async fn serve_tcp(
     match set_up {
         None => {}
         Some(Ok((t, key))) => {
+            // Authenticated: its place goes to the next stranger. An
+            // --insecure connection never authenticates and keeps it.
+            let _permit = match key {
+                Some(_) => {
+                    drop(permit);
+                    None
+                }
+                None => Some(permit),
+            };
             let peer = match key {
                 Some(k) => {
                     span.in_scope(|| {
@@ -146,9 +169,14 @@ async fn serve_tcp(
             };
             session::run(agent, t, peer, shutdown).await;
         }
-        Some(Err(e)) => span.in_scope(|| {
-            tracing::warn!(error = %e, "transport set-up failed; connection closed before any request")
-        }),
+        Some(Err(e)) => {
+            if let Some(dropped) = HANDSHAKE_WARNINGS.allow() {
+                span.in_scope(|| {
+                    tracing::warn!(error = %e, suppressed = dropped,
+                        "transport set-up failed; connection closed before any request")
+                })
+            }
+        }
     }
 }
 

@@ -22,10 +22,15 @@ use tracing::Instrument;
 use crate::agent::Agent;
 use crate::connection::{exchange_preamble, ConnError, FrameReader, FrameWriter};
 use crate::dispatch::{dispatch, SessionCtx};
+use crate::limiter::HANDSHAKE_WARNINGS;
 
 /// Queued outgoing frames per session (job output applies backpressure
 /// beyond this).
 const WRITE_QUEUE: usize = 1024;
+
+/// Largest first frame (the Hello: a few dozen bytes of controller name):
+/// nothing larger is read before a peer has said who it is.
+const HELLO_MAX: usize = 64 * 1024;
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -61,11 +66,15 @@ where
         match tokio::time::timeout(hb_timeout, exchange_preamble(&mut stream)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "handshake refused; closing");
+                if let Some(dropped) = HANDSHAKE_WARNINGS.allow() {
+                    tracing::warn!(error = %e, suppressed = dropped, "handshake refused; closing");
+                }
                 return;
             }
             Err(_) => {
-                tracing::warn!("no preamble within {hb_timeout:?}; closing");
+                if let Some(dropped) = HANDSHAKE_WARNINGS.allow() {
+                    tracing::warn!(suppressed = dropped, "no preamble within {hb_timeout:?}; closing");
+                }
                 return;
             }
         }
@@ -73,7 +82,7 @@ where
         let mut reader = FrameReader::new(r);
         let mut writer = FrameWriter::new(w);
 
-        let controller = match tokio::time::timeout(hb_timeout, reader.read::<ToAgent>()).await {
+        let controller = match tokio::time::timeout(hb_timeout, reader.read_max::<ToAgent>(HELLO_MAX)).await {
             Ok(Ok(ToAgent::Hello { controller })) => controller,
             Ok(Ok(other)) => {
                 let reason = format!("protocol error: expected Hello first, got {}", kind(&other));
@@ -85,7 +94,9 @@ where
                 return;
             }
             Err(_) => {
-                tracing::warn!("no Hello within {hb_timeout:?}; closing");
+                if let Some(dropped) = HANDSHAKE_WARNINGS.allow() {
+                    tracing::warn!(suppressed = dropped, "no Hello within {hb_timeout:?}; closing");
+                }
                 return;
             }
         };
@@ -223,7 +234,9 @@ async fn refuse<W: AsyncWrite + Unpin>(w: &mut FrameWriter<W>, reason: String) {
 
 /// A bad first frame: tell the peer if the error is ours to explain.
 async fn refuse_after<W: AsyncWrite + Unpin>(w: &mut FrameWriter<W>, e: ConnError) {
-    tracing::warn!(error = %e, "bad first frame; closing");
+    if let Some(dropped) = HANDSHAKE_WARNINGS.allow() {
+        tracing::warn!(error = %e, suppressed = dropped, "bad first frame; closing");
+    }
     if let ConnError::Codec(_) = e {
         refuse(w, format!("protocol error: {e}")).await;
     }

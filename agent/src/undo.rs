@@ -34,6 +34,18 @@ pub enum UndoEntry {
         netns: Option<String>,
         command: String,
     },
+    /// A session's job cgroup: SIGKILL to every process in it
+    /// (`cgroup.kill`), then `rmdir`. Catches what a job detached with
+    /// `setsid` or a double fork. Recorded (fsynced) before the cgroup is
+    /// made.
+    KillCgroup { path: String },
+    /// `systemctl start|stop NAME` so that it is `active` as before
+    /// (`h.service`); `systemctl` is the binary that acted.
+    Service {
+        name: String,
+        active: bool,
+        systemctl: String,
+    },
 }
 
 /// How long a deferred command may run at undo time before its process
@@ -57,10 +69,12 @@ impl UndoCtx {
 }
 
 /// Undoes `entries` (in recorded order) newest first, keeping on past
-/// errors and returning all of them. Runs of network entries go to
-/// [`crate::net::undo_all`], which batches link and namespace deletions
-/// (a kernel link delete costs ~20 ms each when done one by one).
-pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<String> {
+/// errors and returning all of them, each with the index in `entries` of
+/// the entry whose undo failed (the journal keeps those to retry them).
+/// Runs of network entries go to [`crate::net::undo_all_indexed`], which
+/// batches link and namespace deletions (a kernel link delete costs ~20 ms
+/// each when done one by one).
+pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<(usize, String)> {
     let mut errors = Vec::new();
     let mut end = entries.len();
     while end > 0 {
@@ -75,10 +89,17 @@ pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<String> {
                     UndoEntry::Net(n) => Some(n.clone()),
                     UndoEntry::Test { .. }
                     | UndoEntry::KillJob { .. }
-                    | UndoEntry::Command { .. } => None,
+                    | UndoEntry::Command { .. }
+                    | UndoEntry::KillCgroup { .. }
+                    | UndoEntry::Service { .. } => None,
                 })
                 .collect();
-            errors.extend(crate::net::undo_all(&ctx.nets, run).await);
+            errors.extend(
+                crate::net::undo_all_indexed(&ctx.nets, &run)
+                    .await
+                    .into_iter()
+                    .map(|(i, e)| (start + i, e)),
+            );
             end = start;
         } else if matches!(entries[end - 1], UndoEntry::KillJob { .. }) {
             // A run of jobs: one /proc scan, TERM to all, one grace period.
@@ -92,7 +113,15 @@ pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<String> {
                     _ => None,
                 })
                 .collect();
-            errors.extend(crate::jobs::orphans::kill_groups(&groups).await);
+            let left = crate::jobs::orphans::survivors(&groups).await;
+            for (i, (pgid, _)) in groups.iter().enumerate() {
+                if left.contains(pgid) {
+                    errors.push((
+                        start + i,
+                        format!("job process group {pgid} still alive after SIGKILL"),
+                    ));
+                }
+            }
             end = start;
         } else {
             let entry = &entries[end - 1];
@@ -100,7 +129,7 @@ pub async fn undo_all(ctx: &UndoCtx, entries: &[UndoEntry]) -> Vec<String> {
                 Ok(()) => tracing::info!(entry = %entry.describe(), "undone"),
                 Err(e) => {
                     tracing::warn!(entry = %entry.describe(), error = %e, "undo failed");
-                    errors.push(e);
+                    errors.push((end - 1, e));
                 }
             }
             end -= 1;
@@ -124,6 +153,21 @@ impl UndoEntry {
                     .map_err(|e| format!("undo test entry: cannot write {path}: {e}"))
             }
             UndoEntry::Net(n) => n.undo(&ctx.nets).await,
+            UndoEntry::KillCgroup { path } => {
+                crate::jobs::cgroup::kill_and_remove(path.into()).await
+            }
+            UndoEntry::Service {
+                name,
+                active,
+                systemctl,
+            } => {
+                let sc = crate::service::Systemctl {
+                    bin: systemctl.clone(),
+                };
+                crate::service::restore(&sc, name, *active)
+                    .await
+                    .map_err(|e| format!("undo service {name}: {e}"))
+            }
             UndoEntry::KillJob { pgid, start_time } => {
                 let errors = crate::jobs::orphans::kill_groups(&[(*pgid, *start_time)]).await;
                 if errors.is_empty() {
@@ -148,6 +192,11 @@ impl UndoEntry {
                 Some(n) => format!("deferred `{command}` (netns {n})"),
                 None => format!("deferred `{command}`"),
             },
+            UndoEntry::KillCgroup { path } => format!("kill job cgroup {path}"),
+            UndoEntry::Service { name, active, .. } => format!(
+                "service {name} {}",
+                if *active { "active" } else { "inactive" }
+            ),
         }
     }
 }

@@ -11,8 +11,10 @@ mod agent {
     pub mod devices;
     pub mod events;
     pub mod harness;
+    pub mod hostile;
     pub mod jobs;
     pub mod loss;
+    pub mod native;
     pub mod net;
     pub mod secure;
     pub mod team;

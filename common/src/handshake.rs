@@ -7,7 +7,10 @@
 
 /// Version of the message enums in [`crate::proto`]. Bump on any change to
 /// their encoding.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: device specs gained fields (bond options, team link_watch, tunnel
+/// mode, macsec), new requests (defer, neighbours, ethtool groups, netem,
+/// service) and job exit details.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Magic bytes that open every connection, so garbage is told apart from an
 /// old or new lnst at once.

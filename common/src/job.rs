@@ -59,6 +59,10 @@ pub struct JobExit {
     pub timed_out: bool,
     /// Seconds from spawn to exit.
     pub duration: f64,
+    /// The signal a `JobKill` delivered while the job's shell still ran;
+    /// `None` when it ended on its own (before any kill reached it), so a
+    /// job that already failed is judged by how it ended.
+    pub stopped: Option<i32>,
 }
 
 /// A job's state and full (bounded) output.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::{DevRef, DeviceInfo, DeviceSpec};
 use crate::error::WireError;
-use crate::host::RouteSpec;
+use crate::host::{NeighInfo, NeighSpec, NetemSpec, RouteSpec};
 use crate::job::{JobExit, JobId, JobSpec, JobStatus, Stream};
 
 /// Default interval between heartbeats, both directions.
@@ -182,6 +182,52 @@ pub enum Request {
         netns: Option<String>,
         command: String,
     },
+    // ---- added for issue 11 (native APIs with exact undo) ----
+    /// `ip neigh replace DST lladdr MAC dev DEV nud permanent`; an entry
+    /// the recipe replaces is put back after the run, one it adds removed.
+    NeighAdd {
+        netns: Option<String>,
+        neigh: NeighSpec,
+    },
+    /// `ip neigh del DST dev DEV`; a permanent entry is put back after the
+    /// run.
+    NeighDel {
+        netns: Option<String>,
+        neigh: NeighSpec,
+    },
+    /// `ip neigh show [dev DEV]`; answered with `Neighs`.
+    Neighs {
+        netns: Option<String>,
+        dev: Option<String>,
+    },
+    /// `ethtool -c|-g|-l|-a DEV` (`group` is `coalesce`, `rings`,
+    /// `channels` or `pause`); answered with `Settings`.
+    EthtoolGet { dev: DevRef, group: String },
+    /// `ethtool -C|-G|-L|-A DEV KEY VALUE ..`; the old values of the keys
+    /// set are restored after the run. Answered with `Settings` as after.
+    EthtoolSet {
+        dev: DevRef,
+        group: String,
+        values: BTreeMap<String, i64>,
+    },
+    /// `ip addr add CIDR dev DEV [nodad]`: like `IpAdd`, which also waits
+    /// for IPv6 DAD; `nodad` skips it.
+    IpAddWith {
+        dev: DevRef,
+        cidr: String,
+        nodad: bool,
+    },
+    /// `tc qdisc replace dev DEV root netem ..` (`None`: `tc qdisc del dev
+    /// DEV root` of a netem qdisc); the root qdisc of before is back after
+    /// the run.
+    Netem {
+        dev: DevRef,
+        netem: Option<NetemSpec>,
+    },
+    /// `systemctl start|stop|restart NAME` (`action`); answered with
+    /// `Text`, `systemctl is-active NAME` afterwards. The unit is started
+    /// or stopped after the run to be as active as before.
+    Service { name: String, action: String },
 }
 
 /// Successful replies. Which one a request gets is documented on the
@@ -212,6 +258,10 @@ pub enum Response {
         data: Vec<u8>,
         eof: bool,
     },
+    /// Neighbour entries (`Neighs`).
+    Neighs(Vec<NeighInfo>),
+    /// An ethtool settings group, key → value (bools as 0/1).
+    Settings(BTreeMap<String, i64>),
 }
 
 /// Pushed by the agent without being asked.

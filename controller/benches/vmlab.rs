@@ -295,7 +295,11 @@ fn main() {
         println!("SKIP: VM lab benchmarks need root");
         return;
     }
-    let agent = Path::new(env!("CARGO_BIN_EXE_lnst-ctl")).with_file_name("lnst-agent");
+    // LNST_BENCH_AGENT: the agent the guests run (a release agent with a
+    // debug-built bench: `cargo build --release -p lnst-agent`).
+    let agent = std::env::var_os("LNST_BENCH_AGENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_BIN_EXE_lnst-ctl")).with_file_name("lnst-agent"));
     if !agent.exists() {
         println!(
             "SKIP: VM lab benchmarks need {} (cargo build --release --bins)",

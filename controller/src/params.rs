@@ -2,7 +2,8 @@
 //! phase and the `-- k=v` overrides from the command line.
 //!
 //! A param's type is its default's (int, float, bool, string, array, map);
-//! a required param (`param(name, (), help)`) is a string. Values are kept
+//! a required param (`param(name, (), help)`) is a string unless a type is
+//! named (`param(name, (), help, "int")`). Values are kept
 //! as JSON so that the summary, `params.json` and the recipe see the same
 //! thing; `recipe::api` converts them to Rhai values. Every error here
 //! exits 2 before anything runs, naming the param and the declared ones.
@@ -35,6 +36,29 @@ impl ParamType {
             Value::String(_) => ParamType::String,
             Value::Array(_) => ParamType::Array,
             Value::Object(_) => ParamType::Map,
+        })
+    }
+}
+
+impl ParamType {
+    /// Every type name, for messages.
+    pub const NAMES: &'static str = "int, float, bool, string, array, map";
+
+    /// A type by its name (`"int"`), as a required param declares it.
+    pub fn parse(name: &str) -> Result<ParamType, String> {
+        Ok(match name {
+            "int" => ParamType::Int,
+            "float" => ParamType::Float,
+            "bool" => ParamType::Bool,
+            "string" => ParamType::String,
+            "array" => ParamType::Array,
+            "map" => ParamType::Map,
+            _ => {
+                return Err(format!(
+                    "unknown type {name:?}; types: {}",
+                    ParamType::NAMES
+                ))
+            }
         })
     }
 }
@@ -191,7 +215,21 @@ pub fn declare(
     help: Option<String>,
     overrides: &BTreeMap<String, String>,
 ) -> Result<ParamDecl, ParamError> {
-    let ty = ParamType::of(&default).unwrap_or(ParamType::String);
+    declare_typed(name, default, help, None, overrides)
+}
+
+/// [`declare`] with the type of a required param named (`ty`; the
+/// default's type otherwise, a string for a required param without one).
+pub fn declare_typed(
+    name: &str,
+    default: Value,
+    help: Option<String>,
+    ty: Option<ParamType>,
+    overrides: &BTreeMap<String, String>,
+) -> Result<ParamDecl, ParamError> {
+    let ty = ty
+        .or_else(|| ParamType::of(&default))
+        .unwrap_or(ParamType::String);
     let default = (!default.is_null()).then_some(default);
     let (value, invalid) = match overrides.get(name) {
         Some(raw) => match parse_value(name, ty, raw) {
@@ -347,6 +385,27 @@ mod tests {
                 "{n}"
             );
         }
+    }
+
+    #[test]
+    fn a_required_param_can_be_typed() {
+        let o = ov(&["mtu=9000", "rate=fast"]);
+        let d = declare_typed("mtu", Value::Null, None, Some(ParamType::Int), &o).unwrap();
+        assert!(d.required());
+        assert_eq!((d.ty, d.value), (ParamType::Int, Some(json!(9000))));
+        let d = declare_typed("rate", Value::Null, None, Some(ParamType::Float), &o).unwrap();
+        assert!(matches!(d.invalid, Some(ParamError::BadValue { .. })));
+        let e = check(&[d], &o, "r.rhai").unwrap_err().to_string();
+        assert!(
+            e.contains("\"rate\"") && e.contains("float") && e.contains("fast"),
+            "{e}"
+        );
+        assert_eq!(ParamType::parse("map"), Ok(ParamType::Map));
+        let e = ParamType::parse("integer").unwrap_err();
+        assert!(
+            e.contains("\"integer\"") && e.contains(ParamType::NAMES),
+            "{e}"
+        );
     }
 
     #[test]

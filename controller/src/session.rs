@@ -14,6 +14,17 @@ use lnst_common::secure::ClientAuth;
 
 use crate::client::{AgentAddr, AgentClient, ClientError};
 
+/// What [`Session::end`] found.
+#[derive(Debug, Default)]
+pub struct Ended {
+    /// `HOST: could not undo: WHAT: WHY`, one per change an agent could
+    /// not undo (it keeps it in its journal and retries it later).
+    pub not_undone: Vec<String>,
+    /// `HOST: WHY; ...may not be clean`, one per agent lost before it
+    /// answered `EndSession`.
+    pub lost: Vec<String>,
+}
+
 /// Connected agents by requirement host name.
 pub struct Session {
     pub clients: BTreeMap<String, AgentClient>,
@@ -63,17 +74,36 @@ impl Session {
     }
 
     /// `EndSession` on every agent in parallel: jobs killed, changes undone.
-    pub async fn end(&self) -> Vec<String> {
+    /// Says what each agent could not undo, and which agents were lost
+    /// before they said they were done (their hosts may not be clean).
+    pub async fn end(&self) -> Ended {
         let futs = self.clients.iter().map(|(h, c)| async move {
             match c.request(Request::EndSession).await {
-                Ok(Response::Teardown { errors }) => {
-                    errors.into_iter().map(|e| format!("{h}: {e}")).collect()
-                }
-                Ok(other) => vec![format!("{h}: unexpected reply {other:?} to EndSession")],
-                Err(e) => vec![format!("{h}: cleanup failed: {e}")],
+                Ok(Response::Teardown { errors }) => (
+                    errors
+                        .into_iter()
+                        .map(|e| match e.strip_prefix("undo ") {
+                            Some(what) => format!("{h}: could not undo {what}"),
+                            None => format!("{h}: could not undo: {e}"),
+                        })
+                        .collect(),
+                    None,
+                ),
+                Ok(other) => (
+                    vec![],
+                    Some(format!("{h}: unexpected reply {other:?} to EndSession")),
+                ),
+                Err(e) => (vec![], Some(format!("{h}: {e}"))),
             }
         });
-        futures_join_all(futs).await.into_iter().flatten().collect()
+        let mut out = Ended::default();
+        for (undo, lost) in futures_join_all(futs).await {
+            out.not_undone.extend(undo);
+            out.lost.extend(lost.map(|l| {
+                format!("{l}; the agent was lost while cleaning up, this host may not be clean")
+            }));
+        }
+        out
     }
 
     /// Goodbye to every agent in parallel; returns the errors.

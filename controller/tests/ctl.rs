@@ -13,6 +13,8 @@
 
 mod ctl {
     pub mod devices_lab;
+    pub mod chaos;
+    pub mod hostile;
     pub mod interact;
     pub mod modules_lab;
     pub mod modules_live;
@@ -782,7 +784,7 @@ fn spec_conformance_recipe() {
     };
     let t = Tmp::new();
     let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conformance.rhai");
-    let (code, v, err) = run_lab(&t, &agent, &recipe, &["req=x"]);
+    let (code, v, err) = run_lab(&t, &agent, &recipe, &["req=x", "req_n=7"]);
     let results = v["matches"][0]["results"].as_array().unwrap();
     let not_passed: Vec<String> = results
         .iter()

@@ -135,6 +135,31 @@ impl Pool {
                 &format!("net.ipv6.conf.{d}.accept_dad=0"),
             ]);
             sh(&["ip", "-n", n, "link", "set", d, "mtu", "1400", "up"]);
+            // A device the recipe leaves alone but for its neighbours, with
+            // static entries from before the run.
+            sh(&[
+                "ip", "-n", n, "link", "add", "aux", "type", "veth", "peer", "name", "auxp",
+            ]);
+            sh(&["ip", "-n", n, "link", "set", "aux", "up"]);
+            for (dst, mac) in [
+                ("10.56.0.7", "02:00:00:00:56:07"),
+                ("10.56.0.8", "02:00:00:00:56:08"),
+            ] {
+                sh(&[
+                    "ip",
+                    "-n",
+                    n,
+                    "neigh",
+                    "add",
+                    dst,
+                    "lladdr",
+                    mac,
+                    "dev",
+                    "aux",
+                    "nud",
+                    "permanent",
+                ]);
+            }
             sh(&[
                 "ip",
                 "-n",
@@ -298,11 +323,15 @@ impl Pool {
             })
             .collect();
             let features = sh(&["ip", "netns", "exec", n, "ethtool", "-k", d]);
+            let mut neighs = json(&["ip", "-n", n, "-j", "neigh", "show", "nud", "permanent"]);
+            sort_array(&mut neighs);
+            let channels = sh(&["ip", "netns", "exec", n, "ethtool", "-l", d]);
             hosts.insert(
                 format!("h{}", i + 1),
                 serde_json::json!({
                     "links": links, "addrs": addrs, "routes4": r4, "routes6": r6,
                     "sysctls": sysctls, "features": features.lines().collect::<Vec<_>>(),
+                    "neighs": neighs, "channels": channels.lines().collect::<Vec<_>>(),
                 }),
             );
         }
@@ -513,6 +542,11 @@ fn test(m) {
         d.ip_add(`10.52.0.${i}/24`);
         d.ip_add(`fd00:52::${i}/64`);
         d.set_features(#{ gro: true, tso: false });
+        d.channels = #{ rx: d.channels.max_rx };
+        h.neigh_add(#{ dst: "10.56.0.8", lladdr: "02:00:00:00:56:88", dev: "aux" });
+        h.neigh_add(#{ dst: "10.56.0.9", lladdr: "02:00:00:00:56:09", dev: "aux" });
+        h.neigh_add(#{ dst: "fd00:56::9", lladdr: "02:00:00:00:56:19", dev: "aux" });
+        h.neigh_del(#{ dst: "10.56.0.7", dev: "aux" });
         h.sysctl("net.ipv4.ip_forward", 1);
         h.sysctl(`net.ipv6.conf.${n}.hop_limit`, 7);
         h.write(`/proc/sys/net/ipv4/conf/${n}/arp_ignore`, "2");
@@ -600,6 +634,35 @@ fn check_created(p: &Pool) {
             find(NICS[i])["address"],
             format!("02:00:00:00:ee:0{}", i + 1)
         );
+        let neighs = json(&["ip", "-n", &p.ns[i], "-j", "neigh", "show", "dev", "aux"]);
+        let mac_of = |dst: &str| {
+            neighs
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["dst"] == dst)
+                .map(|e| e["lladdr"].as_str().unwrap_or("").to_string())
+        };
+        assert_eq!(
+            mac_of("10.56.0.8").as_deref(),
+            Some("02:00:00:00:56:88"),
+            "{neighs}"
+        );
+        assert_eq!(
+            mac_of("10.56.0.9").as_deref(),
+            Some("02:00:00:00:56:09"),
+            "{neighs}"
+        );
+        assert_eq!(
+            mac_of("fd00:56::9").as_deref(),
+            Some("02:00:00:00:56:19"),
+            "{neighs}"
+        );
+        assert_eq!(mac_of("10.56.0.7"), None, "{neighs}");
+        let ch = sh(&["ip", "netns", "exec", &p.ns[i], "ethtool", "-l", NICS[i]]);
+        let rx: Vec<&str> = ch.lines().filter(|l| l.starts_with("RX:")).collect();
+        assert_eq!(rx.len(), 2, "{ch}");
+        assert_eq!(rx[0], rx[1], "rx channels at the maximum:\n{ch}");
         assert_eq!(find("v0")["linkinfo"]["info_kind"], "veth");
         assert_eq!(find("v0p")["linkinfo"]["info_kind"], "veth");
         assert_eq!(find("mv0")["linkinfo"]["info_kind"], "macvlan");

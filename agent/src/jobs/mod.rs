@@ -10,13 +10,17 @@
 //! process, from 1. Each job is journaled as `KillJob` right after it is
 //! spawned (no fsync), so the journal replay of a restarted agent ends
 //! jobs that outlived a `kill -9` of the one that started them
-//! ([`orphans`]).
+//! ([`orphans`]). Every process a session's jobs start, detached or not,
+//! is tracked in the session's cgroup and ended at session end
+//! ([`cgroup`]).
 
+pub mod cgroup;
 pub mod orphans;
 pub mod output;
 pub mod spawn;
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,6 +59,9 @@ struct Job {
     out: Mutex<(Bounded, Bounded)>,
     /// `None` while running; set once by the supervisor.
     exit: watch::Receiver<Option<JobExit>>,
+    /// The first signal a `JobKill` sent while the shell still ran (0:
+    /// none): reported as [`JobExit::stopped`].
+    stopped: std::sync::atomic::AtomicI32,
 }
 
 impl Job {
@@ -84,20 +91,68 @@ pub struct Jobs {
     /// A std mutex: held only for lookups and inserts.
     table: Mutex<HashMap<JobId, Arc<Job>>>,
     spawners: NetnsSpawners,
+    /// Each session's cgroup, once it has started a job (`None` for the
+    /// whole agent when no cgroup2 is usable: then the agent is the child
+    /// subreaper). A std mutex: held only for lookups and inserts.
+    cgroups: Mutex<HashMap<u64, PathBuf>>,
 }
 
 impl Jobs {
+    /// The job table; makes the agent the child subreaper when there is no
+    /// cgroup2 to track jobs' processes in.
     pub fn new() -> Self {
+        if cgroup::base().is_none() && !cgroup::subreaper::enable() {
+            tracing::warn!("no cgroup2 and cannot be the child subreaper: detached job processes may outlive their session");
+        }
         Self::default()
     }
 
-    fn get(&self, id: JobId) -> Result<Arc<Job>, WireError> {
-        self.table
+    /// The cgroup of `session`, created (and journaled first) at its first
+    /// job; `None` without cgroup2.
+    fn session_cgroup(&self, journal: &Journal, session: u64) -> Result<Option<PathBuf>, WireError> {
+        let Some(base) = cgroup::base() else {
+            return Ok(None);
+        };
+        let mut map = self
+            .cgroups
             .lock()
-            .map_err(|_| WireError::internal("job table poisoned"))?
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| WireError::not_found(format!("no job with id {id} on this agent")))
+            .map_err(|_| WireError::internal("cgroup table poisoned"))?;
+        if let Some(p) = map.get(&session) {
+            return Ok(Some(p.clone()));
+        }
+        let path = cgroup::session_path(base, session);
+        journal.record(UndoEntry::KillCgroup {
+            path: path.to_string_lossy().into_owned(),
+        })?;
+        cgroup::create(&path).map_err(|e| {
+            WireError::os(format!("cannot create cgroup {}: {e}", path.display()))
+        })?;
+        map.insert(session, path.clone());
+        Ok(Some(path))
+    }
+
+    fn get(&self, id: JobId) -> Result<Arc<Job>, WireError> {
+        let t = self
+            .table
+            .lock()
+            .map_err(|_| WireError::internal("job table poisoned"))?;
+        match t.get(&id) {
+            Some(j) => Ok(j.clone()),
+            None if id >= 1 && id <= self.next_id.load(Ordering::Relaxed) => {
+                Err(WireError::not_found(format!(
+                    "job {id} has ended and its exit and output were already sent"
+                )))
+            }
+            None => Err(WireError::not_found(format!("no job with id {id} on this agent"))),
+        }
+    }
+
+    /// Whether `id` was a job of this agent that ended and was forgotten
+    /// ([`Jobs::forget`]).
+    fn delivered(&self, id: JobId) -> bool {
+        id >= 1
+            && id <= self.next_id.load(Ordering::Relaxed)
+            && self.table.lock().is_ok_and(|t| !t.contains_key(&id))
     }
 
     /// Starts `spec` for `session`; its output and exit are sent to
@@ -114,7 +169,14 @@ impl Jobs {
         session: u64,
         events: EventTx,
     ) -> Result<JobId, WireError> {
-        let mut child = self.spawners.spawn(&spec).await?;
+        let mut child = match self.session_cgroup(journal, session)? {
+            Some(cg) => {
+                let mut wrapped = spec.clone();
+                wrapped.command = cgroup::wrap(&cg, &spec.command);
+                self.spawners.spawn(&wrapped).await?
+            }
+            None => self.spawners.spawn(&spec).await?,
+        };
         let started = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let pgid = child
@@ -136,6 +198,7 @@ impl Jobs {
             session,
             out: Mutex::new((Bounded::default(), Bounded::default())),
             exit: exit_rx,
+            stopped: std::sync::atomic::AtomicI32::new(0),
         });
         self.table
             .lock()
@@ -175,7 +238,21 @@ impl Jobs {
     /// `kill -SIGNAL -PGID`: signals the job's whole process group. A job
     /// that already ended is not an error.
     pub fn kill(&self, id: JobId, signal: i32) -> Result<(), WireError> {
+        if self.delivered(id) {
+            return Ok(());
+        }
         let job = self.get(id)?;
+        // Whether the kill stops the job or finds it already ended (its
+        // exit is then its own); the group is signalled either way, for
+        // what it left running (`sh -c "server &"`).
+        if signal != 0 && !job.finished() && !leader_exited(job.pgid) {
+            let _ = job.stopped.compare_exchange(
+                0,
+                signal,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
         match killpg(job.pgid, signal) {
             Ok(()) => Ok(()),
             Err(nix::errno::Errno::ESRCH) => Ok(()),
@@ -210,10 +287,41 @@ impl Jobs {
             }
         };
         self.spawners.clear();
-        if jobs.is_empty() {
-            return errors;
+        let cg = self.cgroups.lock().ok().and_then(|mut m| m.remove(&session));
+        tracing::debug!(session, jobs = jobs.len(), cgroup = ?cg, "ending the session's jobs");
+        if !jobs.is_empty() {
+            errors.extend(self.end_jobs(&jobs, cg.as_deref()).await);
         }
-        let live = live_pgids();
+        match cg {
+            // Whatever is left (detached with setsid, double-forked).
+            Some(cg) => {
+                if let Err(e) = cgroup::kill_and_remove(cg).await {
+                    errors.push(e);
+                }
+            }
+            None if cgroup::base().is_none() => {
+                let keep: HashSet<i32> = match self.table.lock() {
+                    Ok(t) => t.values().map(|j| j.pgid).collect(),
+                    Err(_) => HashSet::new(),
+                };
+                let orphans = cgroup::subreaper::orphans(&keep);
+                if !orphans.is_empty() {
+                    tracing::info!(?orphans, "killing processes left by the session's jobs");
+                    tokio::task::spawn_blocking(move || cgroup::subreaper::kill_and_reap(&orphans))
+                        .await
+                        .ok();
+                }
+            }
+            None => {}
+        }
+        errors
+    }
+
+    /// TERM to each job's group (and to every process of the session's
+    /// cgroup), KILL after [`KILL_GRACE`] to the groups still there.
+    async fn end_jobs(&self, jobs: &[Arc<Job>], cg: Option<&std::path::Path>) -> Vec<String> {
+        let mut errors = Vec::new();
+        let live = crate::blocking::in_place(live_pgids);
         let targets: Vec<&Arc<Job>> = jobs
             .iter()
             .filter(|j| !j.finished() || live.contains(&j.pgid))
@@ -221,6 +329,12 @@ impl Jobs {
         for j in &targets {
             tracing::info!(job = j.id, pgid = j.pgid, "killing at session end");
             let _ = killpg(j.pgid, libc::SIGTERM);
+        }
+        if let Some(cg) = cg {
+            for pid in cgroup::members(cg) {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
         }
         let deadline = tokio::time::Instant::now() + KILL_GRACE;
         let mut still = Vec::new();
@@ -249,6 +363,20 @@ impl Jobs {
         errors
     }
 
+    /// Forgets job `id` once the controller has its final status (its exit
+    /// and output went out in a reply): a session of 10 000 jobs then
+    /// keeps none of them. What the job left running is still ended at
+    /// session end (its cgroup, its journaled group).
+    pub fn forget(&self, id: JobId) {
+        if let Ok(mut t) = self.table.lock() {
+            t.remove(&id);
+            if t.is_empty() {
+                // Give the emptied table's memory back too.
+                t.shrink_to_fit();
+            }
+        }
+    }
+
     /// Lets go of the thread for namespace `name` (call before deleting it).
     pub fn forget_netns(&self, name: &str) {
         self.spawners.forget(name);
@@ -268,6 +396,29 @@ fn killpg(pgid: i32, signal: i32) -> Result<(), nix::errno::Errno> {
     // SAFETY: killpg has no memory-safety preconditions.
     let r = unsafe { libc::killpg(pgid, signal) };
     nix::errno::Errno::result(r).map(drop)
+}
+
+/// Whether the job's shell (our child, `pid`) has exited, without reaping
+/// it (`waitid(WNOWAIT)`): tokio reaps it.
+fn leader_exited(pid: i32) -> bool {
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on our own child with a valid pointer.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if r != 0 {
+        // ECHILD: already reaped by its supervisor, whose exit report may
+        // still be on its way (it drains the output first).
+        return nix::errno::Errno::last() == nix::errno::Errno::ECHILD;
+    }
+    // SAFETY: si_pid is valid to read after a successful waitid.
+    unsafe { info.si_pid() == pid }
 }
 
 fn group_alive(pgid: i32) -> bool {
@@ -373,6 +524,10 @@ async fn supervise(
         signal,
         timed_out,
         duration: started.elapsed().as_secs_f64(),
+        stopped: match job.stopped.load(Ordering::Relaxed) {
+            0 => None,
+            s => Some(s),
+        },
     };
     tracing::info!(?exit_code, ?signal, timed_out, "finished");
     exit_tx.send_replace(Some(exit.clone()));

@@ -59,7 +59,16 @@ fn killpg(pgid: i32, sig: i32) {
 /// still alive and ours, then `kill -KILL -PGID` for those left after
 /// [`super::KILL_GRACE`]. Returns one message per group that survived.
 pub async fn kill_groups(groups: &[(i32, u64)]) -> Vec<String> {
-    let live = live_members();
+    survivors(groups)
+        .await
+        .iter()
+        .map(|g| format!("job process group {g} still alive after SIGKILL"))
+        .collect()
+}
+
+/// [`kill_groups`], returning the process groups that survived.
+pub async fn survivors(groups: &[(i32, u64)]) -> Vec<i32> {
+    let live = crate::blocking::in_place(live_members);
     let mut targets: Vec<i32> = groups
         .iter()
         .filter(|(pgid, start)| {
@@ -80,7 +89,7 @@ pub async fn kill_groups(groups: &[(i32, u64)]) -> Vec<String> {
         killpg(g, libc::SIGTERM);
     }
     let alive = |ts: &[i32]| -> Vec<i32> {
-        let live = live_members();
+        let live = crate::blocking::in_place(live_members);
         ts.iter()
             .copied()
             .filter(|g| live.contains_key(g))
@@ -100,9 +109,7 @@ pub async fn kill_groups(groups: &[(i32, u64)]) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(10)).await;
         left = alive(&left);
     }
-    left.iter()
-        .map(|g| format!("job process group {g} still alive after SIGKILL"))
-        .collect()
+    left
 }
 
 #[cfg(test)]

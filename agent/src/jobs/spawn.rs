@@ -75,7 +75,39 @@ pub fn netns_path(name: &str) -> PathBuf {
     }
 }
 
-type SpawnReq = (Command, oneshot::Sender<std::io::Result<Child>>);
+type SpawnReq = (Command, oneshot::Sender<std::io::Result<Spawned>>);
+
+/// A child on its way from a namespace thread to the request that asked
+/// for it. If the request was abandoned (its session ended) before taking
+/// it, dropping this kills the job's group and reaps it: a job nobody
+/// journals or watches must not run, nor leave a zombie that keeps the
+/// session's cgroup busy.
+struct Spawned(Option<Child>);
+
+impl Spawned {
+    fn take(mut self) -> Child {
+        // Invariant: only `take` empties it, and it consumes `self`.
+        self.0.take().expect("Spawned holds its child until taken")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let Some(mut child) = self.0.take() else {
+            return;
+        };
+        if let Some(pid) = child.id() {
+            // SAFETY: killpg has no memory-safety preconditions.
+            unsafe { libc::killpg(pid as i32, libc::SIGKILL) };
+        }
+        tracing::info!("job spawned for a request that was abandoned; killed");
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+    }
+}
 
 /// A thread sitting in one namespace, spawning what it is sent.
 struct NetnsThread {
@@ -136,6 +168,7 @@ impl NetnsSpawners {
                     path.display()
                 ))
             })?
+            .map(Spawned::take)
             .map_err(|e| spawn_error(spec, e))
     }
 
@@ -182,7 +215,9 @@ fn start_thread(ns: &str, path: PathBuf, ns_id: (u64, u64)) -> Result<NetnsThrea
             // Spawning registers the child's pipes with the runtime's reactor.
             let _rt = rt.enter();
             while let Ok((mut cmd, reply)) = rx.recv() {
-                let _ = reply.send(cmd.spawn());
+                // A reply nobody receives any more is dropped here or with
+                // the channel: `Spawned` then ends the job.
+                let _ = reply.send(cmd.spawn().map(|c| Spawned(Some(c))));
             }
         })
         .map_err(|e| WireError::os(format!("cannot start a thread for netns {ns}: {e}")))?;

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use futures::TryStreamExt;
 use lnst_common::device::{DevRef, DeviceInfo};
 use lnst_common::WireError;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::AddressFamily;
 
 use super::error::{errno_of, nl_error};
@@ -103,36 +103,148 @@ pub(crate) async fn dump(
     Ok(v4)
 }
 
-/// `ip addr add CIDR dev DEV`
+/// `ip addr add CIDR dev DEV`, waiting for IPv6 DAD (see [`ip_add_with`]).
 pub async fn ip_add(
     nets: &Nets,
     rec: &dyn Recorder,
     dev: &DevRef,
     cidr: &str,
 ) -> Result<DeviceInfo, WireError> {
+    ip_add_with(nets, rec, dev, cidr, false).await
+}
+
+/// Longest wait for IPv6 DAD (the kernel's default is one probe a second;
+/// `dad_transmits` above 1 or a slow link take longer).
+const DAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `ip addr add CIDR dev DEV [nodad]`. An IPv6 address is usable when this
+/// returns: unless `nodad`, it waits until the kernel's duplicate address
+/// detection is over (the address no longer `tentative`) and fails when
+/// DAD found the address in use (`dadfailed`: the address is removed
+/// again). On a device that is down or without carrier DAD runs when the
+/// link comes up, so there is nothing to wait for here.
+pub async fn ip_add_with(
+    nets: &Nets,
+    rec: &dyn Recorder,
+    dev: &DevRef,
+    cidr: &str,
+    nodad: bool,
+) -> Result<DeviceInfo, WireError> {
     let (addr, prefix) = parse_cidr(cidr)?;
     let conn = nets.conn(dev.netns.as_deref()).await?;
     let link = get_link(&conn, dev).await?;
+    let index = link.header.index;
     rec.record(NetUndo::DelAddress {
         dev: dev.clone(),
         cidr: format!("{addr}/{prefix}"),
     })?;
-    conn.rt
-        .address()
-        .add(link.header.index, addr, prefix)
-        .execute()
-        .await
-        .map_err(|e| {
-            nl_error(
-                e,
-                format!(
-                    "ip addr add {addr}/{prefix} dev {} in {}",
-                    dev.name,
-                    ns_label(dev.netns.as_deref())
-                ),
-            )
-        })?;
+    let words = format!(
+        "ip addr add {addr}/{prefix} dev {}{} in {}",
+        dev.name,
+        if nodad { " nodad" } else { "" },
+        ns_label(dev.netns.as_deref())
+    );
+    let mut req = conn.rt.address().add(index, addr, prefix);
+    if nodad && addr.is_ipv6() {
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    req.execute().await.map_err(|e| nl_error(e, &words))?;
+    if addr.is_ipv6() && !nodad {
+        wait_dad(&conn, dev, index, addr, prefix, &words).await?;
+    }
     device(nets, dev).await
+}
+
+/// Waits until `addr` on `index` is no longer tentative; an error if DAD
+/// failed (then the address is removed) or did not end in time.
+async fn wait_dad(
+    conn: &NsConn,
+    dev: &DevRef,
+    index: u32,
+    addr: IpAddr,
+    prefix: u8,
+    words: &str,
+) -> Result<(), WireError> {
+    let deadline = tokio::time::Instant::now() + DAD_TIMEOUT;
+    loop {
+        let link = super::links::get_link_by_index(conn, index).await?;
+        let running = link
+            .header
+            .flags
+            .contains(netlink_packet_route::link::LinkFlags::Up)
+            && link
+                .header
+                .flags
+                .contains(netlink_packet_route::link::LinkFlags::LowerUp);
+        let msgs: Vec<AddressMessage> = conn
+            .rt
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| nl_error(e, format!("ip addr show dev {}", dev.name)))?;
+        let flags = msgs
+            .iter()
+            .find(|m| {
+                m.header.prefix_len == prefix
+                    && m.attributes
+                        .iter()
+                        .any(|a| matches!(a, AddressAttribute::Address(a) if *a == addr))
+            })
+            .map(|m| {
+                m.attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        AddressAttribute::Flags(f) => Some(f.bits()),
+                        _ => None,
+                    })
+                    .unwrap_or(u32::from(m.header.flags.bits()))
+            });
+        let Some(flags) = flags else {
+            // gone already (removed by someone, or the device went away)
+            return Ok(());
+        };
+        if flags & AddressFlags::Dadfailed.bits() != 0 {
+            let _ = conn
+                .rt
+                .address()
+                .del(
+                    msgs.into_iter()
+                        .find(|m| {
+                            m.attributes
+                                .iter()
+                                .any(|a| matches!(a, AddressAttribute::Address(a) if *a == addr))
+                        })
+                        .unwrap_or_default(),
+                )
+                .execute()
+                .await;
+            return Err(WireError::new(
+                lnst_common::ErrorKind::Os,
+                format!(
+                    "{words}: duplicate address detection failed: another host on the link \
+                     has {addr} (the address was removed; `nodad: true` skips DAD)"
+                ),
+            ));
+        }
+        if flags & AddressFlags::Tentative.bits() == 0 || !running {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(WireError::new(
+                lnst_common::ErrorKind::Os,
+                format!(
+                    "{words}: still tentative (DAD not done) after {} s",
+                    DAD_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// `ip addr del CIDR dev DEV`

@@ -49,7 +49,7 @@ fn ifreq(dev: &str, data: *mut libc::c_void) -> Result<IfReq, WireError> {
     })
 }
 
-fn ethtool_ioctl(
+pub(super) fn ethtool_ioctl(
     sock: &OwnedFd,
     dev: &str,
     data: *mut libc::c_void,
@@ -58,7 +58,10 @@ fn ethtool_ioctl(
     let mut req = ifreq(dev, data)?;
     // SAFETY: `req` is a valid ifreq whose data pointer points at a live
     // buffer of the layout the command expects, for the duration of the call.
-    let r = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req as *mut IfReq) };
+    // The kernel takes rtnl_lock for most ethtool commands: this may wait.
+    let r = crate::blocking::in_place(|| unsafe {
+        libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req as *mut IfReq)
+    });
     if r < 0 {
         let e = std::io::Error::last_os_error();
         return Err(super::error::io_error(e, format!("ethtool {what} {dev}")));

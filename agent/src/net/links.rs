@@ -85,6 +85,8 @@ pub async fn set_mtu(
         // IPv6 addresses and routes: bring them back after the MTU.
         addrs::record_routes(&conn, rec, dev, link.header.index).await?;
         record_v6_addrs(&conn, rec, dev, link.header.index).await?;
+        // and its neighbours, static ones too
+        super::neigh::record_static(&conn, rec, dev, link.header.index).await?;
     }
     rec.record(NetUndo::RestoreMtu {
         dev: dev.clone(),
@@ -125,6 +127,8 @@ pub async fn set_mac(
         .into_iter()
         .filter(|c| addrs::is_link_local(c))
         .collect();
+    // The kernel flushes the device's neighbours, static ones too.
+    super::neigh::record_static(&conn, rec, dev, link.header.index).await?;
     rec.record(NetUndo::RestoreMac {
         dev: dev.clone(),
         mac: link_mac(&link),
@@ -426,12 +430,26 @@ pub(crate) async fn apply_move(
     })
 }
 
-/// `ip link del DEV`. Nothing is recorded: a device created in this session
-/// has its `DeleteLink` undo already, and a pre-existing one cannot be
-/// brought back (the controller should not destroy what it did not create).
-pub async fn destroy(nets: &Nets, _rec: &dyn Recorder, dev: &DevRef) -> Result<(), WireError> {
+/// `ip link del DEV`, for a device this agent created (its journal holds
+/// the `DeleteLink`, or `DEV` is the other end of such a veth, or it was
+/// moved where it is now after being created). Nothing is recorded: a
+/// device created in this session has its `DeleteLink` undo already. A
+/// device the run did not create (a pool machine's NIC, a lab's NIC) is
+/// refused: it could not be brought back, and deleting one end of a veth
+/// deletes both.
+pub async fn destroy(nets: &Nets, rec: &dyn Recorder, dev: &DevRef) -> Result<(), WireError> {
     let conn = nets.conn(dev.netns.as_deref()).await?;
     let link = get_link(&conn, dev).await?;
+    if let Some(entries) = rec.recorded() {
+        if !created_by_run(nets, &entries, &link, dev).await {
+            return Err(WireError::invalid(format!(
+                "refusing to destroy {} in {}: this run did not create it (only devices a recipe \
+                 created can be destroyed; a NIC of the machine or lab could not be brought back)",
+                dev.name,
+                ns_label(dev.netns.as_deref())
+            )));
+        }
+    }
     conn.rt
         .link()
         .del(link.header.index)
@@ -447,6 +465,60 @@ pub async fn destroy(nets: &Nets, _rec: &dyn Recorder, dev: &DevRef) -> Result<(
                 ),
             )
         })
+}
+
+/// Whether the journal's `entries` say the run created `dev` (whose
+/// message is `link`): a `DeleteLink` for it, followed through the
+/// `MoveBack`s of later moves, or a created veth whose peer it is (the two
+/// ends name each other in `IFLA_LINK`).
+async fn created_by_run(nets: &Nets, entries: &[NetUndo], link: &LinkMessage, dev: &DevRef) -> bool {
+    let mut created: Vec<(Option<String>, String)> = Vec::new();
+    for e in entries {
+        match e {
+            NetUndo::DeleteLink { netns, name } => created.push((netns.clone(), name.clone())),
+            NetUndo::MoveBack { dev: moved, to } => {
+                if created.contains(&(to.clone(), moved.name.clone())) {
+                    created.push((moved.netns.clone(), moved.name.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    if created.contains(&(dev.netns.clone(), dev.name.clone())) {
+        return true;
+    }
+    if link_kind(link) != "veth" {
+        return false;
+    }
+    let Some(peer) = link_attr_link(link) else {
+        return false;
+    };
+    for (netns, name) in &created {
+        let Ok(c) = nets.conn(netns.as_deref()).await else {
+            continue;
+        };
+        let r = DevRef {
+            netns: netns.clone(),
+            name: name.clone(),
+        };
+        if let Ok(m) = get_link(&c, &r).await {
+            if m.header.index == peer
+                && link_kind(&m) == "veth"
+                && link_attr_link(&m) == Some(link.header.index)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// `IFLA_LINK`: for a veth, the peer's ifindex (in the peer's namespace).
+fn link_attr_link(l: &LinkMessage) -> Option<u32> {
+    l.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Link(i) => Some(*i),
+        _ => None,
+    })
 }
 
 /// Waits up to `timeout_ms` for carrier on `dev` (`ip link show` reporting

@@ -20,18 +20,22 @@
 //! [`links`] (`ip link`) → [`create`] (`ip link add`, dispatching to
 //! [`kinds`], one file per link kind) → [`addrs`] →
 //! [`routes`] → [`saved`] (addresses and routes kept exactly for undo) →
-//! [`features`] / [`driver`] (ethtool) → [`netns`] →
+//! [`features`] / [`driver`] / [`ethtool`] (ethtool) → [`neigh`] →
+//! [`netem`] (tc) → [`netns`] →
 //! [`sysctl`] → [`files`] → [`undo`].
 
 pub mod addrs;
 pub mod create;
 pub mod driver;
 pub mod error;
+pub mod ethtool;
 pub mod features;
 pub mod files;
 pub mod kinds;
 pub mod links;
 pub mod monitor;
+pub mod neigh;
+pub mod netem;
 pub mod netns;
 pub mod nsthread;
 pub mod routes;
@@ -44,17 +48,20 @@ use std::sync::{Arc, Mutex};
 
 use lnst_common::WireError;
 
-pub use addrs::{ip_add, ip_del, ip_flush};
+pub use addrs::{ip_add, ip_add_with, ip_del, ip_flush};
 pub use create::create;
+pub use ethtool::{ethtool_get, ethtool_set};
 pub use features::{features, set_features};
 pub use files::{file_get, file_put, file_read, file_write, MAX_CHUNK};
 pub use links::{
     destroy, device, devices, move_to, set_mac, set_master, set_mtu, set_state, wait_carrier,
 };
+pub use neigh::{neigh_add, neigh_del, neighs};
+pub use netem::netem;
 pub use netns::{netns_create, netns_delete};
 pub use routes::{route_add, route_del};
 pub use sysctl::{sysctl_get, sysctl_set};
-pub use undo::{undo_all, NetUndo};
+pub use undo::{undo_all, undo_all_indexed, NetUndo};
 
 pub use monitor::{Hub, Subscription};
 use nsthread::NsConn;
@@ -65,6 +72,19 @@ use nsthread::NsConn;
 pub trait Recorder: Send + Sync {
     /// Persist `undo`; an error aborts the change before it is made.
     fn record(&self, undo: NetUndo) -> Result<(), WireError>;
+
+    /// The network entries recorded so far, oldest first, when this
+    /// recorder keeps them: what the run created (so `destroy` can refuse
+    /// a device it did not). `None`: unknown, nothing is refused.
+    fn recorded(&self) -> Option<Vec<NetUndo>> {
+        None
+    }
+
+    /// Takes back `undo`, just recorded, because the change it covers was
+    /// not made (the write failed). Best effort: an entry recorded after
+    /// it stays, and so does this one then (undoing a change that was not
+    /// made restores what is there anyway).
+    fn cancel(&self, _undo: &NetUndo) {}
 }
 
 /// A recorder that records nothing: for undo replay itself and for callers
@@ -82,7 +102,7 @@ impl Recorder for NoRecord {
 /// `None` is the agent's own namespace; `Some(name)` is `/run/netns/NAME`
 /// (as `ip netns` names it). A connection is opened on first use and kept;
 /// it is re-opened when the namespace file now names a different namespace
-/// and dropped by [`Nets::forget`] (a socket keeps its namespace alive, so
+/// or when the connection died ([`nsthread::NsConn::alive`]), and dropped by [`Nets::forget`] (a socket keeps its namespace alive, so
 /// deleting a namespace must forget it first).
 #[derive(Clone)]
 pub struct Nets {
@@ -131,8 +151,11 @@ impl Nets {
         {
             let conns = self.lock();
             if let Some(c) = conns.get(&key) {
-                if c.ident == ident {
+                if c.ident == ident && c.alive() {
                     return Ok(c.clone());
+                }
+                if !c.alive() {
+                    tracing::warn!(netns = ?netns, "netlink connection was dead; reopening");
                 }
             }
         }

@@ -36,6 +36,37 @@ pub struct NsConn {
     pub inet: OwnedFd,
     /// The namespace's device cache, kept current from notifications.
     pub(crate) monitor: Monitor,
+    /// The tasks driving the two netlink connections. One that ended (a
+    /// panic inside netlink-packet-route, a socket error) leaves `rt`
+    /// answering every request with an error: [`NsConn::alive`] tells the
+    /// registry to open a new connection instead of handing this one out.
+    tasks: [tokio::task::AbortHandle; 2],
+}
+
+impl NsConn {
+    /// Whether both netlink connections are still being driven.
+    pub fn alive(&self) -> bool {
+        self.tasks.iter().all(|t| !t.is_finished())
+    }
+}
+
+/// Drives one netlink connection; a panic inside it (netlink-packet-route
+/// panics on some malformed attributes) is logged, not lost, and the
+/// registry reopens the connection on next use.
+async fn drive<F: std::future::Future<Output = ()>>(conn: F, label: String, what: &'static str) {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(conn).catch_unwind().await {
+        Ok(()) => tracing::debug!(netns = %label, what, "netlink connection ended"),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(netns = %label, what, panic = %msg,
+                "netlink connection panicked; it is reopened on next use")
+        }
+    }
 }
 
 /// `/run/netns/NAME`
@@ -102,6 +133,7 @@ where
 pub async fn open(netns: Option<&str>, hub: Arc<Hub>) -> Result<NsConn, WireError> {
     let rt = tokio::runtime::Handle::current();
     let label = super::ns_label(netns);
+    let label2 = label.clone();
     let ident = match netns {
         Some(n) => Some(netns_ident(n)?),
         None => None,
@@ -142,8 +174,10 @@ pub async fn open(netns: Option<&str>, hub: Arc<Hub>) -> Result<NsConn, WireErro
         Ok(((c, h), (mc, mh, mrx), inet))
     })
     .await?;
-    tokio::spawn(rt_conn);
-    tokio::spawn(mon_conn);
+    let tasks = [
+        tokio::spawn(drive(rt_conn, label2.clone(), "requests")).abort_handle(),
+        tokio::spawn(drive(mon_conn, label2, "monitor")).abort_handle(),
+    ];
     let inet2 = inet
         .try_clone()
         .map_err(|e| WireError::os(format!("dup of an AF_INET socket: {e}")))?;
@@ -154,6 +188,7 @@ pub async fn open(netns: Option<&str>, hub: Arc<Hub>) -> Result<NsConn, WireErro
         rt: rt_handle,
         inet,
         monitor,
+        tasks,
     })
 }
 

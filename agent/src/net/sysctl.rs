@@ -55,12 +55,16 @@ pub async fn sysctl_set(
     value: &str,
 ) -> Result<String, WireError> {
     let old = sysctl_get(nets, netns, key).await?;
-    rec.record(NetUndo::RestoreSysctl {
+    let undo = NetUndo::RestoreSysctl {
         netns: netns.map(str::to_string),
         key: key.to_string(),
         value: old,
-    })?;
-    apply(netns, key, value).await?;
+    };
+    rec.record(undo.clone())?;
+    if let Err(e) = apply(netns, key, value).await {
+        rec.cancel(&undo);
+        return Err(e);
+    }
     sysctl_get(nets, netns, key).await
 }
 

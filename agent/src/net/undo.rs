@@ -14,8 +14,10 @@ use lnst_common::{ErrorKind, WireError};
 use serde::{Deserialize, Serialize};
 
 use super::links::{apply_master, apply_move, apply_state, get_link};
+use super::neigh::SavedNeigh;
+use super::netem::SavedQdisc;
 use super::saved::{SavedAddr, SavedRoute};
-use super::{addrs, features, files, netns, routes, sysctl, Nets};
+use super::{addrs, ethtool, features, files, neigh, netem, netns, routes, sysctl, Nets};
 
 /// One change to undo. Devices are named as they are at undo time.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -55,9 +57,13 @@ pub enum NetUndo {
         value: String,
     },
     /// Writes the old content back, or removes a file that did not exist.
+    /// The content is kept as base64 text ([`b64`]): as a JSON array of
+    /// numbers two 15 MiB files made a 112 MB journal. Journals written
+    /// with arrays still read.
     RestoreFile {
         netns: Option<String>,
         path: String,
+        #[serde(with = "b64")]
         data: Option<Vec<u8>>,
     },
     /// `ip route del ...`
@@ -85,6 +91,29 @@ pub enum NetUndo {
         conf: String,
         pid: String,
     },
+    /// `ip neigh del DST dev DEV`
+    DelNeigh {
+        netns: Option<String>,
+        dev: String,
+        dst: String,
+    },
+    /// `ip neigh replace` of a static entry as it was.
+    AddSavedNeigh {
+        netns: Option<String>,
+        neigh: SavedNeigh,
+    },
+    /// `ethtool -C|-G|-L|-A DEV KEY OLD ..`: the old values of the keys
+    /// a recipe set.
+    RestoreEthtool {
+        dev: DevRef,
+        group: String,
+        values: BTreeMap<String, i64>,
+    },
+    /// `tc qdisc del dev DEV root` of the netem qdisc this layer added
+    /// (the kernel's default root comes back).
+    DelRootQdisc { dev: DevRef },
+    /// `tc qdisc replace dev DEV root` with the qdisc that was there.
+    RestoreRootQdisc { dev: DevRef, qdisc: SavedQdisc },
 }
 
 /// `Ok` for "already gone".
@@ -138,6 +167,15 @@ impl NetUndo {
                     name: name.clone(),
                 })
             ),
+            NetUndo::DelNeigh { dev, dst, .. } => format!("del neighbour {dst} dev {dev}"),
+            NetUndo::AddSavedNeigh { neigh, .. } => {
+                format!("add neighbour {} dev {}", neigh.dst, neigh.dev)
+            }
+            NetUndo::RestoreEthtool { dev, group, .. } => format!("{group} of {}", d(dev)),
+            NetUndo::DelRootQdisc { dev } => format!("netem on {}", d(dev)),
+            NetUndo::RestoreRootQdisc { dev, qdisc } => {
+                format!("root qdisc {} on {}", qdisc.kind, d(dev))
+            }
         }
     }
 
@@ -263,6 +301,36 @@ impl NetUndo {
                 }
                 stopped
             }
+            NetUndo::DelNeigh { netns, dev, dst } => {
+                if ns_exists(netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(neigh::apply_del(nets, netns.as_deref(), dev, dst).await)
+            }
+            NetUndo::AddSavedNeigh { netns, neigh: n } => {
+                if ns_exists(netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(neigh::apply_add_saved(nets, netns.as_deref(), n).await)
+            }
+            NetUndo::RestoreEthtool { dev, group, values } => {
+                if ns_exists(dev.netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(ethtool::apply(nets, dev, group, values).await.map(|_| ()))
+            }
+            NetUndo::DelRootQdisc { dev } => {
+                if ns_exists(dev.netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(netem::apply_del(nets, dev).await)
+            }
+            NetUndo::RestoreRootQdisc { dev, qdisc } => {
+                if ns_exists(dev.netns.as_deref()).is_err() {
+                    return Ok(());
+                }
+                gone_ok(netem::apply_restore(nets, dev, qdisc).await)
+            }
         }
     }
 
@@ -331,29 +399,38 @@ async fn delete_link(nets: &Nets, netns: Option<&str>, name: &str) -> Result<(),
 /// namespace in one batch (`ip link set DEV group G` for each, then
 /// `ip link del group G`, so the kernel unregisters them together instead
 /// of paying its ~20 ms per device), namespaces concurrently afterwards.
-async fn delete_many(nets: &Nets, run: &[NetUndo]) -> Vec<String> {
-    let mut by_ns: BTreeMap<Option<String>, Vec<&NetUndo>> = BTreeMap::new();
+/// Errors carry the index in `run` of the entry that failed.
+async fn delete_many(nets: &Nets, run: &[NetUndo]) -> Vec<(usize, String)> {
+    let mut by_ns: BTreeMap<Option<String>, Vec<(usize, &NetUndo)>> = BTreeMap::new();
     let mut namespaces = Vec::new();
-    for u in run {
+    for (i, u) in run.iter().enumerate() {
         match u {
-            NetUndo::DeleteLink { netns, .. } => by_ns.entry(netns.clone()).or_default().push(u),
-            _ => namespaces.push(u),
+            NetUndo::DeleteLink { netns, .. } => {
+                by_ns.entry(netns.clone()).or_default().push((i, u))
+            }
+            _ => namespaces.push((i, u)),
         }
     }
     let per_ns = by_ns.into_iter().map(|(netns, us)| async move {
-        match group_delete(nets, netns.as_deref(), &us).await {
+        let links: Vec<&NetUndo> = us.iter().map(|(_, u)| *u).collect();
+        match group_delete(nets, netns.as_deref(), &links).await {
             Ok(()) => vec![],
             // fall back to one by one, collecting every error
-            Err(_) => join_all(us.iter().map(|u| u.undo(nets)))
+            Err(_) => join_all(us.iter().map(|(i, u)| async move { (*i, u.undo(nets).await) }))
                 .await
                 .into_iter()
-                .filter_map(Result::err)
+                .filter_map(|(i, r)| r.err().map(|e| (i, e)))
                 .collect(),
         }
     });
-    let mut errors: Vec<String> = join_all(per_ns).await.into_iter().flatten().collect();
-    let ns_results = join_all(namespaces.iter().map(|u| u.undo(nets))).await;
-    errors.extend(ns_results.into_iter().filter_map(Result::err));
+    let mut errors: Vec<(usize, String)> = join_all(per_ns).await.into_iter().flatten().collect();
+    let ns_results =
+        join_all(namespaces.iter().map(|(i, u)| async move { (*i, u.undo(nets).await) })).await;
+    errors.extend(
+        ns_results
+            .into_iter()
+            .filter_map(|(i, r)| r.err().map(|e| (i, e))),
+    );
     errors
 }
 
@@ -418,24 +495,139 @@ async fn group_delete(nets: &Nets, netns: Option<&str>, us: &[&NetUndo]) -> Resu
 /// deleting consecutive runs of devices and namespaces concurrently. Keeps
 /// going after errors and returns all of them.
 pub async fn undo_all(nets: &Nets, entries: Vec<NetUndo>) -> Vec<String> {
+    undo_all_indexed(nets, &entries)
+        .await
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect()
+}
+
+/// [`undo_all`], each error with the index in `entries` of the entry whose
+/// undo failed (the journal keeps those entries to retry them).
+pub async fn undo_all_indexed(nets: &Nets, entries: &[NetUndo]) -> Vec<(usize, String)> {
     let mut errors = Vec::new();
-    let mut rev: Vec<NetUndo> = entries;
-    rev.reverse();
-    let mut i = 0;
-    while i < rev.len() {
-        if rev[i].is_deletion() {
-            let mut j = i;
-            while j < rev.len() && rev[j].is_deletion() {
-                j += 1;
+    let mut end = entries.len();
+    while end > 0 {
+        if entries[end - 1].is_deletion() {
+            let mut start = end;
+            while start > 0 && entries[start - 1].is_deletion() {
+                start -= 1;
             }
-            errors.extend(delete_many(nets, &rev[i..j]).await);
-            i = j;
+            errors.extend(
+                delete_many(nets, &entries[start..end])
+                    .await
+                    .into_iter()
+                    .map(|(i, e)| (start + i, e)),
+            );
+            end = start;
         } else {
-            if let Err(e) = rev[i].undo(nets).await {
-                errors.push(e);
+            if let Err(e) = entries[end - 1].undo(nets).await {
+                errors.push((end - 1, e));
             }
-            i += 1;
+            end -= 1;
         }
     }
     errors
+}
+
+/// Serde for `Option<Vec<u8>>` as a base64 string (RFC 4648, padded);
+/// reads the older form, an array of numbers, too.
+mod b64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const ALPHABET: &[u8; 64] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode(data: &[u8]) -> String {
+        let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+        for chunk in data.chunks(3) {
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    pub fn decode(s: &str) -> Result<Vec<u8>, String> {
+        let s = s.trim_end_matches('=');
+        let mut out = Vec::with_capacity(s.len() * 3 / 4);
+        let (mut acc, mut bits) = (0u32, 0u32);
+        for c in s.bytes() {
+            let v = ALPHABET
+                .iter()
+                .position(|&a| a == c)
+                .ok_or_else(|| format!("invalid base64 character {:?}", c as char))?;
+            acc = (acc << 6) | v as u32;
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+                acc &= (1 << bits) - 1;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn serialize<S: Serializer>(data: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match data {
+            Some(d) => s.serialize_some(&encode(d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        match Option::<Form>::deserialize(d)? {
+            None => Ok(None),
+            Some(Form::Bytes(b)) => Ok(Some(b)),
+            Some(Form::Text(t)) => decode(&t).map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::NetUndo;
+        use super::*;
+
+        #[test]
+        fn round_trips_and_matches_rfc4648() {
+            assert_eq!(encode(b"foobar"), "Zm9vYmFy");
+            assert_eq!(encode(b"fooba"), "Zm9vYmE=");
+            assert_eq!(encode(b"foob"), "Zm9vYg==");
+            assert_eq!(encode(b""), "");
+            let all: Vec<u8> = (0..=255).collect();
+            assert_eq!(decode(&encode(&all)).unwrap(), all);
+            assert_eq!(decode("Zm9vYg==").unwrap(), b"foob");
+        }
+
+        #[test]
+        fn journal_lines_are_compact_and_old_ones_still_read() {
+            let u = NetUndo::RestoreFile {
+                netns: None,
+                path: "/tmp/x".into(),
+                data: Some(vec![0xff; 3000]),
+            };
+            let json = serde_json::to_string(&u).unwrap();
+            assert!(json.len() < 4200, "{} bytes", json.len());
+            assert_eq!(serde_json::from_str::<NetUndo>(&json).unwrap(), u);
+            let old = r#"{"RestoreFile":{"netns":null,"path":"/tmp/x","data":[104,105]}}"#;
+            let v: NetUndo = serde_json::from_str(old).unwrap();
+            assert!(matches!(v, NetUndo::RestoreFile { data: Some(ref d), .. } if d == b"hi"));
+            let none = r#"{"RestoreFile":{"netns":null,"path":"/tmp/x","data":null}}"#;
+            let v: NetUndo = serde_json::from_str(none).unwrap();
+            assert!(matches!(v, NetUndo::RestoreFile { data: None, .. }));
+        }
+    }
 }

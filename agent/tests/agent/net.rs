@@ -16,19 +16,19 @@ use serde_json::Value;
 use super::harness::{root, unique, TempDir};
 
 /// A namespace made with `ip netns add`, deleted on drop.
-struct Ns(String);
+pub(crate) struct Ns(pub(crate) String);
 
 impl Ns {
-    fn new() -> Ns {
+    pub(crate) fn new() -> Ns {
         let name = unique("");
         sh(&["ip", "netns", "add", &name]);
         sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
         Ns(name)
     }
-    fn name(&self) -> Option<&str> {
+    pub(crate) fn name(&self) -> Option<&str> {
         Some(&self.0)
     }
-    fn dev(&self, name: &str) -> DevRef {
+    pub(crate) fn dev(&self, name: &str) -> DevRef {
         DevRef {
             netns: Some(self.0.clone()),
             name: name.to_string(),
@@ -65,7 +65,7 @@ fn prefix() -> (String, PrefixGuard) {
 }
 
 #[derive(Default)]
-struct VecRec(Mutex<Vec<NetUndo>>);
+pub(crate) struct VecRec(Mutex<Vec<NetUndo>>);
 
 impl Recorder for VecRec {
     fn record(&self, undo: NetUndo) -> Result<(), WireError> {
@@ -75,12 +75,12 @@ impl Recorder for VecRec {
 }
 
 impl VecRec {
-    fn take(&self) -> Vec<NetUndo> {
+    pub(crate) fn take(&self) -> Vec<NetUndo> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }
 
-fn sh(args: &[&str]) -> String {
+pub(crate) fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -93,7 +93,7 @@ fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn ipj(ns: &Ns, args: &[&str]) -> Value {
+pub(crate) fn ipj(ns: &Ns, args: &[&str]) -> Value {
     let mut a = vec!["ip", "-n", &ns.0, "-j"];
     a.extend_from_slice(args);
     serde_json::from_str(&sh(&a)).unwrap_or(Value::Array(vec![]))
@@ -115,7 +115,7 @@ fn addrs_of(ns: &Ns, dev: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn veth_pair(ns: &Ns, a: &str, b: &str) {
+pub(crate) fn veth_pair(ns: &Ns, a: &str, b: &str) {
     sh(&[
         "ip", "-n", &ns.0, "link", "add", a, "type", "veth", "peer", "name", b,
     ]);
@@ -702,7 +702,11 @@ async fn undo_restores_the_snapshot() {
         net::set_state(&nets, &rec, &e0, false).await.unwrap();
         net::set_state(&nets, &rec, &e0, true).await.unwrap();
         net::ip_add(&nets, &rec, &e0, "10.7.0.1/24").await.unwrap();
-        net::ip_add(&nets, &rec, &e0, "fd07::1/64").await.unwrap();
+        // The same address on both ends of the link: without nodad the
+        // second one fails DAD (as it should).
+        net::ip_add_with(&nets, &rec, &e0, "fd07::1/64", true)
+            .await
+            .unwrap();
         let f = net::features(&nets, &e0).await.unwrap();
         net::set_features(
             &nets,

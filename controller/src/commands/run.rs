@@ -116,7 +116,12 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             l.text
         ));
     });
-    let loaded = recipe::load(&a.recipe, &overrides, sink, cancel.clone()).usage()?;
+    let loaded = match recipe::load(&a.recipe, &overrides, sink, cancel.clone()) {
+        Ok(l) => l,
+        // Ctrl-C during the declaration phase: nothing was built yet.
+        Err(e) if cancel.is_cancelled() => return Err(Failure::new(ExitCode::Interrupted, e)),
+        Err(e) => return Err(Failure::new(ExitCode::Usage, e)),
+    };
     params::check(
         &loaded.declared.params,
         &overrides,
@@ -389,20 +394,41 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             infra.get_or_insert(e);
         }
         // Undo the match on every agent, even after Ctrl-C (bounded).
+        // A change not undone makes the run not PASS; an agent lost while
+        // cleaning up is an infrastructure error (exit 3) naming the host.
         let wait_close = the_lab.as_ref().is_none_or(|l| l.agents_close());
         let ended = rt.block_on(async {
             tokio::time::timeout(Duration::from_secs(60), async {
                 let t = Instant::now();
-                let mut e = session.end().await;
+                let e = session.end().await;
                 tracing::info!(ms = t.elapsed().as_secs_f64() * 1e3, "EndSession");
-                e.extend(session.close_waiting(wait_close).await);
+                let closing = session.close_waiting(wait_close).await;
                 tracing::info!(ms = t.elapsed().as_secs_f64() * 1e3, "closed");
-                e
+                (e, closing)
             })
             .await
-            .unwrap_or_else(|_| vec!["agents did not finish cleaning up within 60 s".into()])
         });
-        cleanup_errors.extend(ended);
+        let mut dirty = false;
+        match ended {
+            Ok((e, closing)) => {
+                dirty = !e.not_undone.is_empty();
+                if let Some(l) = e.lost.first() {
+                    infra.get_or_insert_with(|| l.clone());
+                }
+                cleanup_errors.extend(e.not_undone);
+                cleanup_errors.extend(e.lost);
+                cleanup_errors.extend(closing);
+            }
+            Err(_) => {
+                let hosts: Vec<&str> = session.clients.keys().map(String::as_str).collect();
+                let msg = format!(
+                    "agents did not finish cleaning up within 60 s; hosts {} may not be clean",
+                    hosts.join(", ")
+                );
+                infra.get_or_insert_with(|| msg.clone());
+                cleanup_errors.push(msg);
+            }
+        }
         log.borrow_mut()
             .line("agents cleaned up and closed".to_string());
         for (h, n) in session.rpcs() {
@@ -419,9 +445,14 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
                 summary::figures(r)
             ));
         }
+        let mut result = report::overall(results.iter().map(|r| &r.result));
+        if dirty && result == Verdict::Pass {
+            // The test passed but the host is not as it was: not PASS.
+            result = Verdict::Error;
+        }
         matches.push(MatchReport {
             mapping: mapping.clone(),
-            result: report::overall(results.iter().map(|r| &r.result)),
+            result,
             results,
             duration: mt0.elapsed().as_secs_f64(),
         });

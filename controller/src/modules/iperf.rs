@@ -1,12 +1,16 @@
 //! The `iperf_server` and `iperf_client` modules on iperf3.
 //!
-//! `iperf_server(#{ bind, port, oneoff })` runs `iperf3 -s --forceflush` in
+//! `iperf_server(#{ bind, port, oneoff, cpu })` runs `iperf3 -s --forceflush` in
 //! the background; `--forceflush` makes its `Server listening on PORT` line
 //! reach stdout at once, which is the readiness signal ([`SERVER_READY`]).
 //! Its result is `#{ port, connections }` (connections accepted).
 //!
 //! `iperf_client(#{ server, port, duration, proto, parallel, bitrate,
-//! reverse, bind })` runs `iperf3 -c SERVER -J` and reads its JSON.
+//! reverse, len, cpu, cport, bind })` runs `iperf3 -c SERVER -J` and reads
+//! its JSON. `proto` is `tcp`, `udp` or `sctp` (`--sctp`), `len` the
+//! message size in bytes (`-l`), `cpu` the CPU to pin iperf3 to (`-A`),
+//! `cport` the client's source port (`--cport`), `bind` its source address
+//! (`-B`).
 //! Result: `#{ bps, retransmits, cpu_local, cpu_remote, intervals, bytes,
 //! seconds, proto, streams }`; for UDP also `jitter_ms, lost_packets,
 //! packets, lost_percent`. `bps` is the receiver's rate (`sum_received`; for
@@ -33,6 +37,7 @@ pub const SERVER_OPTIONS: &[OptSpec] = &[
     OptSpec::opt("bind", OptType::Str),
     OptSpec::opt("port", OptType::Int),
     OptSpec::opt("oneoff", OptType::Bool),
+    OptSpec::opt("cpu", OptType::Int),
 ];
 
 /// The options `iperf_client` accepts.
@@ -44,8 +49,16 @@ pub const CLIENT_OPTIONS: &[OptSpec] = &[
     OptSpec::opt("parallel", OptType::Int),
     OptSpec::opt("bitrate", OptType::Bitrate),
     OptSpec::opt("reverse", OptType::Bool),
+    OptSpec::opt("len", OptType::Int),
+    OptSpec::opt("cpu", OptType::Int),
+    OptSpec::opt("cport", OptType::Int),
     OptSpec::opt("bind", OptType::Str),
 ];
+
+/// Largest `len` iperf3 takes (its `MAX_BLOCKSIZE`, 1 MiB).
+pub const MAX_LEN: i64 = 1024 * 1024;
+/// Largest CPU number `cpu` takes (the kernel's `NR_CPUS` limit).
+pub const MAX_CPU: i64 = 8191;
 
 /// Checked `iperf_server` options.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +67,8 @@ pub struct IperfServer {
     pub port: i64,
     /// `-1`: serve one test, then exit.
     pub oneoff: bool,
+    /// `-A CPU`: pin to this CPU.
+    pub cpu: Option<i64>,
 }
 
 impl IperfServer {
@@ -65,10 +80,11 @@ impl IperfServer {
             bind: get_word(N, opts, "bind")?,
             port: get_int_in(N, opts, "port", 1, 65535)?.unwrap_or(DEFAULT_PORT),
             oneoff: get_bool(opts, "oneoff").unwrap_or(false),
+            cpu: get_int_in(N, opts, "cpu", 0, MAX_CPU)?,
         })
     }
 
-    /// `iperf3 -s -p PORT [-B BIND] [-1] --forceflush`.
+    /// `iperf3 -s -p PORT [-B BIND] [-1] [-A CPU] --forceflush`.
     pub fn command(&self) -> String {
         let mut c = format!("exec iperf3 -s -p {}", self.port);
         if let Some(b) = &self.bind {
@@ -76,6 +92,9 @@ impl IperfServer {
         }
         if self.oneoff {
             c.push_str(" -1");
+        }
+        if let Some(n) = self.cpu {
+            c += &format!(" -A {n}");
         }
         c.push_str(" --forceflush");
         c
@@ -87,6 +106,22 @@ impl IperfServer {
 pub enum Proto {
     Tcp,
     Udp,
+    Sctp,
+}
+
+impl Proto {
+    /// The values `proto` accepts.
+    pub const NAMES: &'static str = "\"tcp\", \"udp\" or \"sctp\"";
+
+    /// Reads option `proto` of module `n` (default tcp).
+    pub fn from_opts(n: &str, opts: &Opts) -> Result<Proto, ModuleError> {
+        match get_str(opts, "proto").as_deref() {
+            None | Some("tcp") => Ok(Proto::Tcp),
+            Some("udp") => Ok(Proto::Udp),
+            Some("sctp") => Ok(Proto::Sctp),
+            Some(p) => Err(bad(n, "proto", format!("{p:?} is not {}", Proto::NAMES))),
+        }
+    }
 }
 
 impl std::fmt::Display for Proto {
@@ -94,6 +129,7 @@ impl std::fmt::Display for Proto {
         f.write_str(match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
         })
     }
 }
@@ -110,6 +146,12 @@ pub struct IperfClient {
     /// As given to `-b` (`"10M"`, or bits per second).
     pub bitrate: Option<String>,
     pub reverse: bool,
+    /// `-l LEN`: bytes per read/write (UDP: per datagram).
+    pub len: Option<i64>,
+    /// `-A CPU`: pin to this CPU.
+    pub cpu: Option<i64>,
+    /// `--cport PORT`: the client's source port.
+    pub cport: Option<i64>,
     pub bind: Option<String>,
 }
 
@@ -128,11 +170,7 @@ impl IperfClient {
         opts: &Opts,
     ) -> Result<IperfClient, ModuleError> {
         options::check(n, specs, opts)?;
-        let proto = match get_str(opts, "proto").as_deref() {
-            None | Some("tcp") => Proto::Tcp,
-            Some("udp") => Proto::Udp,
-            Some(p) => return Err(bad(n, "proto", format!("{p:?} is not \"tcp\" or \"udp\""))),
-        };
+        let proto = Proto::from_opts(n, opts)?;
         let bitrate = match opts.get("bitrate") {
             None => None,
             Some(Value::String(s)) => {
@@ -163,12 +201,15 @@ impl IperfClient {
             parallel: get_int_in(n, opts, "parallel", 1, 128)?.unwrap_or(1),
             bitrate,
             reverse: get_bool(opts, "reverse").unwrap_or(false),
+            len: get_int_in(n, opts, "len", 1, MAX_LEN)?,
+            cpu: get_int_in(n, opts, "cpu", 0, MAX_CPU)?,
+            cport: get_int_in(n, opts, "cport", 1, 65535)?,
             bind: get_word(n, opts, "bind")?,
         })
     }
 
-    /// `iperf3 -c SERVER -p PORT -t DURATION [-u] [-P N] [-b RATE] [-R]
-    /// [-B BIND] -J`.
+    /// `iperf3 -c SERVER -p PORT -t DURATION [-u|--sctp] [-P N] [-b RATE]
+    /// [-R] [-l LEN] [-A CPU] [--cport PORT] [-B BIND] -J`.
     pub fn command(&self) -> String {
         let mut c = format!(
             "exec iperf3 -c {} -p {} -t {}",
@@ -176,8 +217,10 @@ impl IperfClient {
             self.port,
             self.duration
         );
-        if self.proto == Proto::Udp {
-            c.push_str(" -u");
+        match self.proto {
+            Proto::Tcp => {}
+            Proto::Udp => c.push_str(" -u"),
+            Proto::Sctp => c.push_str(" --sctp"),
         }
         if self.parallel != 1 {
             c += &format!(" -P {}", self.parallel);
@@ -187,6 +230,15 @@ impl IperfClient {
         }
         if self.reverse {
             c.push_str(" -R");
+        }
+        if let Some(l) = self.len {
+            c += &format!(" -l {l}");
+        }
+        if let Some(n) = self.cpu {
+            c += &format!(" -A {n}");
+        }
+        if let Some(p) = self.cport {
+            c += &format!(" --cport {p}");
         }
         if let Some(b) = &self.bind {
             c += &format!(" -B {}", shell_quote(b));
@@ -244,6 +296,9 @@ pub fn parse_client(stdout: &str, exit_code: Option<i32>) -> Result<Value, Strin
         .ok_or("iperf3 JSON has no \"end\" section")?;
     let start = &doc["start"]["test_start"];
     let udp = start["protocol"].as_str() == Some("UDP");
+    let proto = start["protocol"]
+        .as_str()
+        .map_or("tcp".to_string(), str::to_ascii_lowercase);
     let sum = if end.get("sum_received").is_some() {
         &end["sum_received"]
     } else if end.get("sum").is_some() {
@@ -273,7 +328,7 @@ pub fn parse_client(stdout: &str, exit_code: Option<i32>) -> Result<Value, Strin
         "intervals": intervals,
         "bytes": sum["bytes"].clone(),
         "seconds": sum["seconds"].clone(),
-        "proto": if udp { "udp" } else { "tcp" },
+        "proto": proto,
         "streams": start["num_streams"].clone(),
     });
     if udp {
@@ -400,8 +455,27 @@ mod tests {
         );
         let c = IperfClient::from_opts(&o(json!({"server": "x", "bitrate": 1000000}))).unwrap();
         assert_eq!(c.bitrate.as_deref(), Some("1000000"));
+        let c = IperfClient::from_opts(&o(json!({
+            "server": "192.0.2.2", "proto": "sctp", "len": 1400, "cpu": 1, "cport": 40000,
+            "bind": "192.0.2.1", "duration": 1
+        })))
+        .unwrap();
+        assert_eq!(
+            c.command(),
+            "exec iperf3 -c 192.0.2.2 -p 5201 -t 1 --sctp -l 1400 -A 1 --cport 40000 -B 192.0.2.1 -J"
+        );
+        let s = IperfServer::from_opts(&o(json!({"cpu": 0}))).unwrap();
+        assert_eq!(s.command(), "exec iperf3 -s -p 5201 -A 0 --forceflush");
+        let e = IperfClient::from_opts(&o(json!({"server": "x", "proto": "quic"})))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"tcp\", \"udp\" or \"sctp\""), "{e}");
         for (bad, name) in [
-            (json!({"server": "x", "proto": "sctp"}), "proto"),
+            (json!({"server": "x", "proto": "quic"}), "proto"),
+            (json!({"server": "x", "len": 0}), "len"),
+            (json!({"server": "x", "len": "1k"}), "len"),
+            (json!({"server": "x", "cpu": -1}), "cpu"),
+            (json!({"server": "x", "cport": 70000}), "cport"),
             (json!({"server": "x", "bitrate": "fast"}), "bitrate"),
             (json!({"server": "x", "duration": 1.5}), "duration"),
             (json!({"server": "x", "paralel": 2}), "paralel"),

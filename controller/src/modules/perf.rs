@@ -1,4 +1,5 @@
-//! `perf(#{ client, server, dst, duration, runs, proto, parallel })`: the
+//! `perf(#{ client, server, dst, duration, runs, proto, parallel, len, cpu,
+//! desc })`: the
 //! pure parts of a throughput measurement repeated `runs` times.
 //!
 //! The orchestration (start [`Perf::server_module`] on `server` in the
@@ -14,12 +15,15 @@
 //! checks them), `dst` (string, required: the server address the client
 //! connects to), `duration` (int seconds, default 10), `runs` (int, default
 //! 3), `proto` (`"tcp"`/`"udp"`), `parallel` (int), `port` (int, default
-//! 5201), `bitrate`, `reverse`.
+//! 5201), `bitrate`, `reverse`, `len` (bytes per write), `cpu` (the CPU
+//! both iperf3 ends are pinned to), `desc` (the result line's text; by
+//! default it names the protocol, the destination and the hosts:
+//! `perf tcp 192.0.2.2 (h1 -> h2)`, see [`Perf::line`]).
 
 use serde_json::{json, Map, Value};
 
 use super::iperf::IperfClient;
-use super::options::{get_int_in, OptSpec, OptType};
+use super::options::{get_int_in, get_str, OptSpec, OptType};
 use super::{human_bps, Module, ModuleError, Opts};
 
 const NAME: &str = "perf";
@@ -36,6 +40,9 @@ pub const OPTIONS: &[OptSpec] = &[
     OptSpec::opt("port", OptType::Int),
     OptSpec::opt("bitrate", OptType::Bitrate),
     OptSpec::opt("reverse", OptType::Bool),
+    OptSpec::opt("len", OptType::Int),
+    OptSpec::opt("cpu", OptType::Int),
+    OptSpec::opt("desc", OptType::Str),
 ];
 
 /// Checked `perf` options.
@@ -44,6 +51,8 @@ pub struct Perf {
     pub runs: i64,
     /// Every client run's settings (`server` is `dst`).
     pub client: IperfClient,
+    /// The recipe's text for the result line.
+    pub desc: Option<String>,
 }
 
 impl Perf {
@@ -53,13 +62,41 @@ impl Perf {
         Ok(Perf {
             runs: get_int_in(NAME, opts, "runs", 1, 1000)?.unwrap_or(3),
             client,
+            desc: get_str(opts, "desc"),
         })
+    }
+
+    /// The result line: `desc`, or `perf PROTO DST (CLIENT -> SERVER)`
+    /// with `reverse`, `parallel`, `len` and `cpu` when set, so that two
+    /// measurements of one recipe are told apart in the summary.
+    pub fn line(&self, client: &str, server: &str) -> String {
+        if let Some(d) = &self.desc {
+            return d.clone();
+        }
+        let c = &self.client;
+        let mut s = format!("perf {} {} ({client} -> {server})", c.proto, c.server);
+        if c.reverse {
+            s.push_str(" reverse");
+        }
+        if c.parallel != 1 {
+            s += &format!(" parallel {}", c.parallel);
+        }
+        if let Some(l) = c.len {
+            s += &format!(" len {l}");
+        }
+        if let Some(n) = c.cpu {
+            s += &format!(" cpu {n}");
+        }
+        s
     }
 
     /// The `iperf_server` to start (in the background) on the server host.
     pub fn server_module(&self) -> Result<Module, ModuleError> {
         let mut o = Map::new();
         o.insert("port".into(), json!(self.client.port));
+        if let Some(n) = self.client.cpu {
+            o.insert("cpu".into(), json!(n));
+        }
         Module::new("iperf_server", o)
     }
 
@@ -75,6 +112,12 @@ impl Perf {
         o.insert("reverse".into(), json!(c.reverse));
         if let Some(b) = &c.bitrate {
             o.insert("bitrate".into(), json!(b));
+        }
+        if let Some(l) = c.len {
+            o.insert("len".into(), json!(l));
+        }
+        if let Some(n) = c.cpu {
+            o.insert("cpu".into(), json!(n));
         }
         Module::new("iperf_client", o)
     }
@@ -150,6 +193,33 @@ mod tests {
             p.server_module().unwrap().command(),
             "exec iperf3 -s -p 5201 --forceflush"
         );
+        assert_eq!(
+            p.line("h1", "h2"),
+            "perf udp 192.0.2.2 (h1 -> h2) parallel 2"
+        );
+        let o = json!({"dst": "fd00::2", "len": 9000, "cpu": 1, "duration": 1, "proto": "sctp"});
+        let p = Perf::from_opts(o.as_object().unwrap()).unwrap();
+        assert_eq!(
+            p.client_module().unwrap().command(),
+            "exec iperf3 -c fd00::2 -p 5201 -t 1 --sctp -l 9000 -A 1 -J"
+        );
+        assert_eq!(
+            p.server_module().unwrap().command(),
+            "exec iperf3 -s -p 5201 -A 1 --forceflush"
+        );
+        assert_eq!(
+            p.line("a", "b"),
+            "perf sctp fd00::2 (a -> b) len 9000 cpu 1"
+        );
+        let o = json!({"dst": "x", "desc": "jumbo frames"});
+        assert_eq!(
+            Perf::from_opts(o.as_object().unwrap())
+                .unwrap()
+                .line("a", "b"),
+            "jumbo frames"
+        );
+        let e = Perf::from_opts(json!({"dst": "x", "cport": 2}).as_object().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("\"cport\""), "{e}");
         let e = Perf::from_opts(json!({"dst": "x", "rnus": 2}).as_object().unwrap()).unwrap_err();
         assert!(
             e.to_string().starts_with("perf: unknown option \"rnus\""),

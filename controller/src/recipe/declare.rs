@@ -85,8 +85,21 @@ fn param(
     name: &str,
     default: Dynamic,
     help: Option<String>,
+    ty: Option<&str>,
 ) -> R<Dynamic> {
     open(state, "param")?;
+    let ty = match ty {
+        None => None,
+        Some(t) => {
+            if !default.is_unit() {
+                return err(format!(
+                    "param {name:?}: a type is given only with a () default (a required param); \
+                     otherwise the type is the default's"
+                ));
+            }
+            Some(params::ParamType::parse(t).map_err(|e| format!("param {name:?}: {e}"))?)
+        }
+    };
     check_name("param", name, 64)?;
     let mut st = state.borrow_mut();
     if st.params.iter().any(|p| p.name == name) {
@@ -94,7 +107,7 @@ fn param(
             .to_string()
             .into());
     }
-    let mut d = params::declare(name, to_json(&default), help, &st.overrides)
+    let mut d = params::declare_typed(name, to_json(&default), help, ty, &st.overrides)
         .map_err(|e| -> Box<EvalAltResult> { e.to_string().into() })?;
     let p = ctx.call_position();
     d.pos = p.line().map(|l| (l, p.position().unwrap_or(1)));
@@ -165,14 +178,21 @@ pub fn register(engine: &mut Engine, state: Rc<RefCell<DeclState>>) {
     engine.register_fn(
         "param",
         move |ctx: NativeCallContext, name: &str, default: Dynamic| {
-            param(&s, &ctx, name, default, None)
+            param(&s, &ctx, name, default, None, None)
         },
     );
     let s = Rc::clone(&state);
     engine.register_fn(
         "param",
         move |ctx: NativeCallContext, name: &str, default: Dynamic, help: &str| {
-            param(&s, &ctx, name, default, Some(help.to_string()))
+            param(&s, &ctx, name, default, Some(help.to_string()), None)
+        },
+    );
+    let s = Rc::clone(&state);
+    engine.register_fn(
+        "param",
+        move |ctx: NativeCallContext, name: &str, default: Dynamic, help: &str, ty: &str| {
+            param(&s, &ctx, name, default, Some(help.to_string()), Some(ty))
         },
     );
     let s = Rc::clone(&state);

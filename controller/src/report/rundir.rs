@@ -29,7 +29,8 @@ pub fn stamp(secs: u64) -> String {
 }
 
 /// Creates `<base>/<time>-<recipe stem>/` (with a suffix if taken) and its
-/// `jobs/`.
+/// `jobs/`, both mode 0700: job output can hold secrets (tokens a command
+/// printed, keys it read), so only the user who ran the recipe reads them.
 pub fn create(base: &Path, recipe: &Path) -> std::io::Result<PathBuf> {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -47,9 +48,9 @@ pub fn create(base: &Path, recipe: &Path) -> std::io::Result<PathBuf> {
         } else {
             base.join(format!("{name}.{n}"))
         };
-        match fs::create_dir(&dir) {
+        match private_dir(&dir) {
             Ok(()) => {
-                fs::create_dir(dir.join("jobs"))?;
+                private_dir(&dir.join("jobs"))?;
                 return Ok(dir);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -59,9 +60,27 @@ pub fn create(base: &Path, recipe: &Path) -> std::io::Result<PathBuf> {
     unreachable!("0.. is endless")
 }
 
+/// `mkdir -m 0700 DIR` (no window with a wider mode).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().mode(0o700).create(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_directories_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("lnst-rundir-{}", std::process::id()));
+        let d = create(&base, Path::new("r.rhai")).unwrap();
+        for p in [&d, &d.join("jobs")] {
+            let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", p.display());
+        }
+        let _ = fs::remove_dir_all(&base);
+    }
 
     #[test]
     fn stamps() {

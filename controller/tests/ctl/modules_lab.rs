@@ -270,9 +270,12 @@ fn test(m) {{
     m.h2.eth0.up();
     m.h1.eth0.ip_add("192.168.134.1/24");
     m.h2.eth0.ip_add("192.168.134.2/24");
-    let r = perf(#{{ client: m.h1, server: m.h2, dst: "192.168.134.2", duration: 1, runs: 3 }});
+    let r = perf(#{{ client: m.h1, server: m.h2, dst: "192.168.134.2", duration: 1, runs: 3,
+                     len: 1400, cpu: 0 }});
     m.result(true, "returned", #{{ samples: r.samples, mean: r.mean, stddev: r.stddev,
                                    unit: r.unit, keys: r.keys() }});
+    perf(#{{ client: m.h1, server: m.h2, dst: "192.168.134.2", duration: 1, runs: 1,
+            proto: "udp", desc: "udp at the default rate" }});
 }}
 "#
     );
@@ -281,14 +284,17 @@ fn test(m) {{
     // Each run is a job line of its own, with its bps.
     let runs: Vec<f64> = (1..=3)
         .map(|i| {
-            let r = line(&v, &format!("perf run {i}/3: h1 -> h2"));
+            let r = line(
+                &v,
+                &format!("perf tcp 192.168.134.2 (h1 -> h2) len 1400 cpu 0: run {i}/3"),
+            );
             assert_eq!((&r["host"], &r["result"]), (&"h1".into(), &"PASS".into()));
             r["data"]["bps"].as_f64().unwrap()
         })
         .collect();
     assert!(runs.iter().all(|b| *b > 0.0), "{runs:?}");
     // One recorded result with every sample, the mean and stddev.
-    let rec = line(&v, "perf h1 -> h2");
+    let rec = line(&v, "perf tcp 192.168.134.2 (h1 -> h2) len 1400 cpu 0");
     assert_eq!(rec["result"], "PASS");
     assert!(rec["job"].is_null());
     let d = &rec["data"];
@@ -318,10 +324,19 @@ fn test(m) {{
     keys.sort();
     assert_eq!(keys, ["mean", "samples", "stddev", "unit"]);
     // The iperf server ran once for all three runs and was stopped.
-    let srv = line(&v, "perf: iperf server on h2");
+    let srv = lines(&v)
+        .iter()
+        .find(|r| r["desc"] == "perf: iperf server on h2")
+        .unwrap();
     assert_eq!(srv["data"]["connections"], 3, "{srv}");
-    let l = text_line(&text, "perf h1 -> h2  [");
+    let l = text_line(&text, "perf tcp 192.168.134.2 (h1 -> h2) len 1400 cpu 0  [");
     assert!(l.contains("bit/s ±") && l.contains("over 3 runs"), "{l}");
+    // `desc` names the line; the client was pinned and sized as asked.
+    assert_eq!(line(&v, "udp at the default rate")["result"], "PASS");
+    assert_eq!(
+        line(&v, "udp at the default rate: run 1/1")["data"]["proto"],
+        "udp"
+    );
 }
 
 #[test]

@@ -185,6 +185,27 @@ fn vm_lab_bond_team_modes_macsec() {
     );
 }
 
+/// `dev.netem` on the VM lab's kernel: every setting checked with `tc -j
+/// qdisc` inside the recipe, delay and loss measured by ping, removal
+/// with `dev.netem(())` giving back the root qdisc of before.
+#[test]
+fn vm_lab_netem_is_set_measured_and_removed() {
+    let Some(agent) = vm_ready("vm_lab_netem_is_set_measured_and_removed") else {
+        return;
+    };
+    let _g = lock();
+    let t = Tmp::new();
+    let r = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vm_netem.rhai");
+    let (code, v, err) = run_vm(&t, &agent, &r, &[]);
+    let res = results(&v);
+    let failed: Vec<_> = res.iter().filter(|(_, r)| r != "PASS").collect();
+    assert!(failed.is_empty(), "{failed:?}\n{err}");
+    assert_eq!(code, 0, "{err}");
+    for want in ["netem delay measured", "netem loss measured", "netem(()) gives back"] {
+        assert!(res.iter().any(|(d, _)| d.starts_with(want)), "{want}: {res:?}");
+    }
+}
+
 const TWO: &str = "let h1 = host(\"h1\");\nh1.nic(\"eth0\", #{ net: \"n\" });\nlet h2 = host(\"h2\");\nh2.nic(\"eth0\", #{ net: \"n\" });\n";
 
 #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, Engine, Map};
 
 use super::host::Host;
+use super::job::{self, Job};
 use super::{err, Core, R};
 use crate::recipe::value::to_json;
 
@@ -26,7 +27,7 @@ impl Ctx {
         match self.0.hosts.iter().find(|h| h.0.name == name) {
             Some(h) => Ok(h.clone()),
             None => err(format!(
-                "m has no host or member {name:?}; hosts: {}; members: hosts, params, check, result, sleep, breakpoint",
+                "m has no host or member {name:?}; hosts: {}; members: hosts, params, check, result, sleep, wait_any, breakpoint",
                 self.0.hosts.iter().map(|h| h.0.name.as_str()).collect::<Vec<_>>().join(", ")
             )),
         }
@@ -63,6 +64,28 @@ fn quit_check(core: &super::Core) -> R<()> {
     Ok(())
 }
 
+/// `m.wait_any(jobs, timeout)`: the first of `jobs` to finish, or `()`
+/// at the timeout (none given: waits forever).
+fn wait_any(jobs: Array, timeout: Option<Dynamic>) -> R<Dynamic> {
+    let t = timeout.map(seconds).transpose()?;
+    let mut list = Vec::with_capacity(jobs.len());
+    for (i, v) in jobs.into_iter().enumerate() {
+        match v.clone().try_cast::<Job>() {
+            Some(j) => list.push(j),
+            None => {
+                return err(format!(
+                    "wait_any: jobs[{i}] is a {}, not a Job (from h.run(.., #{{ bg: true }}))",
+                    v.type_name()
+                ))
+            }
+        }
+    }
+    if list.is_empty() {
+        return err("wait_any: the array of jobs is empty");
+    }
+    Ok(job::wait_any(&list, t)?.map_or(Dynamic::UNIT, Dynamic::from))
+}
+
 /// Registers `m`'s surface.
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Ctx>("Ctx");
@@ -91,6 +114,13 @@ pub fn register(engine: &mut Engine) {
     });
     engine.register_fn("breakpoint", |m: &mut Ctx, why: &str| -> R<()> {
         m.0.core.pause.breakpoint(&m.0.core, why)
+    });
+    engine.register_fn(
+        "wait_any",
+        |_: &mut Ctx, jobs: Array, t: Dynamic| -> R<Dynamic> { wait_any(jobs, Some(t)) },
+    );
+    engine.register_fn("wait_any", |_: &mut Ctx, jobs: Array| -> R<Dynamic> {
+        wait_any(jobs, None)
     });
     engine.register_fn("sleep", |m: &mut Ctx, s: Dynamic| -> R<()> {
         let d = seconds(s)?;

@@ -142,6 +142,135 @@ fn stats_map(i: &DeviceInfo) -> Map {
     .collect()
 }
 
+/// The ethtool settings groups a device has as properties.
+const ETHTOOL_GROUPS: [&str; 4] = ["coalesce", "rings", "channels", "pause"];
+
+/// Whether `key` of `group` is on/off (a bool in the recipe, 0/1 on the
+/// wire).
+fn is_bool_key(group: &str, key: &str) -> bool {
+    group == "pause" || key.starts_with("adaptive")
+}
+
+impl Device {
+    /// `ethtool -c|-g|-l|-a DEV` as a map.
+    fn ethtool_get(&self, group: &str) -> R<Map> {
+        let r = self.0.core.request(
+            &self.0.client,
+            Request::EthtoolGet {
+                dev: self.dev(),
+                group: group.to_string(),
+            },
+        )?;
+        self.settings_map(group, r)
+    }
+
+    /// `ethtool -C|-G|-L|-A DEV KEY VALUE ..` from a map of the keys to
+    /// change.
+    fn ethtool_set(&self, group: &str, m: Map) -> R<()> {
+        let mut values = BTreeMap::new();
+        for (k, v) in m {
+            let n = if let Ok(b) = v.as_bool() {
+                i64::from(b)
+            } else if let Ok(i) = v.as_int() {
+                i
+            } else {
+                return err(format!(
+                    "{group} of {}: {k} must be an int{}, not {}",
+                    self.0.dref_name(),
+                    if is_bool_key(group, &k) {
+                        " or bool"
+                    } else {
+                        ""
+                    },
+                    v.type_name()
+                ));
+            };
+            values.insert(k.to_string(), n);
+        }
+        let r = self.0.core.request(
+            &self.0.client,
+            Request::EthtoolSet {
+                dev: self.dev(),
+                group: group.to_string(),
+                values,
+            },
+        )?;
+        self.settings_map(group, r).map(|_| ())
+    }
+
+    fn settings_map(&self, group: &str, r: Response) -> R<Map> {
+        match r {
+            Response::Settings(s) => Ok(s
+                .into_iter()
+                .map(|(k, v)| {
+                    let d = if is_bool_key(group, &k) {
+                        Dynamic::from(v != 0)
+                    } else {
+                        Dynamic::from(v)
+                    };
+                    (k.into(), d)
+                })
+                .collect()),
+            other => err(format!(
+                "agent {}: unexpected reply {other:?} to {group}",
+                self.host()
+            )),
+        }
+    }
+}
+
+/// `dev.netem(#{ delay, jitter, loss, duplicate, reorder, corrupt, rate })`
+/// checked into a spec (`()`: remove).
+fn netem_spec(dev: &str, v: Dynamic) -> R<Option<lnst_common::host::NetemSpec>> {
+    if v.is_unit() {
+        return Ok(None);
+    }
+    let Some(m) = v.clone().try_cast::<Map>() else {
+        return err(format!(
+            "netem on {dev}: expected a map #{{ delay, jitter, loss, duplicate, reorder, corrupt, rate }} or (), not {}",
+            v.type_name()
+        ));
+    };
+    let mut n = lnst_common::host::NetemSpec::default();
+    for (k, v) in m {
+        let num = || -> R<f64> {
+            if let Ok(f) = v.as_float() {
+                Ok(f)
+            } else if let Ok(i) = v.as_int() {
+                Ok(i as f64)
+            } else {
+                err(format!(
+                    "netem on {dev}: {k} must be a number, not {}",
+                    v.type_name()
+                ))
+            }
+        };
+        match k.as_str() {
+            "delay" => n.delay = Some(num()?),
+            "jitter" => n.jitter = Some(num()?),
+            "loss" => n.loss = Some(num()?),
+            "duplicate" => n.duplicate = Some(num()?),
+            "reorder" => n.reorder = Some(num()?),
+            "corrupt" => n.corrupt = Some(num()?),
+            "rate" => {
+                let r = v.as_int().map_err(|t| {
+                    format!("netem on {dev}: rate must be an int (bits per second), not {t}")
+                })?;
+                n.rate = Some(
+                    u64::try_from(r)
+                        .map_err(|_| format!("netem on {dev}: rate = {r} is negative"))?,
+                );
+            }
+            other => {
+                return err(format!(
+                    "netem on {dev}: unknown key {other:?}; keys: delay, jitter (ms), loss, duplicate, reorder, corrupt (percent), rate (bits per second)"
+                ))
+            }
+        }
+    }
+    Ok(Some(n))
+}
+
 /// Registers `Device`'s surface.
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Device>("Device");
@@ -251,6 +380,39 @@ pub fn register(engine: &mut Engine) {
             cidr: cidr.to_string(),
         })
     });
+    engine.register_fn("ip_add", |d: &mut Device, cidr: &str, opts: Map| -> R<()> {
+        let mut nodad = false;
+        for (k, v) in opts {
+            match k.as_str() {
+                "nodad" => {
+                    nodad = v
+                        .as_bool()
+                        .map_err(|t| format!("ip_add: nodad must be a bool, not {t}"))?
+                }
+                other => return err(format!("ip_add: unknown option {other:?}; options: nodad")),
+            }
+        }
+        d.change(Request::IpAddWith {
+            dev: d.dev(),
+            cidr: cidr.to_string(),
+            nodad,
+        })
+    });
+    engine.register_fn("netem", |d: &mut Device, v: Dynamic| -> R<()> {
+        let netem = netem_spec(&d.0.dref_name(), v)?;
+        d.0.core.request(
+            &d.0.client,
+            Request::Netem {
+                dev: d.dev(),
+                netem,
+            },
+        )?;
+        Ok(())
+    });
+    for group in ETHTOOL_GROUPS {
+        engine.register_get(group, move |d: &mut Device| d.ethtool_get(group));
+        engine.register_set(group, move |d: &mut Device, m: Map| d.ethtool_set(group, m));
+    }
     engine.register_fn("ip_del", |d: &mut Device, cidr: &str| {
         d.change(Request::IpDel {
             dev: d.dev(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use lnst_common::host::RouteSpec;
+use lnst_common::host::{NeighSpec, RouteSpec};
 use lnst_common::{Request, Response};
 use rhai::{Array, Blob, Dynamic, Engine, Map};
 
@@ -348,6 +348,108 @@ impl Host {
         Ok(())
     }
 
+    /// `ip neigh replace|del DST [lladdr MAC] dev DEV`.
+    fn neigh(&mut self, m: Map, add: bool) -> R<()> {
+        let what = if add { "neigh_add" } else { "neigh_del" };
+        let mut n = NeighSpec {
+            dst: String::new(),
+            lladdr: None,
+            dev: String::new(),
+        };
+        for (k, v) in m {
+            let text = if let Some(d) = v.clone().try_cast::<Device>() {
+                d.0.dref_name()
+            } else if v.is_string() {
+                v.to_string()
+            } else {
+                return err(format!(
+                    "{what}: {k} must be a string{}, not {}",
+                    if k == "dev" { " or a device" } else { "" },
+                    v.type_name()
+                ));
+            };
+            match k.as_str() {
+                "dst" => n.dst = text,
+                "lladdr" => n.lladdr = Some(text),
+                "dev" => n.dev = text,
+                other => {
+                    return err(format!(
+                        "{what}: unknown key {other:?}; known: dst, lladdr, dev"
+                    ))
+                }
+            }
+        }
+        if n.dst.is_empty() || n.dev.is_empty() || (add && n.lladdr.is_none()) {
+            return err(format!(
+                "{what}: {} required (#{{ dst: \"192.0.2.1\", {}dev: \"eth0\" }})",
+                if add {
+                    "dst, lladdr and dev are"
+                } else {
+                    "dst and dev are"
+                },
+                if add {
+                    "lladdr: \"02:00:00:00:00:01\", "
+                } else {
+                    ""
+                }
+            ));
+        }
+        let netns = opt_netns(self);
+        self.request(if add {
+            Request::NeighAdd { netns, neigh: n }
+        } else {
+            Request::NeighDel { netns, neigh: n }
+        })?;
+        Ok(())
+    }
+
+    /// `ip neigh show [dev DEV]`: `[#{ dst, lladdr, dev, state }, ..]`.
+    fn neighs(&mut self, dev: Option<String>) -> R<Array> {
+        match self.request(Request::Neighs {
+            netns: opt_netns(self),
+            dev,
+        })? {
+            Response::Neighs(list) => Ok(list
+                .into_iter()
+                .map(|e| {
+                    let mut m = Map::new();
+                    m.insert("dst".into(), e.dst.into());
+                    m.insert(
+                        "lladdr".into(),
+                        e.lladdr.map_or(Dynamic::UNIT, Dynamic::from),
+                    );
+                    m.insert("dev".into(), e.dev.into());
+                    m.insert("state".into(), e.state.into());
+                    Dynamic::from(m)
+                })
+                .collect()),
+            r => err(format!(
+                "agent {}: unexpected reply {r:?} to Neighs",
+                self.0.name
+            )),
+        }
+    }
+
+    /// `systemctl start|stop|restart NAME`; returns `systemctl is-active`
+    /// after it.
+    fn service(&mut self, name: &str, action: &str) -> R<String> {
+        if !matches!(action, "start" | "stop" | "restart") {
+            return err(format!(
+                "service {name}: unknown action {action:?}; actions: \"start\", \"stop\", \"restart\""
+            ));
+        }
+        match self.request(Request::Service {
+            name: name.to_string(),
+            action: action.to_string(),
+        })? {
+            Response::Text(t) => Ok(t),
+            r => err(format!(
+                "agent {}: unexpected reply {r:?} to Service",
+                self.0.name
+            )),
+        }
+    }
+
     fn send_file(&mut self, local: &str, remote: &str) -> R<()> {
         let data =
             std::fs::read(local).map_err(|e| format!("send_file: cannot read {local}: {e}"))?;
@@ -455,6 +557,23 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("write", Host::write);
     engine.register_fn("route_add", |h: &mut Host, m: Map| h.route(m, true));
     engine.register_fn("route_del", |h: &mut Host, m: Map| h.route(m, false));
+    engine.register_fn("neigh_add", |h: &mut Host, m: Map| h.neigh(m, true));
+    engine.register_fn("neigh_del", |h: &mut Host, m: Map| h.neigh(m, false));
+    engine.register_fn("neighs", |h: &mut Host| h.neighs(None));
+    engine.register_fn("neighs", |h: &mut Host, dev: Dynamic| -> R<Array> {
+        let name = if let Some(d) = dev.clone().try_cast::<Device>() {
+            d.0.dref_name()
+        } else if dev.is_string() {
+            dev.to_string()
+        } else {
+            return err(format!(
+                "neighs: dev must be a device or its name, not {}",
+                dev.type_name()
+            ));
+        };
+        h.neighs(Some(name))
+    });
+    engine.register_fn("service", Host::service);
     engine.register_fn("send_file", Host::send_file);
     engine.register_fn("recv_file", Host::recv_file);
     engine.register_fn("defer", Host::defer);

@@ -357,6 +357,7 @@ impl Job {
             signal: None,
             timed_out: false,
             duration: self.0.started.elapsed().as_secs_f64(),
+            stopped: None,
         });
         let mut data = serde_json::Map::new();
         data.insert("exit_code".into(), exit.exit_code.into());
@@ -376,7 +377,9 @@ impl Job {
                 self.0.opts.timeout.unwrap_or(DEFAULT_TIMEOUT).as_secs_f64()
             ));
             false
-        } else if let Some(why) = killed {
+        } else if let (Some(why), Some(_)) = (killed, exit.stopped) {
+            // Stopped by the recipe while it ran. A job that had already
+            // ended when the kill came is judged by how it ended.
             note = Some(why.to_string());
             true
         } else {
@@ -602,6 +605,41 @@ impl Job {
             .status
             .as_ref()
             .and_then(|s| s.exit.clone()))
+    }
+}
+
+/// `m.wait_any(jobs, timeout)`: waits until one of `jobs` has finished and
+/// returns the first finished one in the array's order, or `None` when
+/// `timeout` (`None`: forever) passes first. Event-driven like
+/// [`Job::wait_stream`]: it wakes on each job event of the jobs' hosts.
+pub fn wait_any(jobs: &[Job], timeout: Option<Duration>) -> R<Option<Job>> {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    loop {
+        // Subscribe before looking, so an exit between the two wakes us.
+        let mut rxs: Vec<watch::Receiver<u64>> = jobs
+            .iter()
+            .map(|j| j.0.host.0.watch.tick.subscribe())
+            .collect();
+        for j in jobs {
+            j.refresh()?;
+            if j.is_settled() {
+                return Ok(Some(j.clone()));
+            }
+        }
+        let core = Rc::clone(jobs[0].core());
+        let woke = core.block(async move {
+            let any = futures::future::select_all(rxs.iter_mut().map(|r| Box::pin(r.changed())));
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, any).await.is_ok(),
+                None => {
+                    let _ = any.await;
+                    true
+                }
+            }
+        })?;
+        if !woke {
+            return Ok(None);
+        }
     }
 }
 

@@ -106,7 +106,8 @@ fn run_module(h: &mut Host, m: Module, opts: Map) -> R<Job> {
     Ok(j)
 }
 
-/// `perf(#{ client, server, dst, duration, runs, proto, parallel })`: an
+/// `perf(#{ client, server, dst, duration, runs, proto, parallel, len, cpu,
+/// desc })`: an
 /// iperf server on `server`, `runs` client runs on `client`, one result
 /// with every sample; returns `#{ samples, mean, stddev, unit: "bps" }`.
 fn perf(opts: Map) -> R<Map> {
@@ -146,11 +147,7 @@ fn perf(opts: Map) -> R<Map> {
         let mut copts = Map::new();
         copts.insert(
             "desc".into(),
-            format!(
-                "perf run {i}/{runs}: {} -> {}",
-                client.0.name, server.0.name
-            )
-            .into(),
+            format!("{}: run {i}/{runs}", p.line(&client.0.name, &server.0.name)).into(),
         );
         copts.insert("timeout".into(), Dynamic::from(secs + 30.0));
         match run_module(
@@ -182,11 +179,10 @@ fn perf(opts: Map) -> R<Map> {
         "figures".into(),
         crate::modules::perf::key_figures(&summary).into(),
     );
-    client.0.core.check(
-        passed,
-        format!("perf {} -> {}", client.0.name, server.0.name),
-        data,
-    );
+    client
+        .0
+        .core
+        .check(passed, p.line(&client.0.name, &server.0.name), data);
     Ok(to_dynamic(&summary).try_cast::<Map>().unwrap_or_default())
 }
 
