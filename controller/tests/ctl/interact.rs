@@ -87,6 +87,11 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.tmux(&["kill-server"]);
+        // A killed server leaves its socket file behind.
+        let base = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        let _ = std::fs::remove_file(Path::new(&base).join(format!("tmux-{uid}")).join(&self.sock));
     }
 }
 
