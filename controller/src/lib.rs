@@ -10,11 +10,13 @@
 //! - [`session`]: the connected agents of one run and their teardown;
 //! - [`report`]: summary, JSON, JUnit and the run directory;
 //! - [`modules`]: typed test tools (`ping(#{..})`, iperf, ...) for `h.run`;
+//! - [`interact`]: breakpoints, lab shells and what a terminal shows;
 //! - [`commands`]: one file per subcommand; [`exit`]: exit codes.
 
 pub mod client;
 pub mod commands;
 pub mod exit;
+pub mod interact;
 pub mod keygen;
 pub mod lab;
 pub mod mapper;

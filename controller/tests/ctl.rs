@@ -15,6 +15,7 @@ mod ctl {
     pub mod devices_lab;
     pub mod chaos;
     pub mod hostile;
+    pub mod interact;
     pub mod modules_lab;
     pub mod modules_live;
     pub mod vm_lab;

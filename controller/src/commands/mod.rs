@@ -5,9 +5,12 @@
 //! included — on one plain OS thread.
 
 pub mod api;
+pub mod completions;
+pub mod doctor;
 pub mod lab_clean;
 pub mod pool_check;
 pub mod run;
+pub mod shell;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -51,7 +54,48 @@ pub enum Cmd {
     #[command(subcommand)]
     Lab(LabCmd),
     /// Prints the recipe API: every function and property with its doc.
-    Api,
+    Api {
+        /// Write Rhai definition files (*.d.rhai) for the whole recipe
+        /// API into DIR instead, for an editor with the Rhai language
+        /// server (README: Editor support).
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        definitions: Option<PathBuf>,
+    },
+    /// Checks what the labs and modules need on this machine (root,
+    /// namespaces, link kinds, ping, iperf3, tcpdump, libpcap, qemu,
+    /// busybox-static, kmod, a cached kernel) and prints the fix for each
+    /// missing thing. Exit 0 when nothing is missing, 1 otherwise.
+    Doctor {
+        /// Install the missing Debian packages (apt-get install -y) and
+        /// fetch the VM lab's kernel, then check again.
+        #[arg(long)]
+        fix: bool,
+        /// Only what this lab needs: `netns` leaves out the VM lab's
+        /// checks (qemu, busybox, kernel); default both.
+        #[arg(long, value_name = "KIND", value_parser = ["netns", "vm"])]
+        lab: Option<String>,
+    },
+    /// Prints a completion script: `source <(lnst-ctl completions bash)`,
+    /// or save it where your shell loads completions from (README).
+    Completions {
+        #[arg(value_enum)]
+        shell: completions::Shell,
+    },
+    /// Prints the man page lnst-ctl(1); with --dir, writes one page per
+    /// command there (`lnst-ctl-run.1`, ..) and lists them.
+    Man {
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        dir: Option<PathBuf>,
+    },
+    /// Opens an interactive shell on HOST of the running netns lab RUN
+    /// (its run id, or a unique prefix, as a breakpoint shows it); the
+    /// prompt names the host; the shell closes when the run ends.
+    Shell {
+        /// The lab's run id (`ls /run/lnst/labs`).
+        run: String,
+        /// The host requirement's name (`h1`).
+        host: String,
+    },
     /// Creates the controller's key pair and prints the line each agent
     /// lists in accepted_keys (/etc/lnst/agent.toml).
     Keygen {
@@ -131,9 +175,10 @@ pub fn auth_for(
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The recipe file (.rhai).
+    #[arg(value_hint = clap::ValueHint::FilePath)]
     pub recipe: PathBuf,
     /// Pool directory (one TOML file per machine); without it, a lab (--lab).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub pool: Option<PathBuf>,
     /// The lab to build when no --pool is given: `netns` (default; one
     /// network namespace per host) or `vm` (one qemu guest per host with a
@@ -159,6 +204,12 @@ pub struct RunArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// At the first FAIL or ERROR, pause as `m.breakpoint` does: everything
+    /// stays configured, each host's way in is shown; Enter continues, q
+    /// ends the test. Ignored (with a note in the run log) when stdin is
+    /// not a terminal.
+    #[arg(long)]
+    pub pause_on_fail: bool,
     /// The lnst-agent binary the labs run (default: beside lnst-ctl); the
     /// VM lab's guests run it from this machine's root too.
     #[arg(long, value_name = "PATH")]
@@ -172,9 +223,11 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
+    /// The recipe file (.rhai).
+    #[arg(value_hint = clap::ValueHint::FilePath)]
     pub recipe: PathBuf,
     /// Pool directory to map the requirements onto.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub pool: Option<PathBuf>,
     /// The lab to plan when no --pool is given: `netns` or `vm` (the plan
     /// is shown; nothing is booted).
@@ -215,7 +268,11 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
             on_thread(move |rt, _| pool_check::exec(&pool, &auth, rt))
         }
         Cmd::Lab(LabCmd::Clean) => lab_clean::exec(),
-        Cmd::Api => api::exec(),
+        Cmd::Api { definitions } => api::exec(definitions.as_deref()),
+        Cmd::Shell { run, host } => shell::exec(&run, &host),
+        Cmd::Doctor { fix, lab } => doctor::exec(fix, lab.as_deref()),
+        Cmd::Completions { shell } => completions::completions(shell),
+        Cmd::Man { dir } => completions::man(dir.as_deref()),
         Cmd::Keygen { out, force } => {
             let out = out.unwrap_or_else(crate::keygen::default_key_path);
             crate::keygen::keygen_main(&out, force)

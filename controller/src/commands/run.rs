@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -215,7 +215,10 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             Err(e) => {
                 return Err(Failure::new(
                     ExitCode::Infra,
-                    anyhow!(e).context(format!("cannot build the {} lab", lab_kind.name())),
+                    anyhow!(e).context(format!(
+                        "cannot build the {} lab (`lnst-ctl doctor` checks what it needs)",
+                        lab_kind.name()
+                    )),
                 ))
             }
         };
@@ -246,7 +249,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             .map_err(|e| Failure::new(ExitCode::Usage, anyhow!("{}: {e}", m.file.display())))
     };
 
-    let tty = std::io::stderr().is_terminal() && verbose == 0;
+    let mut progress = crate::interact::progress::Progress::new(verbose);
     let mut matches = Vec::new();
     let mut cleanup_errors = Vec::new();
     let mut infra: Option<String> = None;
@@ -256,6 +259,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             break;
         }
         let mt0 = Instant::now();
+        progress.start_match(i + 1, mappings.len());
         let _span = tracing::info_span!("match", n = i + 1).entered();
         log.borrow_mut().line(format!(
             "match {}: {}",
@@ -305,15 +309,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             session.clients.len(),
             mt0.elapsed().as_secs_f64() * 1e3
         ));
-        let status: Box<dyn Fn(&str)> = if tty {
-            Box::new(|s: &str| {
-                let s: String = s.chars().take(100).collect();
-                eprint!("\r\x1b[2K> {s}");
-            })
-        } else {
-            Box::new(|_: &str| {})
-        };
-        let core = Rc::new(Core {
+        let core = Rc::new_cyclic(|me| Core {
             rt: rt.clone(),
             cancel: cancel.clone(),
             results: RefCell::new(Vec::new()),
@@ -321,8 +317,19 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             jobs_dir: Some(jobs_dir.clone()),
             jobs: RefCell::new(Vec::new()),
             started: Instant::now(),
-            status,
+            status: progress.status(me.clone()),
             clients: RefCell::new(Vec::new()),
+            pause: {
+                let l = Rc::clone(&log);
+                crate::interact::breakpoint::for_match(
+                    a.pause_on_fail,
+                    &session.clients,
+                    mapping,
+                    the_lab.as_deref(),
+                    &pool,
+                    Rc::new(move |s| l.borrow_mut().line(s)),
+                )
+            },
             hosts: RefCell::new(Vec::new()),
         });
         let hosts: Vec<Host> = req
@@ -352,12 +359,14 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             hosts,
             params: map_to_dynamic(&param_values),
         }));
+        (core.status)("test(m)");
         let outcome = loaded.call_test(Dynamic::from(ctx));
         log.borrow_mut().line("test returned".to_string());
-        job::end_of_test(&core);
-        if tty {
-            eprint!("\r\x1b[2K");
+        if let Err(msg) = &outcome {
+            core.pause.after_error(&core, msg);
         }
+        job::end_of_test(&core);
+        progress.end_match();
         if let Err(msg) = outcome {
             let interrupted = recipe::engine::is_interrupt(&msg) || cancel.is_cancelled();
             log.borrow_mut().line(format!("test: {msg}"));
@@ -487,7 +496,8 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
     if a.json {
         println!("{}", json::render(&rep));
     } else {
-        print!("{}", summary::render(&rep));
+        progress.end_match();
+        print!("{}", progress.paint_summary(&summary::render(&rep)));
     }
     if cancel.is_cancelled() {
         return Ok(ExitCode::Interrupted);

@@ -152,7 +152,11 @@ pub fn eval_error(file: &str, e: &EvalAltResult) -> String {
     let pos = e.position();
     let msg = match e {
         EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
-        EvalAltResult::ErrorTerminated(..) => "interrupted".to_string(),
+        // Ctrl-C says "interrupted"; `q` at a breakpoint says why.
+        EvalAltResult::ErrorTerminated(v, _) => v
+            .clone()
+            .into_string()
+            .unwrap_or_else(|_| "interrupted".to_string()),
         other => {
             // Display appends " (line L, position C)"; the position is
             // already in front.

@@ -30,7 +30,7 @@ fn qemu_present() -> bool {
 }
 
 /// The agent, or None after printing why the test skips.
-fn vm_ready(test: &str) -> Option<PathBuf> {
+pub(crate) fn vm_ready(test: &str) -> Option<PathBuf> {
     let agent = lab_ready(test)?;
     if !qemu_present() {
         if std::env::var("LNST_REQUIRE_VM").as_deref() == Ok("1") {
@@ -64,7 +64,7 @@ fn run_vm(t: &Tmp, agent: &Path, recipe: &Path, params: &[&str]) -> (i32, Value,
 }
 
 /// No qemu of lab `id` runs (their names are `lnst-<id>-<host>`).
-fn assert_no_qemu_of(id: &str) {
+pub(crate) fn assert_no_qemu_of(id: &str) {
     let needle = format!("lnst-{id}-");
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
@@ -76,7 +76,7 @@ fn assert_no_qemu_of(id: &str) {
     }
 }
 
-fn lock() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn lock() -> std::sync::MutexGuard<'static, ()> {
     VM.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -27,7 +27,7 @@ impl Ctx {
         match self.0.hosts.iter().find(|h| h.0.name == name) {
             Some(h) => Ok(h.clone()),
             None => err(format!(
-                "m has no host or member {name:?}; hosts: {}; members: hosts, params, check, result, sleep, wait_any",
+                "m has no host or member {name:?}; hosts: {}; members: hosts, params, check, result, sleep, wait_any, breakpoint",
                 self.0.hosts.iter().map(|h| h.0.name.as_str()).collect::<Vec<_>>().join(", ")
             )),
         }
@@ -54,6 +54,14 @@ fn secs(v: Dynamic) -> R<f64> {
 /// Seconds from a Rhai int or float (for timeouts and sleeps).
 pub fn seconds(v: Dynamic) -> R<Duration> {
     Ok(Duration::from_secs_f64(secs(v)?))
+}
+
+/// The test's end after `q` at a pause.
+fn quit_check(core: &super::Core) -> R<()> {
+    if core.pause.quitting() {
+        return Err(crate::interact::breakpoint::Pause::quit_error());
+    }
+    Ok(())
 }
 
 /// `m.wait_any(jobs, timeout)`: the first of `jobs` to finish, or `()`
@@ -90,16 +98,22 @@ pub fn register(engine: &mut Engine) {
             .collect::<Array>()
     });
     engine.register_get("params", |m: &mut Ctx| m.0.params.clone());
-    engine.register_fn("check", |m: &mut Ctx, ok: bool, desc: &str| {
+    // A `q` at a `--pause-on-fail` pause inside check/result ends the test.
+    engine.register_fn("check", |m: &mut Ctx, ok: bool, desc: &str| -> R<bool> {
         m.0.core.check(ok, desc.to_string(), Default::default());
-        ok
+        quit_check(&m.0.core)?;
+        Ok(ok)
     });
-    engine.register_fn("result", |m: &mut Ctx, ok: bool, desc: &str, data: Map| {
+    engine.register_fn("result", |m: &mut Ctx, ok: bool, desc: &str, data: Map| -> R<()> {
         let data = data
             .iter()
             .map(|(k, v)| (k.to_string(), to_json(v)))
             .collect();
         m.0.core.check(ok, desc.to_string(), data);
+        quit_check(&m.0.core)
+    });
+    engine.register_fn("breakpoint", |m: &mut Ctx, why: &str| -> R<()> {
+        m.0.core.pause.breakpoint(&m.0.core, why)
     });
     engine.register_fn(
         "wait_any",

@@ -416,10 +416,15 @@ impl Job {
             line.data = data;
             line.note = note;
         }
-        let mut st = self.0.state.borrow_mut();
-        st.result = result;
-        st.passed = passed;
-        st.status = Some(status);
+        {
+            let mut st = self.0.state.borrow_mut();
+            st.result = result;
+            st.passed = passed;
+            st.status = Some(status);
+        }
+        // `--pause-on-fail`: a failed job is a failure like a FAIL check.
+        let rec = core.results.borrow()[self.0.line].clone();
+        core.result_changed(&rec);
     }
 
     /// `JobWait`: `None` waits forever. Returns whether it finished.

@@ -56,6 +56,8 @@ pub struct Core {
     /// The match's agents (filled as hosts are made): any of them lost
     /// stops whatever the recipe is waiting for, even a local `m.sleep`.
     pub clients: RefCell<Vec<AgentClient>>,
+    /// `m.breakpoint` and `--pause-on-fail` (`interact::breakpoint`).
+    pub pause: crate::interact::breakpoint::Pause,
     /// Every host and namespace object made so far, so `dev.host` returns
     /// the one a device is on. Cleared by `job::end_of_test` (a Host holds
     /// the Core: this breaks the cycle).
@@ -66,6 +68,9 @@ impl Core {
     /// Runs an async operation to completion on the runtime; stops at
     /// Ctrl-C, and with an infrastructure error when an agent is lost.
     pub fn block<T>(&self, fut: impl Future<Output = T>) -> R<T> {
+        if self.pause.quitting() {
+            return Err(crate::interact::breakpoint::Pause::quit_error());
+        }
         let cancel = self.cancel.clone();
         let clients = self.clients.borrow().clone();
         let lost = async move {
@@ -115,9 +120,20 @@ impl Core {
     /// Appends a result line; returns its index.
     pub fn push_result(&self, mut r: ResultRec) -> usize {
         r.at = self.started.elapsed().as_secs_f64();
-        let mut v = self.results.borrow_mut();
-        v.push(r);
-        v.len() - 1
+        let n = {
+            let mut v = self.results.borrow_mut();
+            v.push(r.clone());
+            v.len() - 1
+        };
+        self.result_changed(&r);
+        n
+    }
+
+    /// A result line was added or got its verdict: the status line
+    /// recounts, and `--pause-on-fail` may pause.
+    pub fn result_changed(&self, r: &ResultRec) {
+        (self.status)("");
+        self.pause.after_result(self, r);
     }
 
     /// Records a PASS/FAIL line with no host or job.
@@ -180,6 +196,7 @@ pub const API: &[ApiItem] = &[
     item("Ctx.check(cond: bool, desc: string) -> bool", "Records a PASS or FAIL result; returns cond; does not stop the test."),
     item("Ctx.result(passed: bool, desc: string, data: map)", "Records a result with data (shown in the summary and JSON)."),
     item("Ctx.sleep(seconds: float|int)", "Sleeps (Ctrl-C interrupts)."),
+    item("Ctx.breakpoint(why: string)", "Pauses with everything configured and shows how to enter each host and its devices; Enter continues, q ends the test (cleanup runs), `HOST COMMAND` runs a command on a host. A logged no-op when stdin is not a terminal."),
     item("Ctx.wait_any(jobs: array, timeout: float|int) -> Job|()", "Waits until one of the jobs has finished and returns it (the first finished in the array's order), or () at the timeout; without a timeout it waits as long as it takes."),
     item("Host.name -> string", "Requirement name."),
     item("Host.machine -> string", "Pool machine id."),
