@@ -95,11 +95,37 @@ fn shell_quote(s: &str) -> String {
 
 /// The pids in the cgroup (`cgroup.procs`); empty if it is gone.
 pub fn members(path: &Path) -> Vec<i32> {
-    std::fs::read_to_string(path.join("cgroup.procs"))
+    let mut out: Vec<i32> = std::fs::read_to_string(path.join("cgroup.procs"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    // Jobs may make cgroups of their own below (`ip vrf exec` puts its
+    // command in `<cgroup>/vrf/<name>`): their processes count too.
+    for d in children(path) {
+        out.extend(members(&d));
+    }
+    out
+}
+
+/// The child cgroups (subdirectories) of `path`.
+fn children(path: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .map(|e| e.path())
         .collect()
+}
+
+/// `rmdir` of `path` after its child cgroups, deepest first (a cgroup
+/// with children cannot be removed).
+fn remove_tree(path: &Path) -> std::io::Result<()> {
+    for d in children(path) {
+        remove_tree(&d)?;
+    }
+    std::fs::remove_dir(path)
 }
 
 /// Ends every process in the cgroup at `path` and removes it. A cgroup
@@ -122,7 +148,7 @@ fn kill_and_remove_blocking(path: &Path) -> Result<(), String> {
         } else {
             // rmdir fails with EBUSY while exiting members are still
             // accounted, or when a job's shell joined just now: look again.
-            match std::fs::remove_dir(path) {
+            match remove_tree(path) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
                 Err(e) if std::time::Instant::now() > deadline => {
