@@ -267,7 +267,7 @@ fn vm_checks() -> Vec<Check> {
     out.push(tool("VM lab", "qemu-system-x86_64", "the guests", "qemu-system-x86"));
     let bb = Path::new(crate::lab::vm::guest::BUSYBOX);
     out.push(match std::fs::read(bb) {
-        Ok(b) if !is_dynamic(&b) => check("VM lab", "busybox (static)", State::Ok, bb.display().to_string(), None),
+        Ok(b) if !crate::lab::vm::guest::is_dynamic_elf(&b) => check("VM lab", "busybox (static)", State::Ok, bb.display().to_string(), None),
         Ok(_) => check("VM lab", "busybox (static)", State::Missing, format!("{} is dynamically linked", bb.display()), Some(Fix::Apt("busybox-static"))),
         Err(_) => check("VM lab", "busybox (static)", State::Missing, format!("{} not found", bb.display()), Some(Fix::Apt("busybox-static"))),
     });
@@ -302,24 +302,6 @@ fn vm_checks() -> Vec<Check> {
         },
     );
     out
-}
-
-/// Whether an ELF file asks for a dynamic loader (has a `PT_INTERP`);
-/// the same test `lab/vm/guest.rs` makes before packing busybox.
-fn is_dynamic(b: &[u8]) -> bool {
-    const PT_INTERP: u32 = 3;
-    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 {
-        return false;
-    }
-    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(b[32..40].try_into().unwrap_or([0; 8])) as usize;
-    let (phentsize, phnum) = (u16_at(54), u16_at(56));
-    (0..phnum).any(|i| {
-        let o = phoff + i * phentsize;
-        b.get(o..o + 4)
-            .map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) == PT_INTERP)
-            .unwrap_or(false)
-    })
 }
 
 /// The report: one line per check, fixes beside what is missing, then
@@ -461,12 +443,5 @@ mod tests {
         assert!(r.contains("3 missing; the packages in one go: apt-get install -y iperf3 kmod"), "{r}");
         assert!(!r.contains('\x1b'));
         assert!(render(&cs, true).contains("\x1b[1;31mMISSING"));
-    }
-
-    #[test]
-    fn the_running_test_binary_is_dynamic() {
-        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        assert!(is_dynamic(&me));
-        assert!(!is_dynamic(b"not an elf"));
     }
 }

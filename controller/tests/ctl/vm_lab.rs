@@ -133,19 +133,28 @@ fn vm_lab_runs_every_recipe_unchanged() {
     );
 }
 
+/// Runs `tests/fixtures/NAME` on the VM lab (taking the VM lock); every
+/// result must PASS. Returns the results and the summary.
+fn run_fixture(agent: &Path, name: &str) -> (Vec<(String, String)>, Value) {
+    let _g = lock();
+    let t = Tmp::new();
+    let r = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let (code, v, err) = run_vm(&t, agent, &r, &[]);
+    let res = results(&v);
+    let failed: Vec<_> = res.iter().filter(|(_, r)| r != "PASS").collect();
+    assert!(failed.is_empty(), "{name}: {failed:?}\n{err}");
+    assert_eq!(code, 0, "{name}: {err}");
+    (res, v)
+}
+
 #[test]
 fn vm_lab_has_every_device_kind() {
     let Some(agent) = vm_ready("vm_lab_has_every_device_kind") else {
         return;
     };
-    let _g = lock();
-    let t = Tmp::new();
-    let r = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vm_kinds.rhai");
-    let (code, v, err) = run_vm(&t, &agent, &r, &[]);
-    let res = results(&v);
-    let failed: Vec<_> = res.iter().filter(|(_, r)| r != "PASS").collect();
-    assert!(failed.is_empty(), "{failed:?}\n{err}");
-    assert_eq!(code, 0, "{err}");
+    let (res, _) = run_fixture(&agent, "vm_kinds.rhai");
     // Each kind was checked from outside (ip -j -d), and traffic crossed
     // every tunnel, the bond and the VLAN.
     for kind in [
@@ -184,14 +193,7 @@ fn vm_lab_bond_team_modes_macsec() {
     let Some(agent) = vm_ready("vm_lab_bond_team_modes_macsec") else {
         return;
     };
-    let _g = lock();
-    let t = Tmp::new();
-    let r = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vm_devices.rhai");
-    let (code, v, err) = run_vm(&t, &agent, &r, &[]);
-    let res = results(&v);
-    let failed: Vec<_> = res.iter().filter(|(_, r)| r != "PASS").collect();
-    assert!(failed.is_empty(), "{failed:?}\n{err}");
-    assert_eq!(code, 0, "{err}");
+    let (res, v) = run_fixture(&agent, "vm_devices.rhai");
     assert!(res.len() >= 20, "{res:?}");
     // the undo stopped both teamds and ran the job's undo without an error
     assert!(
@@ -209,16 +211,16 @@ fn vm_lab_netem_is_set_measured_and_removed() {
     let Some(agent) = vm_ready("vm_lab_netem_is_set_measured_and_removed") else {
         return;
     };
-    let _g = lock();
-    let t = Tmp::new();
-    let r = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vm_netem.rhai");
-    let (code, v, err) = run_vm(&t, &agent, &r, &[]);
-    let res = results(&v);
-    let failed: Vec<_> = res.iter().filter(|(_, r)| r != "PASS").collect();
-    assert!(failed.is_empty(), "{failed:?}\n{err}");
-    assert_eq!(code, 0, "{err}");
-    for want in ["netem delay measured", "netem loss measured", "netem(()) gives back"] {
-        assert!(res.iter().any(|(d, _)| d.starts_with(want)), "{want}: {res:?}");
+    let (res, _) = run_fixture(&agent, "vm_netem.rhai");
+    for want in [
+        "netem delay measured",
+        "netem loss measured",
+        "netem(()) gives back",
+    ] {
+        assert!(
+            res.iter().any(|(d, _)| d.starts_with(want)),
+            "{want}: {res:?}"
+        );
     }
 }
 

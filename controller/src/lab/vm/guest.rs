@@ -80,7 +80,7 @@ pub enum GuestError {
 }
 
 /// Whether an ELF file asks for a dynamic loader (has a `PT_INTERP`).
-fn is_dynamic_elf(b: &[u8]) -> bool {
+pub fn is_dynamic_elf(b: &[u8]) -> bool {
     const PT_INTERP: u32 = 3;
     if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 {
         return false;
