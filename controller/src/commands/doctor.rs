@@ -296,7 +296,16 @@ fn vm_checks() -> Vec<Check> {
     let kvm = Path::new("/dev/kvm");
     out.push(
         if std::fs::OpenOptions::new().read(true).write(true).open(kvm).is_ok() {
-            check("VM lab", "KVM", State::Ok, "/dev/kvm usable".into(), None)
+            match crate::lab::vm::kvm_probe_verdict() {
+                Some(crate::lab::vm::qemu::Accel::Tcg) => check(
+                    "VM lab",
+                    "KVM",
+                    State::Note,
+                    "/dev/kvm opens but a probe guest did not boot with it (nested virtualisation?): guests run under TCG".into(),
+                    None,
+                ),
+                _ => check("VM lab", "KVM", State::Ok, "/dev/kvm usable".into(), None),
+            }
         } else {
             check("VM lab", "KVM", State::Note, "no usable /dev/kvm: guests run under TCG (slower)".into(), None)
         },

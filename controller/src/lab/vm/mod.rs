@@ -140,16 +140,8 @@ fn choose_accel(asked: Option<&str>, image: &Path) -> Accel {
     }
     let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let memo = kernel::cache_root().join("kvm-probe");
-    if let Ok(s) = fs::read_to_string(&memo) {
-        if let Some((id, verdict)) = s.trim().split_once(' ') {
-            if id == boot.trim() {
-                return if verdict == "kvm" {
-                    Accel::Kvm
-                } else {
-                    Accel::Tcg
-                };
-            }
-        }
+    if let Some(verdict) = kvm_probe_verdict() {
+        return verdict;
     }
     let ok = probe_kvm(image);
     let _ = fs::create_dir_all(kernel::cache_root());
@@ -163,6 +155,18 @@ fn choose_accel(asked: Option<&str>, image: &Path) -> Accel {
         eprintln!("lnst-ctl: KVM is present but a probe guest did not boot with it (nested virtualisation?); using TCG (--accel kvm forces it)");
         Accel::Tcg
     }
+}
+
+/// What the KVM probe found on this boot of the machine, if it ran.
+pub fn kvm_probe_verdict() -> Option<Accel> {
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let s = fs::read_to_string(kernel::cache_root().join("kvm-probe")).ok()?;
+    let (id, verdict) = s.trim().split_once(' ')?;
+    (id == boot.trim()).then_some(if verdict == "kvm" {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    })
 }
 
 /// Boots `image` with no root under KVM and waits up to 2 s for the
