@@ -1,6 +1,7 @@
 //! `lnst-agent`: the daemon on each test host that `lnst-ctl` drives.
 //!
-//! Data flow: [`server`] accepts connections (one controller at a time) →
+//! Data flow: [`server`] accepts connections (one controller at a time;
+//! in a VM lab guest, [`virtio`] serves the virtio-serial port instead) →
 //! [`connection`] exchanges the preamble and turns bytes into frames →
 //! [`session`] runs the hello, heartbeats and the request loop →
 //! [`dispatch`] checks each request's sizes ([`limits`]) and maps it to

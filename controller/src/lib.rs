@@ -6,7 +6,8 @@
 //! - [`client`]: the connection to one agent (handshake, requests, events,
 //!   heartbeats, loss detection); [`keygen`]: the controller's key pair for
 //!   authenticated TCP;
-//! - [`lab`]: the netns lab that stands in for a pool;
+//! - [`lab`]: the labs that stand in for a pool — the netns lab and the
+//!   VM lab (qemu guests with a full kernel);
 //! - [`session`]: the connected agents of one run and their teardown;
 //! - [`report`]: summary, JSON, JUnit and the run directory;
 //! - [`modules`]: typed test tools (`ping(#{..})`, iperf, ...) for `h.run`;
