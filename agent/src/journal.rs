@@ -170,12 +170,12 @@ impl Journal {
         } else {
             write(&mut f)
         }
-            .map_err(|e| {
-                WireError::os(format!(
-                    "cannot write undo journal {}: {e}",
-                    self.path.display()
-                ))
-            })?;
+        .map_err(|e| {
+            WireError::os(format!(
+                "cannot write undo journal {}: {e}",
+                self.path.display()
+            ))
+        })?;
         tracing::debug!(entry = %entry.describe(), "journaled");
         Ok(())
     }
@@ -187,8 +187,8 @@ impl Journal {
             .file
             .lock()
             .map_err(|_| WireError::internal("undo journal lock poisoned"))?;
-        let bytes = crate::blocking::in_place(|| read_all(&f))
-            .map_err(|e| WireError::os(e.to_string()))?;
+        let bytes =
+            crate::blocking::in_place(|| read_all(&f)).map_err(|e| WireError::os(e.to_string()))?;
         Ok(parse(&bytes, &self.path))
     }
 
@@ -390,7 +390,9 @@ impl Recorder for Journal {
             Ok(true)
         });
         match r {
-            Ok(true) => tracing::debug!(entry = %undo.describe(), "journal entry taken back: the change was not made"),
+            Ok(true) => {
+                tracing::debug!(entry = %undo.describe(), "journal entry taken back: the change was not made")
+            }
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "cannot take back a journal entry"),
         }

@@ -255,7 +255,9 @@ pub fn ifname(what: &str, name: &str) -> Result<(), WireError> {
     if name.is_empty()
         || name == "."
         || name == ".."
-        || name.bytes().any(|b| b == 0 || b == b'/' || b == b':' || b.is_ascii_whitespace())
+        || name
+            .bytes()
+            .any(|b| b == 0 || b == b'/' || b == b':' || b.is_ascii_whitespace())
     {
         return Err(WireError::invalid(format!(
             "{what} {name:?} is not a valid device name (empty, \".\", \"..\", or contains '/', ':', whitespace or NUL)"
@@ -388,7 +390,10 @@ mod tests {
 
     #[test]
     fn nul_in_namespace_name_is_refused() {
-        assert!(check(&Request::NetnsCreate { name: "a\0b".into() }).is_err());
+        assert!(check(&Request::NetnsCreate {
+            name: "a\0b".into()
+        })
+        .is_err());
         assert!(check(&Request::Devices {
             netns: Some("a\0b".into())
         })

@@ -73,7 +73,10 @@ where
             }
             Err(_) => {
                 if let Some(dropped) = HANDSHAKE_WARNINGS.allow() {
-                    tracing::warn!(suppressed = dropped, "no preamble within {hb_timeout:?}; closing");
+                    tracing::warn!(
+                        suppressed = dropped,
+                        "no preamble within {hb_timeout:?}; closing"
+                    );
                 }
                 return;
             }
@@ -82,24 +85,29 @@ where
         let mut reader = FrameReader::new(r);
         let mut writer = FrameWriter::new(w);
 
-        let controller = match tokio::time::timeout(hb_timeout, reader.read_max::<ToAgent>(HELLO_MAX)).await {
-            Ok(Ok(ToAgent::Hello { controller })) => controller,
-            Ok(Ok(other)) => {
-                let reason = format!("protocol error: expected Hello first, got {}", kind(&other));
-                refuse(&mut writer, reason).await;
-                return;
-            }
-            Ok(Err(e)) => {
-                refuse_after(&mut writer, e).await;
-                return;
-            }
-            Err(_) => {
-                if let Some(dropped) = HANDSHAKE_WARNINGS.allow() {
-                    tracing::warn!(suppressed = dropped, "no Hello within {hb_timeout:?}; closing");
+        let controller =
+            match tokio::time::timeout(hb_timeout, reader.read_max::<ToAgent>(HELLO_MAX)).await {
+                Ok(Ok(ToAgent::Hello { controller })) => controller,
+                Ok(Ok(other)) => {
+                    let reason =
+                        format!("protocol error: expected Hello first, got {}", kind(&other));
+                    refuse(&mut writer, reason).await;
+                    return;
                 }
-                return;
-            }
-        };
+                Ok(Err(e)) => {
+                    refuse_after(&mut writer, e).await;
+                    return;
+                }
+                Err(_) => {
+                    if let Some(dropped) = HANDSHAKE_WARNINGS.allow() {
+                        tracing::warn!(
+                            suppressed = dropped,
+                            "no Hello within {hb_timeout:?}; closing"
+                        );
+                    }
+                    return;
+                }
+            };
         let session = match agent.claim(&controller, &peer) {
             Ok(s) => s,
             Err(reason) => {

@@ -12,8 +12,8 @@
 //! `vm_lab` (the VM lab: recipes, device kinds and faults in qemu guests).
 
 mod ctl {
-    pub mod devices_lab;
     pub mod chaos;
+    pub mod devices_lab;
     pub mod hostile;
     pub mod interact;
     pub mod modules_lab;

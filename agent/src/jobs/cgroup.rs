@@ -46,7 +46,9 @@ fn find_base() -> Option<PathBuf> {
     })?;
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let rel = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
-    let rel = rel.strip_prefix(mount.0.trim_end_matches('/')).unwrap_or(rel);
+    let rel = rel
+        .strip_prefix(mount.0.trim_end_matches('/'))
+        .unwrap_or(rel);
     let dir = mount.1.join(rel.trim_start_matches('/'));
     // A cgroup we can write: probe by creating and removing one.
     let probe = dir.join(format!("lnst-{}-probe", std::process::id()));

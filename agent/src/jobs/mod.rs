@@ -109,7 +109,11 @@ impl Jobs {
 
     /// The cgroup of `session`, created (and journaled first) at its first
     /// job; `None` without cgroup2.
-    fn session_cgroup(&self, journal: &Journal, session: u64) -> Result<Option<PathBuf>, WireError> {
+    fn session_cgroup(
+        &self,
+        journal: &Journal,
+        session: u64,
+    ) -> Result<Option<PathBuf>, WireError> {
         let Some(base) = cgroup::base() else {
             return Ok(None);
         };
@@ -124,9 +128,8 @@ impl Jobs {
         journal.record(UndoEntry::KillCgroup {
             path: path.to_string_lossy().into_owned(),
         })?;
-        cgroup::create(&path).map_err(|e| {
-            WireError::os(format!("cannot create cgroup {}: {e}", path.display()))
-        })?;
+        cgroup::create(&path)
+            .map_err(|e| WireError::os(format!("cannot create cgroup {}: {e}", path.display())))?;
         map.insert(session, path.clone());
         Ok(Some(path))
     }
@@ -143,7 +146,9 @@ impl Jobs {
                     "job {id} has ended and its exit and output were already sent"
                 )))
             }
-            None => Err(WireError::not_found(format!("no job with id {id} on this agent"))),
+            None => Err(WireError::not_found(format!(
+                "no job with id {id} on this agent"
+            ))),
         }
     }
 
@@ -246,12 +251,9 @@ impl Jobs {
         // exit is then its own); the group is signalled either way, for
         // what it left running (`sh -c "server &"`).
         if signal != 0 && !job.finished() && !leader_exited(job.pgid) {
-            let _ = job.stopped.compare_exchange(
-                0,
-                signal,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            let _ = job
+                .stopped
+                .compare_exchange(0, signal, Ordering::Relaxed, Ordering::Relaxed);
         }
         match killpg(job.pgid, signal) {
             Ok(()) => Ok(()),
@@ -287,7 +289,11 @@ impl Jobs {
             }
         };
         self.spawners.clear();
-        let cg = self.cgroups.lock().ok().and_then(|mut m| m.remove(&session));
+        let cg = self
+            .cgroups
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&session));
         tracing::debug!(session, jobs = jobs.len(), cgroup = ?cg, "ending the session's jobs");
         if !jobs.is_empty() {
             errors.extend(self.end_jobs(&jobs, cg.as_deref()).await);

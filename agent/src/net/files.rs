@@ -56,7 +56,8 @@ pub(crate) fn resolve(path: &str) -> Result<PathBuf, WireError> {
     for _ in 0..MAX_LINKS {
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.file_type().is_symlink() => {
-                let t = std::fs::read_link(&p).map_err(|e| io_error(e, format!("readlink {}", p.display())))?;
+                let t = std::fs::read_link(&p)
+                    .map_err(|e| io_error(e, format!("readlink {}", p.display())))?;
                 p = if t.is_absolute() {
                     t
                 } else {

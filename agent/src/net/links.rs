@@ -471,7 +471,12 @@ pub async fn destroy(nets: &Nets, rec: &dyn Recorder, dev: &DevRef) -> Result<()
 /// message is `link`): a `DeleteLink` for it, followed through the
 /// `MoveBack`s of later moves, or a created veth whose peer it is (the two
 /// ends name each other in `IFLA_LINK`).
-async fn created_by_run(nets: &Nets, entries: &[NetUndo], link: &LinkMessage, dev: &DevRef) -> bool {
+async fn created_by_run(
+    nets: &Nets,
+    entries: &[NetUndo],
+    link: &LinkMessage,
+    dev: &DevRef,
+) -> bool {
     let mut created: Vec<(Option<String>, String)> = Vec::new();
     for e in entries {
         match e {

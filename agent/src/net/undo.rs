@@ -416,16 +416,23 @@ async fn delete_many(nets: &Nets, run: &[NetUndo]) -> Vec<(usize, String)> {
         match group_delete(nets, netns.as_deref(), &links).await {
             Ok(()) => vec![],
             // fall back to one by one, collecting every error
-            Err(_) => join_all(us.iter().map(|(i, u)| async move { (*i, u.undo(nets).await) }))
-                .await
-                .into_iter()
-                .filter_map(|(i, r)| r.err().map(|e| (i, e)))
-                .collect(),
+            Err(_) => join_all(
+                us.iter()
+                    .map(|(i, u)| async move { (*i, u.undo(nets).await) }),
+            )
+            .await
+            .into_iter()
+            .filter_map(|(i, r)| r.err().map(|e| (i, e)))
+            .collect(),
         }
     });
     let mut errors: Vec<(usize, String)> = join_all(per_ns).await.into_iter().flatten().collect();
-    let ns_results =
-        join_all(namespaces.iter().map(|(i, u)| async move { (*i, u.undo(nets).await) })).await;
+    let ns_results = join_all(
+        namespaces
+            .iter()
+            .map(|(i, u)| async move { (*i, u.undo(nets).await) }),
+    )
+    .await;
     errors.extend(
         ns_results
             .into_iter()
@@ -535,13 +542,16 @@ pub async fn undo_all_indexed(nets: &Nets, entries: &[NetUndo]) -> Vec<(usize, S
 mod b64 {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     pub fn encode(data: &[u8]) -> String {
         let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
         for chunk in data.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {

@@ -218,9 +218,13 @@ fn state(ns: &str, dir: &std::path::Path) -> String {
         sh(&format!(
             "ip -n {ns} -o link show | sed -e 's/^[0-9]*: //' -e 's/qdisc [a-z_]* //' | sort"
         )),
-        sh(&format!("ip -n {ns} -o addr show | awk '{{print $2, $4}}' | sort")),
+        sh(&format!(
+            "ip -n {ns} -o addr show | awk '{{print $2, $4}}' | sort"
+        )),
         sh(&format!("ip -n {ns} route show table all | sort")),
-        sh(&format!("ip netns exec {ns} sysctl -a 2>/dev/null | grep '^net.ipv4.conf.o0' | sort"))
+        sh(&format!(
+            "ip netns exec {ns} sysctl -a 2>/dev/null | grep '^net.ipv4.conf.o0' | sort"
+        ))
     )
 }
 
@@ -231,7 +235,9 @@ async fn hostile_values_in_every_request_are_answered_without_a_panic() {
     }
     let ns = Netns::new().unwrap();
     let st = Command::new("ip")
-        .args(["-n", &ns.0, "link", "add", "o0", "type", "veth", "peer", "name", "o1"])
+        .args([
+            "-n", &ns.0, "link", "add", "o0", "type", "veth", "peer", "name", "o1",
+        ])
         .status()
         .unwrap();
     assert!(st.success());
@@ -288,7 +294,10 @@ async fn hostile_values_in_every_request_are_answered_without_a_panic() {
         let r = c.request(Request::EndSession).await.unwrap();
         assert!(matches!(r, Response::Teardown { .. }), "{r:?}");
     }
-    assert!(matches!(c.request(Request::Ping).await.unwrap(), Response::Pong));
+    assert!(matches!(
+        c.request(Request::Ping).await.unwrap(),
+        Response::Pong
+    ));
     c.close().await.unwrap();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!text.contains("panicked"), "panic in the agent log");

@@ -31,7 +31,9 @@ fn sh(cmd: &str) {
 }
 
 fn mtu(ns: &str, dev: &str) -> u64 {
-    ip_json(ns, &["link", "show", dev])[0]["mtu"].as_u64().unwrap()
+    ip_json(ns, &["link", "show", dev])[0]["mtu"]
+        .as_u64()
+        .unwrap()
 }
 
 /// A veth pair the *test* made (not the agent), both ends in `ns`.
@@ -224,7 +226,10 @@ async fn file_requests_on_a_fifo_are_refused_without_blocking() {
             .expect("file request on a FIFO blocked")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("FIFO") && e.contains("not a regular file"), "{e}");
+        assert!(
+            e.contains("FIFO") && e.contains("not a regular file"),
+            "{e}"
+        );
     }
     assert!(matches!(
         c.request(Request::Ping).await.unwrap(),
@@ -238,7 +243,10 @@ async fn file_requests_on_a_fifo_are_refused_without_blocking() {
     c.close().await.unwrap();
     // Still a FIFO, nothing written into it.
     use std::os::unix::fs::FileTypeExt;
-    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
 }
 
 /// Fault 2: a file the run wrote is replaced by a FIFO while the agent is
@@ -275,7 +283,10 @@ async fn replay_onto_a_fifo_does_not_block_the_start() {
     };
     assert!(a.wait_log("not a regular file"), "{}", a.log_text());
     let journal = std::fs::read_to_string(std::path::Path::new(&state).join("journal")).unwrap();
-    assert!(journal.contains("RestoreFile"), "entry dropped: {journal:?}");
+    assert!(
+        journal.contains("RestoreFile"),
+        "entry dropped: {journal:?}"
+    );
 }
 
 /// Fault 9: writing through a symlink changes the file it names; undo
@@ -309,7 +320,10 @@ async fn writes_through_a_symlink_are_undone_exactly() {
     );
     assert_eq!(std::fs::read_link(&l_new).unwrap(), t_new);
     assert!(!t_new.exists(), "T created through the link was left");
-    assert_eq!(std::fs::read_link(&l_old).unwrap(), std::path::Path::new("T2"));
+    assert_eq!(
+        std::fs::read_link(&l_old).unwrap(),
+        std::path::Path::new("T2")
+    );
     assert_eq!(std::fs::read_to_string(&t_old).unwrap(), "orig");
     // send_file through a link as well.
     c.request(Request::FilePut {
@@ -440,8 +454,12 @@ async fn destroying_a_device_the_run_did_not_create_is_refused() {
         .unwrap();
     }
     // The created end, and the peer of another created veth.
-    c.request(Request::Destroy { dev: dev("v0") }).await.unwrap();
-    c.request(Request::Destroy { dev: dev("w1") }).await.unwrap();
+    c.request(Request::Destroy { dev: dev("v0") })
+        .await
+        .unwrap();
+    c.request(Request::Destroy { dev: dev("w1") })
+        .await
+        .unwrap();
     assert_eq!(link_names(&ns.0), ["lo", "o0", "o1"]);
     let r = c.request(Request::EndSession).await.unwrap();
     assert!(
@@ -567,7 +585,11 @@ async fn stalled_strangers_cannot_exhaust_descriptors() {
         matches!(r, Response::Teardown { ref errors } if errors.is_empty()),
         "{r:?}"
     );
-    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "orig");
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!text.contains("Too many open files"), "{text}");
@@ -655,7 +677,10 @@ async fn failed_writes_leave_no_entry_and_old_contents_are_compact() {
         .await;
     assert!(e.is_err(), "{e:?}");
     let text = std::fs::read_to_string(&journal).unwrap();
-    assert!(!text.contains("ip_forward"), "entries of failed writes: {text}");
+    assert!(
+        !text.contains("ip_forward"),
+        "entries of failed writes: {text}"
+    );
     // 1 MiB of old content costs about 1.4 MB of journal, not 3.5 MB.
     let f = a.dir.0.join("big");
     std::fs::write(&f, vec![0xa5u8; 1 << 20]).unwrap();
@@ -705,7 +730,10 @@ async fn agent_memory_stays_flat_over_many_jobs() {
     }
     c.request(Request::EndSession).await.unwrap();
     let before = rss_kib(a.pid());
-    let n: usize = std::env::var("LNST_TEST_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
+    let n: usize = std::env::var("LNST_TEST_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
     for _ in 0..n {
         let s = run(&c, JobSpec::shell("echo some output")).await;
         assert_eq!(s.exit.unwrap().exit_code, Some(0));
@@ -758,6 +786,9 @@ async fn strangers_cost_no_memory_before_their_hello() {
     drop(held);
     // And the agent serves its controller.
     let c = a.client().await;
-    assert!(matches!(c.request(Request::Ping).await.unwrap(), Response::Pong));
+    assert!(matches!(
+        c.request(Request::Ping).await.unwrap(),
+        Response::Pong
+    ));
     c.close().await.unwrap();
 }

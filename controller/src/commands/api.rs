@@ -49,7 +49,11 @@ fn write_definitions(dir: &Path) -> anyhow::Result<Vec<String>> {
     );
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
-    for (name, content) in engine.definitions().include_standard_packages(true).iter_files() {
+    for (name, content) in engine
+        .definitions()
+        .include_standard_packages(true)
+        .iter_files()
+    {
         let content = if name == "__static__.d.rhai" {
             with_docs(&content)
         } else {
@@ -75,7 +79,10 @@ struct DefLine<'a> {
 fn parse_def(line: &str) -> Option<DefLine<'_>> {
     let indent = &line[..line.len() - line.trim_start().len()];
     let rest = line.trim_start().strip_prefix("fn ")?;
-    let (prop, rest) = match rest.strip_prefix("get ").or_else(|| rest.strip_prefix("set ")) {
+    let (prop, rest) = match rest
+        .strip_prefix("get ")
+        .or_else(|| rest.strip_prefix("set "))
+    {
         Some(r) => (&rest[..4], r),
         None => ("", rest),
     };
@@ -86,7 +93,12 @@ fn parse_def(line: &str) -> Option<DefLine<'_>> {
         .filter(|a| !a.is_empty())
         .map(|a| a.split_once(':').map(|(_, t)| t.trim()).unwrap_or(a))
         .collect();
-    Some(DefLine { indent, prop, name: name.trim(), args })
+    Some(DefLine {
+        indent,
+        prop,
+        name: name.trim(),
+        args,
+    })
 }
 
 /// An API table entry taken apart: receiver type, name, params
@@ -100,7 +112,11 @@ fn parse_sig(sig: &str) -> (&str, &str, Vec<(&str, &str)>, Option<&str>) {
         .map(|(p, _)| {
             p.split(", ")
                 .filter(|x| !x.is_empty())
-                .map(|x| x.split_once(':').map(|(n, t)| (n.trim(), t.trim())).unwrap_or((x, "")))
+                .map(|x| {
+                    x.split_once(':')
+                        .map(|(n, t)| (n.trim(), t.trim()))
+                        .unwrap_or((x, ""))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -117,7 +133,11 @@ fn item_for(d: &DefLine) -> Option<&'static crate::recipe::api::ApiItem> {
         if name != d.name {
             continue;
         }
-        let own = if ty.is_empty() { &d.args[..] } else { d.args.get(1..).unwrap_or(&[]) };
+        let own = if ty.is_empty() {
+            &d.args[..]
+        } else {
+            d.args.get(1..).unwrap_or(&[])
+        };
         let mut score = 0;
         if !ty.is_empty() && d.args.first() == Some(&ty) {
             score += 4;
@@ -146,7 +166,11 @@ fn fix_line(line: &str, d: &DefLine, it: Option<&crate::recipe::api::ApiItem>) -
     let (params, ret) = match it {
         Some(it) => {
             let (ty, _, params, ret) = parse_sig(it.sig);
-            let own = if ty.is_empty() { d.args.len() } else { d.args.len().saturating_sub(1) };
+            let own = if ty.is_empty() {
+                d.args.len()
+            } else {
+                d.args.len().saturating_sub(1)
+            };
             let names: Vec<&str> = if own == params.len() && d.prop.is_empty() {
                 params.iter().map(|(n, _)| *n).collect()
             } else {
@@ -159,12 +183,18 @@ fn fix_line(line: &str, d: &DefLine, it: Option<&crate::recipe::api::ApiItem>) -
     let mut args: Vec<String> = Vec::new();
     let skip = d.args.len() - params.len().min(d.args.len());
     for (i, t) in d.args.iter().enumerate() {
-        let name = if !params.is_empty() && i >= skip { params[i - skip] } else { "_" };
+        let name = if !params.is_empty() && i >= skip {
+            params[i - skip]
+        } else {
+            "_"
+        };
         args.push(format!("{name}: {t}"));
     }
     let ret = if line.contains("EvalAltResult") {
         match ret {
-            Some(r) if !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Some(r)
+                if !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
                 format!(" -> {r}")
             }
             _ => String::new(),
@@ -174,7 +204,13 @@ fn fix_line(line: &str, d: &DefLine, it: Option<&crate::recipe::api::ApiItem>) -
             .map(|(_, r)| format!(" -> {}", r.trim_end_matches(';')))
             .unwrap_or_default()
     };
-    format!("{}fn {}{}({}){ret};", d.indent, d.prop, d.name, args.join(", "))
+    format!(
+        "{}fn {}{}({}){ret};",
+        d.indent,
+        d.prop,
+        d.name,
+        args.join(", ")
+    )
 }
 
 /// Puts a `///` doc line from the API table above each function it
@@ -213,28 +249,49 @@ mod tests {
     fn docs_names_and_return_types_from_the_api_table() {
         let s = with_docs("fn check(_: Ctx, _: bool, _: string) -> EvalAltResult>>;\n");
         assert!(s.starts_with("/// Records a PASS or FAIL result"), "{s}");
-        assert!(s.ends_with("fn check(_: Ctx, cond: bool, desc: string) -> bool;\n"), "{s}");
+        assert!(
+            s.ends_with("fn check(_: Ctx, cond: bool, desc: string) -> bool;\n"),
+            "{s}"
+        );
         let s = with_docs("fn run(_: Host, _: Module, _: map) -> EvalAltResult>>;\n");
         assert!(s.contains("/// Same with run options"), "{s}");
-        assert!(s.contains("fn run(_: Host, module: Module, opts: map) -> Job;"), "{s}");
+        assert!(
+            s.contains("fn run(_: Host, module: Module, opts: map) -> Job;"),
+            "{s}"
+        );
         let s = with_docs("fn get mtu(_: Device) -> EvalAltResult>>;\n");
         assert!(s.contains("/// MTU; settable"), "{s}");
         assert!(s.contains("fn get mtu(_: Device) -> int;"), "{s}");
         let s = with_docs("fn breakpoint(_: Ctx, _: string) -> EvalAltResult>>;\n");
         assert!(s.contains("fn breakpoint(_: Ctx, why: string);"), "{s}");
-        assert_eq!(with_docs("fn abs(x: int) -> int;\n"), "fn abs(x: int) -> int;\n");
+        assert_eq!(
+            with_docs("fn abs(x: int) -> int;\n"),
+            "fn abs(x: int) -> int;\n"
+        );
     }
 
     #[test]
     fn definitions_cover_the_api() {
         let d = std::env::temp_dir().join(format!("lnst-defs-{}", std::process::id()));
         let files = write_definitions(&d).unwrap();
-        assert!(files.iter().any(|f| f.ends_with("__static__.d.rhai")), "{files:?}");
+        assert!(
+            files.iter().any(|f| f.ends_with("__static__.d.rhai")),
+            "{files:?}"
+        );
         let s = std::fs::read_to_string(d.join("__static__.d.rhai")).unwrap();
-        for f in ["fn breakpoint(", "fn check(", "fn ip_add(", "fn host(", "fn param("] {
+        for f in [
+            "fn breakpoint(",
+            "fn check(",
+            "fn ip_add(",
+            "fn host(",
+            "fn param(",
+        ] {
             assert!(s.contains(f), "{f} missing");
         }
-        assert!(s.contains("/// Pauses with everything configured"), "no docs");
+        assert!(
+            s.contains("/// Pauses with everything configured"),
+            "no docs"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -81,11 +81,27 @@ const KINDS: &[(&str, &str, &str)] = &[
     ("ipvlan", "link lnstd0 name N type ipvlan", "ipvlan"),
     ("vxlan", "N type vxlan id 42 dstport 4789", "vxlan"),
     ("geneve", "N type geneve id 42 remote 192.0.2.1", "geneve"),
-    ("gre", "N type gre remote 192.0.2.1 local 192.0.2.2", "ip_gre"),
-    ("gretap", "N type gretap remote 192.0.2.1 local 192.0.2.2", "ip_gre"),
-    ("ipip", "N type ipip remote 192.0.2.1 local 192.0.2.2", "ipip"),
+    (
+        "gre",
+        "N type gre remote 192.0.2.1 local 192.0.2.2",
+        "ip_gre",
+    ),
+    (
+        "gretap",
+        "N type gretap remote 192.0.2.1 local 192.0.2.2",
+        "ip_gre",
+    ),
+    (
+        "ipip",
+        "N type ipip remote 192.0.2.1 local 192.0.2.2",
+        "ipip",
+    ),
     ("sit", "N type sit remote 192.0.2.1 local 192.0.2.2", "sit"),
-    ("ip6gre", "N type ip6gre remote 2001:db8::1 local 2001:db8::2", "ip6_gre"),
+    (
+        "ip6gre",
+        "N type ip6gre remote 2001:db8::1 local 2001:db8::2",
+        "ip6_gre",
+    ),
     ("vrf", "N type vrf table 10", "vrf"),
 ];
 
@@ -100,13 +116,30 @@ fn which(prog: &str) -> Option<PathBuf> {
 
 fn tool(area: &'static str, prog: &str, purpose: &str, pkg: &'static str) -> Check {
     match which(prog) {
-        Some(p) => check(area, prog, State::Ok, format!("{} ({purpose})", p.display()), None),
-        None => check(area, prog, State::Missing, format!("not found ({purpose})"), Some(Fix::Apt(pkg))),
+        Some(p) => check(
+            area,
+            prog,
+            State::Ok,
+            format!("{} ({purpose})", p.display()),
+            None,
+        ),
+        None => check(
+            area,
+            prog,
+            State::Missing,
+            format!("not found ({purpose})"),
+            Some(Fix::Apt(pkg)),
+        ),
     }
 }
 
 fn run_ok(cmd: &mut Command) -> Result<(), String> {
-    match cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).output() {
+    match cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+    {
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => Err(String::from_utf8_lossy(&o.stderr)
             .lines()
@@ -144,14 +177,23 @@ pub fn checks(vm: bool) -> Vec<Check> {
     let mut out = Vec::new();
     let root = nix::unistd::geteuid().is_root();
     out.push(if root {
-        check("netns lab", "root", State::Ok, "running as root".into(), None)
+        check(
+            "netns lab",
+            "root",
+            State::Ok,
+            "running as root".into(),
+            None,
+        )
     } else {
         check(
             "netns lab",
             "root",
             State::Missing,
             "the labs create namespaces and devices".into(),
-            Some(Fix::Run { cmd: "sudo lnst-ctl doctor (run lnst-ctl as root)".into(), auto: false }),
+            Some(Fix::Run {
+                cmd: "sudo lnst-ctl doctor (run lnst-ctl as root)".into(),
+                auto: false,
+            }),
         )
     });
     let ip = tool("netns lab", "ip", "namespaces, veths, bridges", "iproute2");
@@ -179,19 +221,63 @@ pub fn checks(vm: bool) -> Vec<Check> {
         out.extend(namespace_checks());
     }
     // Both labs run teamd from this machine's root (guests see it through 9p).
-    out.push(tool("netns lab", "teamd", "team devices (team(#{..}))", "libteam-utils"));
-    out.push(tool("modules", "ping", "ping(), h.run(\"ping ..\")", "iputils-ping"));
-    out.push(tool("modules", "iperf3", "iperf_server/iperf_client, perf()", "iperf3"));
-    out.push(tool("modules", "ethtool", "shell jobs with ethtool", "ethtool"));
-    out.push(tool("modules", "tcpdump", "capturing by hand at a breakpoint", "tcpdump"));
+    out.push(tool(
+        "netns lab",
+        "teamd",
+        "team devices (team(#{..}))",
+        "libteam-utils",
+    ));
+    out.push(tool(
+        "modules",
+        "ping",
+        "ping(), h.run(\"ping ..\")",
+        "iputils-ping",
+    ));
+    out.push(tool(
+        "modules",
+        "iperf3",
+        "iperf_server/iperf_client, perf()",
+        "iperf3",
+    ));
+    out.push(tool(
+        "modules",
+        "ethtool",
+        "shell jobs with ethtool",
+        "ethtool",
+    ));
+    out.push(tool(
+        "modules",
+        "tcpdump",
+        "capturing by hand at a breakpoint",
+        "tcpdump",
+    ));
     // lnst-agent links libpcap (packet_assert): the library to run it,
     // the header and pkg-config to build it.
-    out.push(if have_library("libpcap.so") && Path::new("/usr/include/pcap.h").exists() {
-        check("modules", "libpcap", State::Ok, "packet_assert (lnst-agent capture)".into(), None)
-    } else {
-        check("modules", "libpcap", State::Missing, "lnst-agent builds against it (packet_assert)".into(), Some(Fix::Apt("libpcap-dev")))
-    });
-    out.push(tool("modules", "pkg-config", "building lnst-agent against libpcap", "pkg-config"));
+    out.push(
+        if have_library("libpcap.so") && Path::new("/usr/include/pcap.h").exists() {
+            check(
+                "modules",
+                "libpcap",
+                State::Ok,
+                "packet_assert (lnst-agent capture)".into(),
+                None,
+            )
+        } else {
+            check(
+                "modules",
+                "libpcap",
+                State::Missing,
+                "lnst-agent builds against it (packet_assert)".into(),
+                Some(Fix::Apt("libpcap-dev")),
+            )
+        },
+    );
+    out.push(tool(
+        "modules",
+        "pkg-config",
+        "building lnst-agent against libpcap",
+        "pkg-config",
+    ));
     if vm {
         out.extend(vm_checks());
     }
@@ -208,26 +294,46 @@ fn namespace_checks() -> Vec<Check> {
             "network namespaces",
             State::Missing,
             format!("`ip netns add` failed: {e}"),
-            Some(Fix::Run { cmd: "use a kernel with CONFIG_NET_NS, outside a container that forbids it".into(), auto: false }),
+            Some(Fix::Run {
+                cmd: "use a kernel with CONFIG_NET_NS, outside a container that forbids it".into(),
+                auto: false,
+            }),
         ));
         return out;
     }
-    out.push(check("netns lab", "network namespaces", State::Ok, "`ip netns add` works".into(), None));
-    let _ = run_ok(Command::new("ip").args(["-n", &ns, "link", "add", "lnstd0", "type", "veth", "peer", "name", "lnstdp0"]));
+    out.push(check(
+        "netns lab",
+        "network namespaces",
+        State::Ok,
+        "`ip netns add` works".into(),
+        None,
+    ));
+    let _ = run_ok(Command::new("ip").args([
+        "-n", &ns, "link", "add", "lnstd0", "type", "veth", "peer", "name", "lnstdp0",
+    ]));
     let mut missing = Vec::new();
     let mut ok = Vec::new();
     for (i, (kind, args, module)) in KINDS.iter().enumerate() {
         let name = format!("lnstk{i}");
         let mut cmd = Command::new("ip");
         cmd.args(["-n", &ns, "link", "add"])
-            .args(args.split_whitespace().map(|a| if a == "N" { name.as_str() } else { a }));
+            .args(
+                args.split_whitespace()
+                    .map(|a| if a == "N" { name.as_str() } else { a }),
+            );
         match run_ok(&mut cmd) {
             Ok(()) => ok.push(*kind),
             Err(e) => missing.push((*kind, *module, e)),
         }
     }
     let _ = run_ok(Command::new("ip").args(["netns", "del", &ns]));
-    out.push(check("netns lab", "link kinds", State::Ok, ok.join(" "), None));
+    out.push(check(
+        "netns lab",
+        "link kinds",
+        State::Ok,
+        ok.join(" "),
+        None,
+    ));
     // A module this kernel has but did not load is a fix away; one it
     // does not have at all is what the VM lab is for.
     let mut absent = Vec::new();
@@ -238,7 +344,10 @@ fn namespace_checks() -> Vec<Check> {
                 &format!("link kind {kind}"),
                 State::Missing,
                 format!("`ip link add type {kind}` failed: {e}"),
-                Some(Fix::Run { cmd: format!("modprobe {module}"), auto: false }),
+                Some(Fix::Run {
+                    cmd: format!("modprobe {module}"),
+                    auto: false,
+                }),
             ));
         } else {
             absent.push(kind);
@@ -264,15 +373,48 @@ fn namespace_checks() -> Vec<Check> {
 
 fn vm_checks() -> Vec<Check> {
     let mut out = Vec::new();
-    out.push(tool("VM lab", "qemu-system-x86_64", "the guests", "qemu-system-x86"));
+    out.push(tool(
+        "VM lab",
+        "qemu-system-x86_64",
+        "the guests",
+        "qemu-system-x86",
+    ));
     let bb = Path::new(crate::lab::vm::guest::BUSYBOX);
     out.push(match std::fs::read(bb) {
-        Ok(b) if !crate::lab::vm::guest::is_dynamic_elf(&b) => check("VM lab", "busybox (static)", State::Ok, bb.display().to_string(), None),
-        Ok(_) => check("VM lab", "busybox (static)", State::Missing, format!("{} is dynamically linked", bb.display()), Some(Fix::Apt("busybox-static"))),
-        Err(_) => check("VM lab", "busybox (static)", State::Missing, format!("{} not found", bb.display()), Some(Fix::Apt("busybox-static"))),
+        Ok(b) if !crate::lab::vm::guest::is_dynamic_elf(&b) => check(
+            "VM lab",
+            "busybox (static)",
+            State::Ok,
+            bb.display().to_string(),
+            None,
+        ),
+        Ok(_) => check(
+            "VM lab",
+            "busybox (static)",
+            State::Missing,
+            format!("{} is dynamically linked", bb.display()),
+            Some(Fix::Apt("busybox-static")),
+        ),
+        Err(_) => check(
+            "VM lab",
+            "busybox (static)",
+            State::Missing,
+            format!("{} not found", bb.display()),
+            Some(Fix::Apt("busybox-static")),
+        ),
     });
-    out.push(tool("VM lab", "depmod", "indexing the guest kernel's modules", "kmod"));
-    out.push(tool("VM lab", "dpkg-deb", "unpacking Debian's kernel", "dpkg"));
+    out.push(tool(
+        "VM lab",
+        "depmod",
+        "indexing the guest kernel's modules",
+        "kmod",
+    ));
+    out.push(tool(
+        "VM lab",
+        "dpkg-deb",
+        "unpacking Debian's kernel",
+        "dpkg",
+    ));
     let cache = kernel::cache_root();
     let cached: Vec<String> = std::fs::read_dir(&cache)
         .map(|rd| {
@@ -287,11 +429,23 @@ fn vm_checks() -> Vec<Check> {
             "VM lab",
             "kernel",
             State::Missing,
-            format!("none cached in {} (the first VM run fetches Debian's, ~100 MB)", cache.display()),
-            Some(Fix::Run { cmd: "lnst-ctl doctor --fix (fetches Debian's current kernel now)".into(), auto: true }),
+            format!(
+                "none cached in {} (the first VM run fetches Debian's, ~100 MB)",
+                cache.display()
+            ),
+            Some(Fix::Run {
+                cmd: "lnst-ctl doctor --fix (fetches Debian's current kernel now)".into(),
+                auto: true,
+            }),
         )
     } else {
-        check("VM lab", "kernel", State::Ok, format!("cached: {} ({})", cached.join(", "), cache.display()), None)
+        check(
+            "VM lab",
+            "kernel",
+            State::Ok,
+            format!("cached: {} ({})", cached.join(", "), cache.display()),
+            None,
+        )
     });
     let kvm = Path::new("/dev/kvm");
     out.push(
@@ -336,7 +490,12 @@ pub fn render(checks: &[Check], color: bool) -> String {
             State::Note => ("note", "33"),
         };
         let pad = " ".repeat(8usize.saturating_sub(tag.len()));
-        s.push_str(&format!("  {}{pad}{:<20} {}\n", paint(tag, code), c.what, c.detail));
+        s.push_str(&format!(
+            "  {}{pad}{:<20} {}\n",
+            paint(tag, code),
+            c.what,
+            c.detail
+        ));
         if let Some(f) = &c.fix {
             if c.state == State::Missing {
                 s.push_str(&format!("          fix: {}\n", f.text()));
@@ -376,7 +535,8 @@ pub fn packages(checks: &[Check]) -> Vec<&'static str> {
 /// `lab`: only what that lab needs (`netns`: no VM lab checks).
 pub fn exec(fix: bool, lab: Option<&str>) -> Result<ExitCode, Failure> {
     let vm = lab != Some("netns");
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let color = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut found = checks(vm);
     print!("{}", render(&found, color));
     if fix && found.iter().any(|c| c.state == State::Missing) {
@@ -440,16 +600,37 @@ mod tests {
     #[test]
     fn report_lists_fixes_and_packages_once() {
         let cs = vec![
-            check("modules", "iperf3", State::Missing, "not found".into(), Some(Fix::Apt("iperf3"))),
+            check(
+                "modules",
+                "iperf3",
+                State::Missing,
+                "not found".into(),
+                Some(Fix::Apt("iperf3")),
+            ),
             check("modules", "ping", State::Ok, "/usr/bin/ping".into(), None),
-            check("VM lab", "depmod", State::Missing, "not found".into(), Some(Fix::Apt("kmod"))),
-            check("VM lab", "modprobe", State::Missing, "not found".into(), Some(Fix::Apt("kmod"))),
+            check(
+                "VM lab",
+                "depmod",
+                State::Missing,
+                "not found".into(),
+                Some(Fix::Apt("kmod")),
+            ),
+            check(
+                "VM lab",
+                "modprobe",
+                State::Missing,
+                "not found".into(),
+                Some(Fix::Apt("kmod")),
+            ),
         ];
         assert_eq!(packages(&cs), vec!["iperf3", "kmod"]);
         let r = render(&cs, false);
         assert!(r.contains("modules:\n  MISSING iperf3"), "{r}");
         assert!(r.contains("fix: apt-get install -y iperf3"), "{r}");
-        assert!(r.contains("3 missing; the packages in one go: apt-get install -y iperf3 kmod"), "{r}");
+        assert!(
+            r.contains("3 missing; the packages in one go: apt-get install -y iperf3 kmod"),
+            "{r}"
+        );
         assert!(!r.contains('\x1b'));
         assert!(render(&cs, true).contains("\x1b[1;31mMISSING"));
     }

@@ -390,7 +390,11 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
                     .collect(),
                 None => Vec::new(),
             };
-            let e = if why.is_empty() { e } else { format!("{e}; {}", why.join("; ")) };
+            let e = if why.is_empty() {
+                e
+            } else {
+                format!("{e}; {}", why.join("; "))
+            };
             infra.get_or_insert(e);
         }
         // Undo the match on every agent, even after Ctrl-C (bounded).

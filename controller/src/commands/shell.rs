@@ -46,7 +46,11 @@ pub fn exec(run: &str, host: &str) -> Result<ExitCode, Failure> {
         .unwrap_or(run)
         .to_string();
     let code = shell(&netns, &runid, host).map_err(|e| Failure::new(ExitCode::Infra, e))?;
-    Ok(if code == 0 { ExitCode::Pass } else { ExitCode::Fail })
+    Ok(if code == 0 {
+        ExitCode::Pass
+    } else {
+        ExitCode::Fail
+    })
 }
 
 /// Runs the shell in `netns` until it exits or the namespace goes away;
@@ -58,10 +62,16 @@ fn shell(netns: &str, runid: &str, host: &str) -> anyhow::Result<i32> {
         let rc = std::env::temp_dir().join(format!("lnst-shell-{}.bashrc", std::process::id()));
         std::fs::write(
             &rc,
-            format!("[ -f ~/.bashrc ] && . ~/.bashrc\nPS1='{prompt}'\nrm -f '{}'\n", rc.display()),
+            format!(
+                "[ -f ~/.bashrc ] && . ~/.bashrc\nPS1='{prompt}'\nrm -f '{}'\n",
+                rc.display()
+            ),
         )
         .with_context(|| format!("cannot write {}", rc.display()))?;
-        ("bash", vec!["--rcfile".into(), rc.display().to_string(), "-i".into()])
+        (
+            "bash",
+            vec!["--rcfile".into(), rc.display().to_string(), "-i".into()],
+        )
     } else {
         ("sh", vec!["-i".into()])
     };
@@ -87,7 +97,9 @@ fn shell(netns: &str, runid: &str, host: &str) -> anyhow::Result<i32> {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGQUIT, libc::SIG_IGN);
     }
-    let mut child = cmd.spawn().context("cannot start `ip netns exec` (is iproute2 installed?)")?;
+    let mut child = cmd
+        .spawn()
+        .context("cannot start `ip netns exec` (is iproute2 installed?)")?;
     let ns_path = Path::new("/run/netns").join(netns);
     loop {
         if let Some(st) = child.try_wait()? {

@@ -247,7 +247,11 @@ fn devices_of(core: &Core, h: &PauseHost) -> String {
             .as_ref()
             .map(|m| format!(" master {m}"))
             .unwrap_or_default();
-        let kind = if d.kind.is_empty() { String::new() } else { format!(" {}", d.kind) };
+        let kind = if d.kind.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", d.kind)
+        };
         s.push_str(&format!(
             "    {:<12} {:<4} mtu {:<5}{kind}{master} {}\n",
             d.name,

@@ -127,7 +127,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(find(&d, "1a2", "h2"), Found::Netns("lnst-1a2b3c-h2".into()));
-        assert_eq!(find(&d, "1a2b3c", "h9"), Found::NoHost(vec!["h1".into(), "h2".into()]));
+        assert_eq!(
+            find(&d, "1a2b3c", "h9"),
+            Found::NoHost(vec!["h1".into(), "h2".into()])
+        );
         assert_eq!(find(&d, "ffee00", "h1"), Found::NoNamespace);
         assert!(matches!(find(&d, "77", "h1"), Found::NoRun(r) if r.len() == 2));
         let _ = std::fs::remove_dir_all(&d);

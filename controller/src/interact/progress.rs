@@ -43,7 +43,10 @@ struct Line {
 
 impl Line {
     fn render(&self, color: bool) -> String {
-        let secs = self.started.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0);
+        let secs = self
+            .started
+            .map(|t| t.elapsed().as_secs_f64())
+            .unwrap_or(0.0);
         let c = |s: String, code: &str| {
             if color {
                 format!("\x1b[{code}m{s}\x1b[0m")
@@ -100,7 +103,11 @@ impl Progress {
         {
             let mut l = lock(&self.line);
             *l = Line {
-                label: if of > 1 { format!("match {n}/{of}") } else { String::new() },
+                label: if of > 1 {
+                    format!("match {n}/{of}")
+                } else {
+                    String::new()
+                },
                 step: "connecting".into(),
                 started: Some(Instant::now()),
                 ..Line::default()
@@ -241,10 +248,16 @@ mod tests {
     fn paints_verdicts_only_where_they_are_verdicts() {
         let s = "match 1/1 on netns lab:\n  h1 -> h1 [eth0=eth0]\n  PASS  -        -       says FAIL\n  FAIL  h1       job 1   ping\n  match 1: FAIL in 0.04 s\nr.rhai: FAIL (2 results, 1 not passed) in 0.10 s\n";
         let p = paint(s);
-        assert!(p.contains("  \x1b[32mPASS\x1b[0m  -        -       says FAIL\n"), "{p}");
+        assert!(
+            p.contains("  \x1b[32mPASS\x1b[0m  -        -       says FAIL\n"),
+            "{p}"
+        );
         assert!(p.contains("  \x1b[1;31mFAIL\x1b[0m  h1"), "{p}");
         assert!(p.contains("  match 1: \x1b[1;31mFAIL\x1b[0m in"), "{p}");
-        assert!(p.contains("r.rhai: \x1b[1;31mFAIL\x1b[0m (2 results"), "{p}");
+        assert!(
+            p.contains("r.rhai: \x1b[1;31mFAIL\x1b[0m (2 results"),
+            "{p}"
+        );
         assert_eq!(p.matches("\x1b[0m").count(), 4);
     }
 

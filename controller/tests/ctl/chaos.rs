@@ -155,7 +155,10 @@ fn snapshot(ns: &str, file: &Path, needle: &str, mark: &str) -> String {
 struct Lcg(u64);
 impl Lcg {
     fn next_ms(&mut self, max: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % max
     }
 }
@@ -287,5 +290,9 @@ fn test(m) {{
             );
         }
     }
-    println!("chaos: {} tries in {:.1} s", 4 * tries, started.elapsed().as_secs_f64());
+    println!(
+        "chaos: {} tries in {:.1} s",
+        4 * tries,
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -42,7 +42,8 @@ fn a_change_that_could_not_be_undone_is_named_and_not_pass() {
     let errs = cleanup_errors(&v);
     assert!(
         errs.iter()
-            .any(|e| e.starts_with("h1: could not undo") && e.contains(&format!("{}/f", d.display()))),
+            .any(|e| e.starts_with("h1: could not undo")
+                && e.contains(&format!("{}/f", d.display()))),
         "{errs:?}"
     );
     // The host really is not clean: the file is still missing.
@@ -131,7 +132,10 @@ fn a_job_that_already_failed_is_judged_by_how_it_ended() {
             .find(|r| r["desc"] == "gone")
             .unwrap()
             .clone();
-        assert!(res.contains(&("stopped".to_string(), "PASS".to_string())), "{res:?}");
+        assert!(
+            res.contains(&("stopped".to_string(), "PASS".to_string())),
+            "{res:?}"
+        );
         if gone["data"]["signal"] == 2 {
             // On a loaded host the kill can come before the shell even
             // failed: then it did stop the job, which passes.
@@ -146,7 +150,10 @@ fn a_job_that_already_failed_is_judged_by_how_it_ended() {
         assert_eq!(gone["data"]["exit_code"], 127, "{gone}");
         assert!(gone["note"].is_null(), "{gone}");
     }
-    assert!(failed_first > 0, "the job never failed before the kill in 5 tries");
+    assert!(
+        failed_first > 0,
+        "the job never failed before the kill in 5 tries"
+    );
 }
 
 /// Fault 12: Ctrl-C during the declaration phase (a top-level busy loop)
@@ -154,7 +161,10 @@ fn a_job_that_already_failed_is_judged_by_how_it_ended() {
 #[test]
 fn ctrl_c_during_declaration_exits_130() {
     let t = Tmp::new();
-    let r = t.write("busy.rhai", "let h1 = host(\"h1\");\nloop { }\nfn test(m) { }\n");
+    let r = t.write(
+        "busy.rhai",
+        "let h1 = host(\"h1\");\nloop { }\nfn test(m) { }\n",
+    );
     let child = std::process::Command::new(crate::ctl())
         .arg("run")
         .arg(&r)

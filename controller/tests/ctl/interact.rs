@@ -28,12 +28,26 @@ impl Tmux {
             return None;
         }
         let t = Tmux {
-            sock: format!("lnsttest-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)),
+            sock: format!(
+                "lnsttest-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ),
         };
         // The pane stays after the command so its last lines can be read.
         let full = format!("{cmd}; echo EXIT=$?; sleep 600");
         let ok = t
-            .tmux(&["new-session", "-d", "-s", "t", "-x", "200", "-y", "60", &full])
+            .tmux(&[
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "200",
+                "-y",
+                "60",
+                &full,
+            ])
             .status
             .success();
         assert!(ok, "tmux new-session failed");
@@ -58,15 +72,29 @@ impl Tmux {
         );
     }
     fn screen(&self, w: usize) -> String {
-        let o = self.tmux(&["capture-pane", "-p", "-J", "-S", "-500", "-t", &format!("t:{w}")]);
+        let o = self.tmux(&[
+            "capture-pane",
+            "-p",
+            "-J",
+            "-S",
+            "-500",
+            "-t",
+            &format!("t:{w}"),
+        ]);
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
     fn keys(&self, w: usize, text: &str) {
         let t = format!("t:{w}");
         if !text.is_empty() {
-            assert!(self.tmux(&["send-keys", "-t", &t, "-l", text]).status.success());
+            assert!(self
+                .tmux(&["send-keys", "-t", &t, "-l", text])
+                .status
+                .success());
         }
-        assert!(self.tmux(&["send-keys", "-t", &t, "Enter"]).status.success());
+        assert!(self
+            .tmux(&["send-keys", "-t", &t, "Enter"])
+            .status
+            .success());
     }
     /// Waits until window `w` shows `needle` (`count` times); returns the screen.
     fn wait_for(&self, w: usize, needle: &str, count: usize, secs: u64) -> String {
@@ -91,7 +119,11 @@ impl Drop for Tmux {
         let base = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
         // SAFETY: geteuid has no preconditions and cannot fail.
         let uid = unsafe { libc::geteuid() };
-        let _ = std::fs::remove_file(Path::new(&base).join(format!("tmux-{uid}")).join(&self.sock));
+        let _ = std::fs::remove_file(
+            Path::new(&base)
+                .join(format!("tmux-{uid}"))
+                .join(&self.sock),
+        );
     }
 }
 
@@ -119,7 +151,11 @@ fn summary(json: &Path) -> Value {
 /// The run id the pause prints (`lnst-ctl shell RUNID h1`).
 fn runid_of(screen: &str) -> String {
     let i = screen.find("lnst-ctl shell ").expect("no shell line");
-    screen[i + 15..].split_whitespace().next().unwrap().to_string()
+    screen[i + 15..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 const BREAKPOINT: &str = r#"//! pauses between two checks
@@ -155,9 +191,15 @@ fn breakpoint_pauses_shell_sees_config_enter_continues() {
     let s = tm.wait_for(0, "lnst paused>", 1, 60);
     assert!(s.contains("== breakpoint: look around"), "{s}");
     assert!(s.contains("PASS  before"), "{s}");
-    assert!(s.contains("10.77.0.1/24") && s.contains("10.77.0.2/24"), "{s}");
+    assert!(
+        s.contains("10.77.0.1/24") && s.contains("10.77.0.2/24"),
+        "{s}"
+    );
     let runid = runid_of(&s);
-    assert!(s.contains(&format!("ip netns exec lnst-{runid}-h2 bash")), "{s}");
+    assert!(
+        s.contains(&format!("ip netns exec lnst-{runid}-h2 bash")),
+        "{s}"
+    );
 
     tm.window(&format!("{} shell {runid} h1", ctl()));
     if std::panic::catch_unwind(|| tm.wait_for(1, "[lnst h1]", 1, 20)).is_err() {
@@ -196,7 +238,9 @@ fn q_at_a_breakpoint_ends_the_test_and_cleans_up() {
     let Some(agent) = lab_ready(test) else { return };
     let t = Tmp::new();
     let (line, json) = run_line(&t, &agent, BREAKPOINT, "");
-    let Some(tm) = Tmux::start(test, &line) else { return };
+    let Some(tm) = Tmux::start(test, &line) else {
+        return;
+    };
     tm.wait_for(0, "lnst paused>", 1, 60);
     tm.keys(0, "q");
     let s = tm.wait_for(0, "EXIT=", 1, 60);
@@ -205,7 +249,10 @@ fn q_at_a_breakpoint_ends_the_test_and_cleans_up() {
     let r = results(&v);
     assert_eq!(r.len(), 2, "{r:?}");
     assert_eq!(r[0], ("before".into(), "PASS".into()));
-    assert!(r[1].0.ends_with("ended at a breakpoint (q)") && r[1].1 == "ERROR", "{r:?}");
+    assert!(
+        r[1].0.ends_with("ended at a breakpoint (q)") && r[1].1 == "ERROR",
+        "{r:?}"
+    );
     assert_no_leftovers(&v);
 }
 
@@ -227,7 +274,9 @@ fn test(m) {
 }
 "#;
     let (line, json) = run_line(&t, &agent, recipe, "--pause-on-fail");
-    let Some(tm) = Tmux::start(test, &line) else { return };
+    let Some(tm) = Tmux::start(test, &line) else {
+        return;
+    };
     let s = tm.wait_for(0, "lnst paused>", 1, 60);
     assert!(s.contains("== FAIL h1 job"), "{s}");
     assert!(s.contains("first failure"), "{s}");
@@ -257,7 +306,9 @@ fn test(m) {
 }
 "#;
     let (line, json) = run_line(&t, &agent, recipe, "--pause-on-fail");
-    let Some(tm) = Tmux::start(test, &line) else { return };
+    let Some(tm) = Tmux::start(test, &line) else {
+        return;
+    };
     let s = tm.wait_for(0, "lnst paused>", 1, 60);
     assert!(s.contains("== ERROR ") && s.contains("boom"), "{s}");
     tm.keys(0, "");
@@ -294,8 +345,14 @@ fn test(m) {
     assert_no_leftovers(&v);
     let dir = v["run_dir"].as_str().unwrap();
     let log = std::fs::read_to_string(Path::new(dir).join("controller.log")).unwrap();
-    assert!(log.contains("breakpoint: here: not paused (stdin is not a terminal)"), "{log}");
-    assert!(log.contains("FAIL fails: not paused (stdin is not a terminal)"), "{log}");
+    assert!(
+        log.contains("breakpoint: here: not paused (stdin is not a terminal)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("FAIL fails: not paused (stdin is not a terminal)"),
+        "{log}"
+    );
 }
 
 /// Completions for `COMP_WORDS` from the bash script `lnst-ctl
@@ -311,7 +368,10 @@ fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
     );
     let o = Command::new("bash").arg("-c").arg(prog).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// The bash completion script loads and completes subcommands, flags of a
@@ -323,26 +383,44 @@ fn completions_load_in_bash_and_complete_subcommands_and_flags() {
         return;
     }
     let t = Tmp::new();
-    let o = Command::new(ctl()).args(["completions", "bash"]).output().unwrap();
+    let o = Command::new(ctl())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let script = t.write("lnst-ctl.bash", &String::from_utf8_lossy(&o.stdout));
     let o = Command::new("bash")
         .arg("-c")
-        .arg(format!("source {} && complete -p lnst-ctl", script.display()))
+        .arg(format!(
+            "source {} && complete -p lnst-ctl",
+            script.display()
+        ))
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&o.stdout).contains("-F _lnst__ctl"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("-F _lnst__ctl"),
+        "{o:?}"
+    );
     let subs = bash_complete(&script, &["lnst-ctl", ""]);
     for s in ["run", "validate", "shell", "completions", "man", "api"] {
         assert!(subs.iter().any(|x| x == s), "{s} not in {subs:?}");
     }
-    assert_eq!(bash_complete(&script, &["lnst-ctl", "run", "--pa"]), vec!["--pause-on-fail"]);
+    assert_eq!(
+        bash_complete(&script, &["lnst-ctl", "run", "--pa"]),
+        vec!["--pause-on-fail"]
+    );
     let pool = bash_complete(&script, &["lnst-ctl", "pool", "check", "--"]);
     assert!(pool.iter().any(|x| x == "--insecure"), "{pool:?}");
     for sh in ["zsh", "fish"] {
-        let o = Command::new(ctl()).args(["completions", sh]).output().unwrap();
+        let o = Command::new(ctl())
+            .args(["completions", sh])
+            .output()
+            .unwrap();
         assert!(o.status.success() && o.stdout.len() > 1000, "{sh}");
-        assert!(String::from_utf8_lossy(&o.stdout).contains("pause-on-fail"), "{sh}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("pause-on-fail"),
+            "{sh}"
+        );
     }
 }
 
@@ -352,10 +430,18 @@ fn completions_load_in_bash_and_complete_subcommands_and_flags() {
 fn man_pages_come_from_the_same_definitions() {
     let o = Command::new(ctl()).arg("man").output().unwrap();
     let page = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && page.contains(".TH lnst-ctl 1"), "{page}");
+    assert!(
+        o.status.success() && page.contains(".TH lnst-ctl 1"),
+        "{page}"
+    );
     let t = Tmp::new();
     let dir = t.0.join("man1");
-    let o = Command::new(ctl()).arg("man").arg("--dir").arg(&dir).output().unwrap();
+    let o = Command::new(ctl())
+        .arg("man")
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{o:?}");
     let run = std::fs::read_to_string(dir.join("lnst-ctl-run.1")).unwrap();
     assert!(run.contains("pause\\-on\\-fail"), "{run}");
@@ -370,7 +456,15 @@ fn man_pages_come_from_the_same_definitions() {
 fn doctor_names_each_missing_tool_with_its_fix() {
     let o = Command::new(ctl()).arg("doctor").output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    for need in ["root", "iperf3", "tcpdump", "libpcap", "qemu-system-x86_64", "busybox (static)", "kernel"] {
+    for need in [
+        "root",
+        "iperf3",
+        "tcpdump",
+        "libpcap",
+        "qemu-system-x86_64",
+        "busybox (static)",
+        "kernel",
+    ] {
         assert!(out.contains(need), "{need} not checked:\n{out}");
     }
     assert_eq!(o.status.code() == Some(1), out.contains("MISSING"), "{out}");
@@ -387,10 +481,15 @@ fn doctor_names_each_missing_tool_with_its_fix() {
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("MISSING iperf3"), "{out}");
     assert!(out.contains("fix: apt-get install -y iperf3"), "{out}");
-    assert!(out.contains("fix: apt-get install -y iputils-ping"), "{out}");
+    assert!(
+        out.contains("fix: apt-get install -y iputils-ping"),
+        "{out}"
+    );
     let last = out.lines().last().unwrap_or("");
     assert!(
-        last.contains("apt-get install -y") && last.contains("iputils-ping") && last.contains("iperf3"),
+        last.contains("apt-get install -y")
+            && last.contains("iputils-ping")
+            && last.contains("iperf3"),
         "{last}"
     );
     assert!(!out.contains('\x1b'), "{out}");
@@ -423,9 +522,14 @@ fn test(m) {
             t.0.join("runs").display(),
             agent.display()
         );
-        let Some(tm) = Tmux::start(test, &line) else { return };
+        let Some(tm) = Tmux::start(test, &line) else {
+            return;
+        };
         let status = tm.wait_for(0, "sleeping a while", 1, 60);
-        assert!(status.contains("1 pass") && status.contains("1 fail") && status.contains("1 running"), "{status}");
+        assert!(
+            status.contains("1 pass") && status.contains("1 fail") && status.contains("1 running"),
+            "{status}"
+        );
         tm.wait_for(0, "EXIT=", 1, 60);
         let o = tm.tmux(&["capture-pane", "-e", "-p", "-J", "-t", "t:0"]);
         let screen = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -451,7 +555,9 @@ fn ctrl_c_at_a_breakpoint_cleans_up_and_exits_130() {
     let Some(agent) = lab_ready(test) else { return };
     let t = Tmp::new();
     let (line, json) = run_line(&t, &agent, BREAKPOINT, "");
-    let Some(tm) = Tmux::start(test, &line) else { return };
+    let Some(tm) = Tmux::start(test, &line) else {
+        return;
+    };
     tm.wait_for(0, "lnst paused>", 1, 60);
     assert!(tm.tmux(&["send-keys", "-t", "t:0", "C-c"]).status.success());
     let s = tm.wait_for(0, "EXIT=", 1, 60);
@@ -465,11 +571,15 @@ fn ctrl_c_at_a_breakpoint_cleans_up_and_exits_130() {
 #[test]
 fn vm_lab_breakpoint_runs_commands_in_the_guest() {
     let test = "vm_lab_breakpoint_runs_commands_in_the_guest";
-    let Some(agent) = crate::ctl::vm_lab::vm_ready(test) else { return };
+    let Some(agent) = crate::ctl::vm_lab::vm_ready(test) else {
+        return;
+    };
     let _one = crate::ctl::vm_lab::lock();
     let t = Tmp::new();
     let (line, json) = run_line(&t, &agent, BREAKPOINT, "--lab vm");
-    let Some(tm) = Tmux::start(test, &line) else { return };
+    let Some(tm) = Tmux::start(test, &line) else {
+        return;
+    };
     let s = tm.wait_for(0, "lnst paused>", 1, 300);
     assert!(s.contains("type `h1 COMMAND` at the prompt"), "{s}");
     assert!(s.contains("10.77.0.1/24"), "{s}");
@@ -479,7 +589,10 @@ fn vm_lab_breakpoint_runs_commands_in_the_guest() {
         .trim()
         .to_string();
     let after = &s[s.find("h1 uname -r").unwrap()..];
-    assert!(after.contains("-amd64") && !after.contains(&host), "{after}");
+    assert!(
+        after.contains("-amd64") && !after.contains(&host),
+        "{after}"
+    );
     assert!(after.contains("10.77.0.1/24"), "{after}");
     tm.keys(0, "");
     let s = tm.wait_for(0, "EXIT=", 1, 120);

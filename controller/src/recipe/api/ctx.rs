@@ -104,14 +104,17 @@ pub fn register(engine: &mut Engine) {
         quit_check(&m.0.core)?;
         Ok(ok)
     });
-    engine.register_fn("result", |m: &mut Ctx, ok: bool, desc: &str, data: Map| -> R<()> {
-        let data = data
-            .iter()
-            .map(|(k, v)| (k.to_string(), to_json(v)))
-            .collect();
-        m.0.core.check(ok, desc.to_string(), data);
-        quit_check(&m.0.core)
-    });
+    engine.register_fn(
+        "result",
+        |m: &mut Ctx, ok: bool, desc: &str, data: Map| -> R<()> {
+            let data = data
+                .iter()
+                .map(|(k, v)| (k.to_string(), to_json(v)))
+                .collect();
+            m.0.core.check(ok, desc.to_string(), data);
+            quit_check(&m.0.core)
+        },
+    );
     engine.register_fn("breakpoint", |m: &mut Ctx, why: &str| -> R<()> {
         m.0.core.pause.breakpoint(&m.0.core, why)
     });
