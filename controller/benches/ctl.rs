@@ -9,36 +9,19 @@
 //! - HelloWorld wall time, lab included, against the same pings run raw
 //!   between two hand-made namespaces (goal ≤ 1.12×), and its RPC count.
 
+mod support;
+use support::{median, TmpDir};
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lnst_ctl::mapper::{map_first, HostReq, NicReq, Requirements};
 use serde_json::json;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-struct TmpDir(PathBuf);
-impl TmpDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("lnst-bench-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TmpDir(p)
-    }
-}
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn ip(args: &[&str]) {

@@ -10,6 +10,9 @@
 //!   `perf`), next to the same over a veth pair between two namespaces;
 //! - HelloWorld on the VM lab, boot included, against the netns lab.
 
+mod support;
+use support::{median, TmpDir};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -20,28 +23,8 @@ use lnst_ctl::lab::vm::{guest, kernel, VmLab};
 use lnst_ctl::lab::{Lab, LabKind, LabOptions};
 use lnst_ctl::mapper::{HostReq, NicReq, Requirements};
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
-}
-
-struct TmpDir(PathBuf);
-impl TmpDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("lnst-vmbench-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TmpDir(p)
-    }
-}
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn requirements(n: usize, nics: usize) -> Requirements {

@@ -263,10 +263,7 @@ pub fn plan_text(req: &Requirements, kernel_spec: Option<&str>) -> String {
         ));
     }
     for (label, br) in &w.bridges {
-        s.push_str(&format!(
-            "  net {} -> bridge {br}\n",
-            label.trim_start_matches('\0')
-        ));
+        s.push_str(&format!("  net {label} -> bridge {br}\n"));
     }
     s
 }
