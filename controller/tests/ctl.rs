@@ -9,11 +9,13 @@
 //! live in `ctl/` — `modules_live` (module command lines and parsers in
 //! namespaces, without the controller), `modules_lab` (modules through
 //! `lnst-ctl run` on the netns lab, checking `data` and the summary) and
-//! `vm_lab` (the VM lab: recipes, device kinds and faults in qemu guests).
+//! `vm_lab` (the VM lab: recipes, device kinds and faults in qemu guests),
+//! `enrt` (the ENRT suite of `recipes/enrt/`, each on the lab it needs).
 
 mod ctl {
     pub mod chaos;
     pub mod devices_lab;
+    pub mod enrt;
     pub mod hostile;
     pub mod interact;
     pub mod modules_lab;

@@ -43,7 +43,7 @@ pub(crate) fn vm_ready(test: &str) -> Option<PathBuf> {
 }
 
 /// `lnst-ctl run RECIPE --lab vm --json --out ... --agent-bin AGENT`.
-fn vm_command(t: &Tmp, agent: &Path, recipe: &Path, params: &[&str]) -> Command {
+pub(crate) fn vm_command(t: &Tmp, agent: &Path, recipe: &Path, params: &[&str]) -> Command {
     let mut c = lab_command(t, agent, recipe, &[]);
     c.arg("--lab").arg("vm");
     if !params.is_empty() {
@@ -52,7 +52,12 @@ fn vm_command(t: &Tmp, agent: &Path, recipe: &Path, params: &[&str]) -> Command 
     c
 }
 
-fn run_vm(t: &Tmp, agent: &Path, recipe: &Path, params: &[&str]) -> (i32, Value, String) {
+pub(crate) fn run_vm(
+    t: &Tmp,
+    agent: &Path,
+    recipe: &Path,
+    params: &[&str],
+) -> (i32, Value, String) {
     let out = vm_command(t, agent, recipe, params).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
