@@ -267,3 +267,36 @@ fn test(m) {{
     assert_eq!(not_passed(&v), Vec::<String>::new(), "{err}");
     assert_eq!(code, 0);
 }
+
+/// `h.NAME = SPEC` after `h.NAME.destroy()` creates the device again (LNST
+/// recipes re-create devices per sub-configuration); while the device is
+/// there the name is still refused.
+#[test]
+fn a_destroyed_device_name_can_be_created_again() {
+    let Some(agent) = lab_ready("a_destroyed_device_name_can_be_created_again") else {
+        return;
+    };
+    let t = Tmp::new();
+    let r = t.write(
+        "r.rhai",
+        &format!(
+            r#"{TWO_HOSTS}
+fn test(m) {{
+    let h = m.h1;
+    h.br7 = bridge();
+    let again = "";
+    try {{ h.br7 = bridge(); }} catch (e) {{ again = `${{e}}`; }}
+    m.check(again.contains("already has a device named"), `a second br7 is refused: ${{again}}`);
+    h.br7.destroy();
+    h.br7 = bridge(#{{ stp: false }});
+    m.check(h.br7.kind == "bridge", "br7 created again after destroy()");
+    let l = h.run("ip -j link show type bridge", #{{ json: true }});
+    m.check(l.result.len() == 1 && l.result[0].ifname == "br7", "ip shows the one br7");
+}}
+"#
+        ),
+    );
+    let (code, v, err) = run_lab(&t, &agent, &r, &[]);
+    assert_eq!(not_passed(&v), Vec::<String>::new(), "{err}");
+    assert_eq!(code, 0, "{err}");
+}

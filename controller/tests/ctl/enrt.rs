@@ -47,7 +47,7 @@ fn suite() -> Vec<(PathBuf, Lab)> {
             (p, lab)
         })
         .collect();
-    v.sort();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
 

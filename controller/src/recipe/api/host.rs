@@ -190,11 +190,22 @@ impl Host {
     /// `ip link add NAME type KIND ...`; registers the device (and a veth
     /// peer) under its name.
     pub fn create(&mut self, name: &str, spec: DevSpec) -> R<Device> {
-        if self.0.nics.borrow().contains_key(name) {
-            return err(format!(
-                "host {} already has a device named {name:?}",
-                self.0.name
-            ));
+        let known = self.0.nics.borrow().get(name).map(|d| d.0.dref_name());
+        if let Some(kernel_name) = known {
+            // A name whose device is gone (`dev.destroy()`, an `ip link
+            // del` job) is free again, as in LNST after `del host.NAME`.
+            let exists = self
+                .devices()?
+                .into_iter()
+                .filter_map(|d| d.try_cast::<Device>())
+                .any(|d| d.0.dref_name() == kernel_name);
+            if exists {
+                return err(format!(
+                    "host {} already has a device named {name:?}",
+                    self.0.name
+                ));
+            }
+            self.0.nics.borrow_mut().remove(name);
         }
         let r = self.request(Request::Create {
             netns: opt_netns(self),
