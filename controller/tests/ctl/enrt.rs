@@ -78,6 +78,9 @@ fn verdict(v: &Value, code: i32, err: &str) -> Result<(), String> {
     }
 }
 
+/// VM labs at once: 2 fit this 2-core machine's time budget best.
+const VM_AT_ONCE: usize = 2;
+
 #[test]
 fn enrt_recipes_validate() {
     let all = suite();
@@ -90,9 +93,15 @@ fn enrt_recipes_validate() {
         }
         let (code, out, err) = run(&args);
         assert_eq!(code, 0, "{}: {out}{err}", name(p));
-        // The description (the `//!` block) and the mapping are shown.
+        // The description (the `//!` block), the requirements and the
+        // plan of the lab are shown.
+        let plan = if *lab == Lab::Vm {
+            "host1 -> guest host1"
+        } else {
+            "mapping: netns lab"
+        };
         assert!(
-            out.contains("ENRT") && out.contains("host1 ->"),
+            out.contains("ENRT") && out.contains("  host host1") && out.contains(plan),
             "{}: {out}",
             name(p)
         );
@@ -111,11 +120,25 @@ fn enrt_suite_passes_on_its_labs() {
         .filter(|(_, l)| *l == Lab::Netns)
         .map(|(p, _)| p.clone())
         .collect();
-    let vm: Vec<PathBuf> = all
+    let mut vm: Vec<PathBuf> = all
         .iter()
         .filter(|(_, l)| *l == Lab::Vm)
         .map(|(p, _)| p.clone())
         .collect();
+    // Popped from the end: the longest runs (measured) first, so that the
+    // two workers end together.
+    const SLOWEST: [&str; 4] = [
+        "simple_macsec.rhai",
+        "vlans.rhai",
+        "vlans_over_bond.rhai",
+        "ipsec_esp_aead.rhai",
+    ];
+    vm.sort_by_key(|p| {
+        SLOWEST
+            .iter()
+            .position(|n| *n == name(p))
+            .map_or(0, |i| SLOWEST.len() - i)
+    });
     assert!(!netns.is_empty() && !vm.is_empty(), "{all:?}");
 
     let a = agent.clone();
@@ -137,34 +160,50 @@ fn enrt_suite_passes_on_its_labs() {
         failed
     });
 
-    let mut failed = Vec::new();
-    let mut flaky = Vec::new();
+    // The VM recipes two at a time (each lab is two or three one-vCPU
+    // guests; much of a recipe is waiting on DAD, pings and iperf starts),
+    // the longest first.
+    let queue = std::sync::Mutex::new(vm);
+    let report = std::sync::Mutex::new((Vec::<String>::new(), Vec::<String>::new()));
     {
         let _g = lock();
-        for p in &vm {
-            let t = Tmp::new();
-            let s = Instant::now();
-            let (code, v, err) = run_vm(&t, &agent, p, &[]);
-            let mut outcome = verdict(&v, code, &err);
-            if let Err(e) = &outcome {
-                // One more try, as vm_lab does: a TCG guest on a loaded
-                // 2-core machine has lost a first ping now and then. The
-                // first failure is printed; a second one fails the test.
-                println!("FLAKY {} on the VM lab, retried once: {e}", name(p));
-                flaky.push(name(p));
-                let (code, v, err) = run_vm(&t, &agent, p, &[]);
-                outcome = verdict(&v, code, &err);
+        std::thread::scope(|s| {
+            for _ in 0..VM_AT_ONCE {
+                s.spawn(|| loop {
+                    let Some(p) = queue.lock().unwrap().pop() else {
+                        break;
+                    };
+                    let t = Tmp::new();
+                    let st = Instant::now();
+                    let (code, v, err) = run_vm(&t, &agent, &p, &[]);
+                    let mut outcome = verdict(&v, code, &err);
+                    if let Err(e) = &outcome {
+                        // One more try, as vm_lab does: a TCG guest on a
+                        // loaded 2-core machine has lost a first ping now
+                        // and then. The first failure is printed; a second
+                        // one fails the test.
+                        println!("FLAKY {} on the VM lab, retried once: {e}", name(&p));
+                        report.lock().unwrap().1.push(name(&p));
+                        let (code, v, err) = run_vm(&t, &agent, &p, &[]);
+                        outcome = verdict(&v, code, &err);
+                    }
+                    match outcome {
+                        Ok(()) => println!(
+                            "{} (vm): PASS in {:.1} s",
+                            name(&p),
+                            st.elapsed().as_secs_f64()
+                        ),
+                        Err(e) => report
+                            .lock()
+                            .unwrap()
+                            .0
+                            .push(format!("{} on the VM lab: {e}", name(&p))),
+                    }
+                });
             }
-            match outcome {
-                Ok(()) => println!(
-                    "{} (vm): PASS in {:.1} s",
-                    name(p),
-                    s.elapsed().as_secs_f64()
-                ),
-                Err(e) => failed.push(format!("{} on the VM lab: {e}", name(p))),
-            }
-        }
+        });
     }
+    let (mut failed, flaky) = report.into_inner().unwrap();
     failed.extend(netns_thread.join().unwrap());
     println!(
         "ENRT suite: {} recipes in {:.1} s",
