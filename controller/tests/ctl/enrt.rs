@@ -93,6 +93,13 @@ fn enrt_recipes_validate() {
         }
         let (code, out, err) = run(&args);
         assert_eq!(code, 0, "{}: {out}{err}", name(p));
+        // The header names the LNST recipe and what differs from it.
+        let text = std::fs::read_to_string(p).unwrap();
+        assert!(
+            text.contains("//! Follows LNST's `") && text.contains("Differs"),
+            "{}: the header must say which LNST recipe it follows and what differs",
+            name(p)
+        );
         // The description (the `//!` block), the requirements and the
         // plan of the lab are shown.
         let plan = if *lab == Lab::Vm {
