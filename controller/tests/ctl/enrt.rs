@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::vm_lab::{lock, run_vm, vm_ready};
-use crate::{results, run, run_lab, Tmp};
+use crate::{run, run_lab, Tmp};
 
 /// Which lab a recipe needs, from its `//! lab:` header line.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,12 +55,16 @@ fn name(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-/// The results that did not pass, as "RESULT desc".
+/// The results that did not pass, each as its whole JSON (desc, data,
+/// note: what a FLAKY line needs to be understood afterwards).
 fn not_passed(v: &Value) -> Vec<String> {
-    results(v)
+    v["matches"]
+        .as_array()
         .into_iter()
-        .filter(|(_, r)| r != "PASS")
-        .map(|(d, r)| format!("{r} {d}"))
+        .flatten()
+        .flat_map(|m| m["results"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["result"] != "PASS")
+        .map(|r| r.to_string())
         .collect()
 }
 
