@@ -10,13 +10,15 @@
 //! namespaces, without the controller), `modules_lab` (modules through
 //! `lnst-ctl run` on the netns lab, checking `data` and the summary) and
 //! `vm_lab` (the VM lab: recipes, device kinds and faults in qemu guests),
-//! `enrt` (the ENRT suite of `recipes/enrt/`, each on the lab it needs).
+//! `enrt` (the ENRT suite of `recipes/enrt/`, each on the lab it needs),
+//! `imports` (`import` of module files by recipes).
 
 mod ctl {
     pub mod chaos;
     pub mod devices_lab;
     pub mod enrt;
     pub mod hostile;
+    pub mod imports;
     pub mod interact;
     pub mod modules_lab;
     pub mod modules_live;

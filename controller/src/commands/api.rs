@@ -42,7 +42,7 @@ pub fn exec(definitions: Option<&Path>) -> Result<ExitCode, Failure> {
 fn write_definitions(dir: &Path) -> anyhow::Result<Vec<String>> {
     let state = crate::recipe::declare::DeclState::new(Default::default());
     let engine = crate::recipe::engine::new(
-        "definitions.rhai",
+        crate::recipe::Names::new("definitions.rhai", std::path::Path::new("")),
         state,
         std::rc::Rc::new(|_| {}),
         crate::recipe::Cancel::new(),

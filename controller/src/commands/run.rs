@@ -106,10 +106,8 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
     let l2 = Rc::clone(&log);
     let sink = Rc::new(move |l: LogLine| {
         let mut lg = l2.borrow_mut();
-        let at = l
-            .line
-            .map(|n| format!("{}:{n}", lg.recipe))
-            .unwrap_or_else(|| lg.recipe.clone());
+        let file = l.file.unwrap_or_else(|| lg.recipe.clone());
+        let at = l.line.map(|n| format!("{file}:{n}")).unwrap_or(file);
         lg.line(format!(
             "{at}: {}{}",
             if l.debug { "debug: " } else { "" },
@@ -185,6 +183,31 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
         .infra()?;
     log.borrow_mut().attach(&dir.join("controller.log"));
     let _ = fs::write(dir.join(&file), &loaded.source);
+    // Each imported module beside it, at its import path (relative and
+    // down only, see recipe::modules), so that the run directory can be
+    // re-run as it is.
+    for (import, src) in &loaded.imports {
+        let to = dir.join(
+            loaded
+                .names
+                .module_file(import)
+                .strip_prefix(&loaded.names.base)
+                .unwrap_or(Path::new(import)),
+        );
+        let copied = to
+            .parent()
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|_| fs::copy(src, &to));
+        copied
+            .with_context(|| {
+                format!(
+                    "cannot copy module {} into {}",
+                    src.display(),
+                    dir.display()
+                )
+            })
+            .infra()?;
+    }
     write_json(&dir.join("params.json"), &param_values).infra()?;
     write_json(&dir.join("mapping.json"), &mappings).infra()?;
     let jobs_dir = dir.join("jobs");

@@ -29,6 +29,9 @@ pub fn exec(a: ValidateArgs) -> Result<ExitCode, Failure> {
     .usage()?;
     let d = &r.declared;
     println!("recipe: {file}");
+    for (import, f) in &r.imports {
+        println!("import: {import:?} ({})", f.display());
+    }
     if !d.description.is_empty() {
         println!("\n{}\n", d.description);
     }

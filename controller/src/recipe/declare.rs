@@ -29,6 +29,9 @@ pub struct DeclState {
     hosts: Vec<HostReq>,
     /// Set once the top level finished: declaring inside `test` is an error.
     pub closed: bool,
+    /// Set while imported modules are loaded: a module's top level does not
+    /// declare (the recipe does, possibly through a module's function).
+    pub importing: bool,
 }
 
 impl DeclState {
@@ -38,6 +41,7 @@ impl DeclState {
             params: Vec::new(),
             hosts: Vec::new(),
             closed: false,
+            importing: false,
         }))
     }
 }
@@ -56,6 +60,11 @@ fn err<T>(msg: impl Into<String>) -> R<T> {
 }
 
 fn open(state: &Rc<RefCell<DeclState>>, what: &str) -> R<()> {
+    if state.borrow().importing {
+        return err(format!(
+            "{what}() declares the recipe: a module's top level cannot; call it from the recipe's top level (a module's function may)"
+        ));
+    }
     if state.borrow().closed {
         return err(format!(
             "{what}() declares the recipe: call it at the top level, not inside fn test"

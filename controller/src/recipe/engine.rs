@@ -7,9 +7,11 @@
 //! [`crate::recipe::api::Core`].
 
 use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use rhai::module_resolvers::FileModuleResolver;
 use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext, ParseError, Position};
 use tokio::sync::watch;
 
@@ -52,9 +54,43 @@ impl Cancel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {
     pub debug: bool,
-    /// Recipe line of the call, when known.
+    /// The imported module file the call is in (its path as
+    /// [`Names::module_file`] shows it); `None`: the recipe itself.
+    pub file: Option<String>,
+    /// Line of the call in `file` (or the recipe), when known.
     pub line: Option<usize>,
     pub text: String,
+}
+
+/// How the sources of a run are named in messages: the recipe by its file
+/// name, an imported module by its path (the recipe's directory joined with
+/// the import path, `.rhai` appended), the file Rhai's
+/// `FileModuleResolver` reads.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub recipe: String,
+    /// The recipe's directory: import paths are relative to it.
+    pub base: PathBuf,
+}
+
+impl Names {
+    pub fn new(recipe: &str, base: &Path) -> Rc<Names> {
+        Rc::new(Names {
+            recipe: recipe.to_string(),
+            base: base.to_path_buf(),
+        })
+    }
+    /// The file an `import "path"` reads.
+    pub fn module_file(&self, import: &str) -> PathBuf {
+        FileModuleResolver::new_with_path(&self.base).get_file_path(import, None)
+    }
+    /// A Rhai source (`""` or none: the recipe; else an import path).
+    pub fn of(&self, source: Option<&str>) -> String {
+        match source {
+            None | Some("") => self.recipe.clone(),
+            Some(s) => self.module_file(s).display().to_string(),
+        }
+    }
 }
 
 /// Where `print` and `debug` go (the run log and, with `-v`, stderr).
@@ -65,7 +101,8 @@ pub fn stderr_sink(file: String) -> LogSink {
     Rc::new(move |l: LogLine| {
         let line = l.line.map(|n| format!(":{n}")).unwrap_or_default();
         eprintln!(
-            "{file}{line}: {}{}",
+            "{}{line}: {}{}",
+            l.file.as_deref().unwrap_or(&file),
             if l.debug { "debug: " } else { "" },
             l.text
         );
@@ -73,9 +110,12 @@ pub fn stderr_sink(file: String) -> LogSink {
 }
 
 /// Builds the engine with limits, hooks and the whole script API.
-pub fn new(file: &str, decl: Rc<RefCell<DeclState>>, log: LogSink, cancel: Cancel) -> Engine {
+/// `import` resolves through [`super::modules::RecipeModules`], relative to
+/// `names.base`.
+pub fn new(names: Rc<Names>, decl: Rc<RefCell<DeclState>>, log: LogSink, cancel: Cancel) -> Engine {
     let mut engine = Engine::new();
     super::limits::apply(&mut engine);
+    engine.set_module_resolver(super::modules::RecipeModules::new(Rc::clone(&names)));
     let c = cancel.clone();
     engine.on_progress(move |_ops| {
         if c.is_cancelled() {
@@ -87,7 +127,11 @@ pub fn new(file: &str, decl: Rc<RefCell<DeclState>>, log: LogSink, cancel: Cance
     // `print` has no position in Rhai's hook, so it is overridden with a
     // native function that knows its call site; it returns the text, which
     // Rhai then hands to the (silent) on_print hook.
-    let l = log.clone();
+    let module_file = |n: &Names, src: Option<&str>| match src {
+        None | Some("") => None,
+        s => Some(n.of(s)),
+    };
+    let (l, n) = (log.clone(), Rc::clone(&names));
     engine.register_fn("print", move |ctx: NativeCallContext, x: Dynamic| {
         let text = if x.is_string() {
             x.to_string()
@@ -96,36 +140,38 @@ pub fn new(file: &str, decl: Rc<RefCell<DeclState>>, log: LogSink, cancel: Cance
         };
         l(LogLine {
             debug: false,
+            file: module_file(&n, ctx.call_source()),
             line: ctx.call_position().line(),
             text: text.clone(),
         });
         text
     });
-    let l = log.clone();
+    let (l, n) = (log.clone(), Rc::clone(&names));
     engine.register_fn("print", move |ctx: NativeCallContext, x: &str| {
         l(LogLine {
             debug: false,
+            file: module_file(&n, ctx.call_source()),
             line: ctx.call_position().line(),
             text: x.to_string(),
         });
         x.to_string()
     });
     engine.on_print(|_| {});
-    let l = log;
-    engine.on_debug(move |s, _src, pos| {
+    let (l, n) = (log, names);
+    engine.on_debug(move |s, src, pos| {
         l(LogLine {
             debug: true,
+            file: module_file(&n, src),
             line: pos.line(),
             text: s.to_string(),
         })
     });
-    let _ = file;
     super::declare::register(&mut engine, decl);
     super::api::register_all(&mut engine);
     engine
 }
 
-fn at(file: &str, pos: Position) -> String {
+pub(crate) fn at(file: &str, pos: Position) -> String {
     match (pos.line(), pos.position()) {
         (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
         (Some(l), None) => format!("{file}:{l}"),
@@ -140,14 +186,34 @@ pub fn parse_error(file: &str, e: &ParseError) -> String {
 
 /// `file:line:col: message` for a runtime error, from the innermost call
 /// so that the line is where it happened, not where `test` was called.
-pub fn eval_error(file: &str, e: &EvalAltResult) -> String {
+/// The file is the one the innermost code is in: the recipe or an
+/// imported module; when that is a module, the recipe line that called
+/// into it follows the function trail.
+pub fn eval_error(names: &Names, e: &EvalAltResult) -> String {
     let mut e = e;
     let mut trail = Vec::new();
-    while let EvalAltResult::ErrorInFunctionCall(name, _, inner, _) = e {
-        if name != "test" {
-            trail.push(name.clone());
+    // The source the current position is in ("": the recipe).
+    let mut src = String::new();
+    let mut called_at: Option<Position> = None;
+    loop {
+        match e {
+            EvalAltResult::ErrorInFunctionCall(name, fsrc, inner, pos) => {
+                if name != "test" {
+                    trail.push(name.clone());
+                }
+                if src.is_empty() && !fsrc.is_empty() && !pos.is_none() {
+                    called_at = Some(*pos);
+                }
+                src = fsrc.clone();
+                e = inner;
+            }
+            // An error while a module's top level ran or it was compiled.
+            EvalAltResult::ErrorInModule(path, inner, _) => {
+                src = path.clone();
+                e = inner;
+            }
+            _ => break,
         }
-        e = inner;
     }
     let pos = e.position();
     let msg = match e {
@@ -157,6 +223,11 @@ pub fn eval_error(file: &str, e: &EvalAltResult) -> String {
             .clone()
             .into_string()
             .unwrap_or_else(|_| "interrupted".to_string()),
+        EvalAltResult::ErrorParsing(t, _) => format!("syntax error: {t}"),
+        EvalAltResult::ErrorModuleNotFound(path, _) => format!(
+            "import {path:?}: no module file {}",
+            names.module_file(path).display()
+        ),
         other => {
             // Display appends " (line L, position C)"; the position is
             // already in front.
@@ -167,12 +238,19 @@ pub fn eval_error(file: &str, e: &EvalAltResult) -> String {
             }
         }
     };
-    let trail = if trail.is_empty() {
+    let mut notes = Vec::new();
+    if !trail.is_empty() {
+        notes.push(format!("in fn {}", trail.join(" → ")));
+    }
+    if let Some(p) = called_at {
+        notes.push(format!("called at {}", at(&names.recipe, p)));
+    }
+    let notes = if notes.is_empty() {
         String::new()
     } else {
-        format!(" (in fn {})", trail.join(" → "))
+        format!(" ({})", notes.join(", "))
     };
-    format!("{}: {msg}{trail}", at(file, pos))
+    format!("{}: {msg}{notes}", at(&names.of(Some(&src)), pos))
 }
 
 /// Whether a runtime error is the Ctrl-C termination.

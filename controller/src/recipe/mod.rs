@@ -11,6 +11,7 @@ pub mod api;
 pub mod declare;
 pub mod engine;
 pub mod limits;
+pub mod modules;
 pub mod value;
 
 use std::collections::BTreeMap;
@@ -20,7 +21,7 @@ use std::rc::Rc;
 use rhai::{CallFnOptions, Dynamic, Engine, Scope, AST};
 
 pub use declare::Declared;
-pub use engine::{Cancel, LogSink};
+pub use engine::{Cancel, LogSink, Names};
 
 /// Why a recipe could not be loaded (all exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,11 @@ pub struct Loaded {
     pub file: String,
     pub source: String,
     pub declared: Declared,
+    /// How messages name the recipe and its modules.
+    pub names: Rc<Names>,
+    /// Every module file the recipe imports (also through other modules):
+    /// the import path as written and the file read.
+    pub imports: Vec<(String, PathBuf)>,
 }
 
 /// Reads, compiles and declares. Unknown or missing params are *not*
@@ -70,14 +76,52 @@ pub fn load(
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
     let state = declare::DeclState::new(overrides.clone());
-    let engine = engine::new(&file, Rc::clone(&state), log, cancel);
+    let names = Names::new(&file, path.parent().unwrap_or(Path::new("")));
+    let mut engine = engine::new(Rc::clone(&names), Rc::clone(&state), log, cancel);
     let ast = engine
         .compile(&source)
         .map_err(|e| RecipeError::Script(engine::parse_error(&file, &e)))?;
+    // The recipe's own imports, checked here for a message at their line;
+    // then Rhai resolves them all (nested ones too), before anything runs.
+    for (import, _, pos) in modules::imports_of(&ast) {
+        let at = engine::at(&file, pos);
+        modules::check_path(&import)
+            .map_err(|why| RecipeError::Script(format!("{at}: import {import:?}: {why}")))?;
+        let f = names.module_file(&import);
+        if !f.is_file() {
+            return Err(RecipeError::Script(format!(
+                "{at}: import {import:?}: no module file {}",
+                f.display()
+            )));
+        }
+    }
+    state.borrow_mut().importing = true;
+    let compiled = engine.compile_into_self_contained(&Scope::new(), &source);
+    state.borrow_mut().importing = false;
+    let ast = compiled.map_err(|e| RecipeError::Script(engine::eval_error(&names, &e)))?;
+    let imports: Vec<(String, PathBuf)> = ast
+        .resolver()
+        .map(|r| {
+            r.paths()
+                .map(|p| (p.to_string(), names.module_file(p)))
+                .collect()
+        })
+        .unwrap_or_default();
+    // `fn test` is called on its own, without the top level's imports:
+    // the top level's `import "p" as a` is made visible there as `a::`.
+    for (import, alias) in modules::top_level_imports(&ast) {
+        if let Some((_, m)) = ast
+            .resolver()
+            .and_then(|r| r.iter().find(|(p, _)| *p == import))
+        {
+            engine.register_static_module(&alias, m.clone());
+        }
+    }
+    engine.set_module_resolver(modules::RecipeModules::late(Rc::clone(&names)));
     let mut scope = Scope::new();
     engine
         .run_ast_with_scope(&mut scope, &ast)
-        .map_err(|e| RecipeError::Script(engine::eval_error(&file, &e)))?;
+        .map_err(|e| RecipeError::Script(engine::eval_error(&names, &e)))?;
     state.borrow_mut().closed = true;
     if !ast
         .iter_functions()
@@ -93,6 +137,8 @@ pub fn load(
         file,
         source,
         declared,
+        names,
+        imports,
     })
 }
 
@@ -104,7 +150,7 @@ impl Loaded {
         self.engine
             .call_fn_with_options::<Dynamic>(opts, &mut scope, &self.ast, "test", (m,))
             .map(|_| ())
-            .map_err(|e| engine::eval_error(&self.file, &e))
+            .map_err(|e| engine::eval_error(&self.names, &e))
     }
 }
 
@@ -233,6 +279,120 @@ fn test(m) {
             "{e}"
         );
         assert_eq!(*lines.borrow(), ["top", "test 1", "test 2"]);
+    }
+
+    /// A directory of its own for one test's recipe and modules.
+    fn dir(name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("lnst-recipe-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        for (f, src) in files {
+            let p = d.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, src).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn imports_resolve_from_the_recipe_dir_once_and_reach_test() {
+        let d = dir(
+            "imp",
+            &[
+                // lib/a imports lib/b: relative to the recipe's directory.
+                ("lib/a.rhai", "import \"lib/b\" as b;\nprint(\"a loaded\");\nfn hosts() { host(\"h1\"); }\nfn twice(x) { b::plus(x, x) }\n"),
+                ("lib/b.rhai", "fn plus(x, y) { print(`plus ${x}`); x + y }\n"),
+                ("r.rhai", "import \"lib/a\" as a;\na::hosts();\nprint(`top ${a::twice(2)}`);\nfn test(m) { print(`test ${a::twice(m)}`); }\n"),
+            ],
+        );
+        let lines = Rc::new(RefCell::new(Vec::new()));
+        let l2 = Rc::clone(&lines);
+        let log: LogSink = Rc::new(move |l| l2.borrow_mut().push(l));
+        let r = load(&d.join("r.rhai"), &ov(&[]), log, Cancel::new()).unwrap();
+        assert_eq!(r.declared.requirements.hosts[0].name, "h1");
+        let files: Vec<_> = r
+            .imports
+            .iter()
+            .map(|(p, f)| (p.as_str(), f.clone()))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("lib/a", d.join("lib/a.rhai")),
+                ("lib/b", d.join("lib/b.rhai"))
+            ]
+        );
+        r.call_test(Dynamic::from(5_i64)).unwrap();
+        let b = d.join("lib/b.rhai").display().to_string();
+        let got: Vec<(Option<String>, Option<usize>, String)> = lines
+            .borrow()
+            .iter()
+            .map(|l| (l.file.clone(), l.line, l.text.clone()))
+            .collect();
+        // The module's top level ran once (at load); its print and the
+        // nested module's are logged at their own file and line.
+        assert_eq!(
+            got,
+            [
+                (
+                    Some(d.join("lib/a.rhai").display().to_string()),
+                    Some(2),
+                    "a loaded".into()
+                ),
+                (Some(b.clone()), Some(1), "plus 2".into()),
+                (None, Some(3), "top 4".into()),
+                (Some(b), Some(1), "plus 5".into()),
+                (None, Some(4), "test 10".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn module_errors_name_the_module_file() {
+        let d = dir(
+            "imperr",
+            &[
+                (
+                    "lib/m.rhai",
+                    "fn ok() { 1 }\nfn bad(x) {\n    x.nosuch()\n}\n",
+                ),
+                ("lib/decl.rhai", "param(\"p\", 1);\n"),
+                (
+                    "r.rhai",
+                    "import \"lib/m\" as m2;\nfn f(m) { m2::bad(m) }\nfn test(m) {\n  f(m);\n}\n",
+                ),
+                ("decl.rhai", "import \"lib/decl\" as x;\nfn test(m) {}\n"),
+                (
+                    "late.rhai",
+                    "fn test(m) { let p = \"lib/m\"; import p as x; }\n",
+                ),
+            ],
+        );
+        let nolog = || -> LogSink { Rc::new(|_| {}) };
+        let r = load(&d.join("r.rhai"), &ov(&[]), nolog(), Cancel::new()).unwrap();
+        let e = r.call_test(Dynamic::from(1_i64)).unwrap_err();
+        let m = d.join("lib/m.rhai").display().to_string();
+        assert!(e.starts_with(&format!("{m}:3:7: ")), "{e}");
+        assert!(e.ends_with("(in fn f → bad, called at r.rhai:2:15)"), "{e}");
+        // A module's top level does not declare.
+        let e = load(&d.join("decl.rhai"), &ov(&[]), nolog(), Cancel::new())
+            .err()
+            .unwrap()
+            .to_string();
+        let decl = d.join("lib/decl.rhai").display().to_string();
+        assert!(
+            e.starts_with(&format!("{decl}:1:1: param() declares")),
+            "{e}"
+        );
+        // An import resolved after loading (not a literal) is refused.
+        let r = load(&d.join("late.rhai"), &ov(&[]), nolog(), Cancel::new()).unwrap();
+        let e = r.call_test(Dynamic::UNIT).unwrap_err();
+        assert!(
+            e.starts_with(
+                "late.rhai:1:38: import \"lib/m\": imports are resolved when the recipe is loaded"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -297,8 +297,12 @@ mod tests {
     #[test]
     fn api_table_matches_registration() {
         let state = crate::recipe::declare::DeclState::new(Default::default());
-        let engine =
-            crate::recipe::engine::new("t.rhai", state, std::rc::Rc::new(|_| {}), Cancel::new());
+        let engine = crate::recipe::engine::new(
+            crate::recipe::Names::new("t.rhai", std::path::Path::new("")),
+            state,
+            std::rc::Rc::new(|_| {}),
+            Cancel::new(),
+        );
         let sigs = engine.gen_fn_signatures(false).join("\n");
         for it in API {
             let head = it.sig.split(['(', ' ']).next().unwrap_or("");
