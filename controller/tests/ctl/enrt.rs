@@ -51,6 +51,11 @@ fn suite() -> Vec<(PathBuf, Lab)> {
     v
 }
 
+/// The module file `import "lib/enrt"` reads for recipe `p`.
+fn lib_path(p: &Path) -> PathBuf {
+    p.parent().unwrap().join("lib/enrt.rhai")
+}
+
 fn name(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
 }
@@ -85,10 +90,61 @@ fn verdict(v: &Value, code: i32, err: &str) -> Result<(), String> {
 /// VM labs at once: 2 fit this 2-core machine's time budget best.
 const VM_AT_ONCE: usize = 2;
 
+/// The `fn NAME(` definitions of a Rhai file.
+fn fn_names(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("fn "))
+        .filter_map(|l| l.split_once('('))
+        .map(|(n, _)| n.trim().to_string())
+        .collect()
+}
+
+/// Whether `text` calls `f(..)` outside a `fn` line (the module's helpers
+/// calling each other).
+fn calls(text: &str, f: &str) -> bool {
+    let call = format!("{f}(");
+    text.lines().filter(|l| !l.starts_with("fn ")).any(|l| {
+        l.match_indices(&call).any(|(i, _)| {
+            !l[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+        })
+    })
+}
+
 #[test]
 fn enrt_recipes_validate() {
     let all = suite();
     assert!(all.len() >= 22, "{} ENRT recipes", all.len());
+    // The shared helpers live once, in lib/enrt.rhai (a module, not in
+    // the suite: `suite()` reads only the directory's own files); no
+    // recipe carries a copy, and each helper is used by some recipe.
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/enrt/lib/enrt.rhai");
+    let lib_text = std::fs::read_to_string(&lib).unwrap();
+    let shared = fn_names(&lib_text);
+    assert!(shared.len() >= 10, "{shared:?}");
+    let mut used = std::collections::BTreeSet::new();
+    for (p, _) in &all {
+        let text = std::fs::read_to_string(p).unwrap();
+        let own = fn_names(&text);
+        let copies: Vec<&String> = own.iter().filter(|f| shared.contains(f)).collect();
+        assert!(
+            copies.is_empty(),
+            "{}: copies of shared helpers {copies:?}",
+            name(p)
+        );
+        for f in &shared {
+            if text.contains(&format!("enrt::{f}(")) || calls(&lib_text, f) {
+                used.insert(f.clone());
+            }
+        }
+    }
+    assert_eq!(
+        used.len(),
+        shared.len(),
+        "unused helpers: {shared:?} vs {used:?}"
+    );
     for (p, lab) in &all {
         let path = p.to_str().unwrap();
         let mut args = vec!["validate", path];
@@ -97,8 +153,17 @@ fn enrt_recipes_validate() {
         }
         let (code, out, err) = run(&args);
         assert_eq!(code, 0, "{}: {out}{err}", name(p));
-        // The header names the LNST recipe and what differs from it.
+        // A recipe calling the helpers imports the module, and validate
+        // resolved it.
         let text = std::fs::read_to_string(p).unwrap();
+        if text.contains("enrt::") {
+            assert!(
+                out.contains(&format!("import: \"lib/enrt\" ({})", lib_path(p).display())),
+                "{}: {out}",
+                name(p)
+            );
+        }
+        // The header names the LNST recipe and what differs from it.
         assert!(
             text.contains("//! Follows LNST's `") && text.contains("Differs"),
             "{}: the header must say which LNST recipe it follows and what differs",
