@@ -366,6 +366,10 @@ fn test(m) {
                     "late.rhai",
                     "fn test(m) { let p = \"lib/m\"; import p as x; }\n",
                 ),
+                // A cycle through module top levels.
+                ("lib/ca.rhai", "import \"lib/cb\" as b;\nfn fa() { 1 }\n"),
+                ("lib/cb.rhai", "fn fb() { 2 }\nimport \"lib/ca\" as a;\n"),
+                ("cyc.rhai", "import \"lib/ca\" as a;\nfn test(m) {}\n"),
             ],
         );
         let nolog = || -> LogSink { Rc::new(|_| {}) };
@@ -391,6 +395,19 @@ fn test(m) {
             e.starts_with(
                 "late.rhai:1:38: import \"lib/m\": imports are resolved when the recipe is loaded"
             ),
+            "{e}"
+        );
+        // An import cycle is an error at the import that closes it, not a
+        // stack overflow.
+        let e = load(&d.join("cyc.rhai"), &ov(&[]), nolog(), Cancel::new())
+            .err()
+            .unwrap()
+            .to_string();
+        let cb = d.join("lib/cb.rhai").display().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{cb}:2:8: import \"lib/ca\": an import cycle: lib/ca → lib/cb → lib/ca"
+            )),
             "{e}"
         );
     }

@@ -15,6 +15,7 @@
 //! is [`RecipeModules::late`], which refuses an import whose path is not a
 //! string literal (it would be read after the run directory was written).
 
+use std::cell::RefCell;
 use std::path::{Component, Path};
 use std::rc::Rc;
 
@@ -56,6 +57,10 @@ pub struct RecipeModules {
     names: Rc<Names>,
     /// `None` once the recipe is loaded.
     files: Option<FileModuleResolver>,
+    /// The modules being loaded, outermost first: a module's top level
+    /// importing one of them is a cycle (Rhai would recurse until the
+    /// stack overflows).
+    loading: RefCell<Vec<String>>,
 }
 
 impl RecipeModules {
@@ -64,11 +69,34 @@ impl RecipeModules {
         RecipeModules {
             names,
             files: Some(files),
+            loading: RefCell::new(Vec::new()),
         }
     }
     /// After loading: every module the recipe can import is in its AST.
     pub fn late(names: Rc<Names>) -> Self {
-        RecipeModules { names, files: None }
+        RecipeModules {
+            names,
+            files: None,
+            loading: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Runs `load` (which evaluates the module's top level) with `path`
+    /// on the loading stack, refusing a cycle.
+    fn loading<T>(&self, path: &str, pos: Position, load: impl FnOnce() -> R<T>) -> R<T> {
+        let stack = self.loading.borrow().clone();
+        if stack.iter().any(|p| p == path) {
+            let chain: Vec<&str> = stack.iter().map(String::as_str).chain([path]).collect();
+            return Err(EvalAltResult::ErrorRuntime(
+                format!("import {path:?}: an import cycle: {}", chain.join(" → ")).into(),
+                pos,
+            )
+            .into());
+        }
+        self.loading.borrow_mut().push(path.to_string());
+        let r = load();
+        self.loading.borrow_mut().pop();
+        r
     }
 
     fn files(&self, path: &str, pos: Position) -> R<&FileModuleResolver> {
@@ -94,7 +122,8 @@ impl ModuleResolver for RecipeModules {
         path: &str,
         pos: Position,
     ) -> R<SharedModule> {
-        self.files(path, pos)?.resolve(engine, source, path, pos)
+        let files = self.files(path, pos)?;
+        self.loading(path, pos, || files.resolve(engine, source, path, pos))
     }
 
     fn resolve_raw(
@@ -105,8 +134,10 @@ impl ModuleResolver for RecipeModules {
         path: &str,
         pos: Position,
     ) -> R<SharedModule> {
-        self.files(path, pos)?
-            .resolve_raw(engine, global, scope, path, pos)
+        let files = self.files(path, pos)?;
+        self.loading(path, pos, || {
+            files.resolve_raw(engine, global, scope, path, pos)
+        })
     }
 
     fn resolve_ast(
