@@ -204,6 +204,11 @@ pub struct RunArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// The database for results history and shared-pool reservations:
+    /// `postgres://USER@HOST/DB` for a shared PostgreSQL, or an SQLite file
+    /// path. Default: $LNST_DB, else ~/.local/share/lnst/results.db.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
     /// At the first FAIL or ERROR, pause as `m.breakpoint` does: everything
     /// stays configured, each host's way in is shown; Enter continues, q
     /// ends the test. Ignored (with a note in the run log) when stdin is
