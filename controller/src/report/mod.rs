@@ -1,11 +1,13 @@
 //! Results of a run and how they are shown: the types every layer fills
 //! in ([`ResultRec`], [`MatchReport`], [`RunReport`]) and the outputs —
 //! [`summary`] (stdout), [`json`] (`--json`, `summary.json`), [`junit`]
-//! (`junit.xml`) and [`rundir`] (the run directory).
+//! (`junit.xml`) and [`rundir`] (the run directory); [`series`] is a
+//! measurement's history as the results store returns it.
 
 pub mod json;
 pub mod junit;
 pub mod rundir;
+pub mod series;
 pub mod summary;
 
 use std::collections::BTreeMap;
