@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use rhai::{CallFnOptions, Dynamic, Engine, Scope, AST};
+use rhai::{Dynamic, Engine, Scope, AST};
 
 pub use declare::Declared;
 pub use engine::{Cancel, LogSink};
@@ -48,6 +48,14 @@ pub struct Loaded {
     pub file: String,
     pub source: String,
     pub declared: Declared,
+    /// The body of `fn test(m)` as top-level statements (with the recipe's
+    /// functions), and the name of its parameter. Run this way, the
+    /// engine's limit errors ("Stack overflow", "Too many operations",
+    /// "Length of string too large") keep the line inside `test` where
+    /// they happened: Rhai passes such errors through each function
+    /// level and gives them that level's call position, which for a
+    /// function called from Rust is none.
+    test_body: (AST, String),
 }
 
 /// Reads, compiles and declares. Unknown or missing params are *not*
@@ -79,12 +87,9 @@ pub fn load(
         .run_ast_with_scope(&mut scope, &ast)
         .map_err(|e| RecipeError::Script(engine::eval_error(&file, &e)))?;
     state.borrow_mut().closed = true;
-    if !ast
-        .iter_functions()
-        .any(|f| f.name == "test" && f.params.len() == 1)
-    {
+    let Some(test_body) = test_body(&ast) else {
         return Err(RecipeError::NoTest { file });
-    }
+    };
     let declared = declare::finish(&state, declare::description(&source));
     Ok(Loaded {
         engine,
@@ -93,17 +98,47 @@ pub fn load(
         file,
         source,
         declared,
+        test_body,
     })
+}
+
+/// `fn test(m)`'s statements as an AST of their own that shares the
+/// recipe's functions, and its parameter's name (see [`Loaded::test_body`]).
+fn test_body(ast: &AST) -> Option<(AST, String)> {
+    let f = ast
+        .iter_fn_def()
+        .find(|f| f.name == "test" && f.params.len() == 1)?;
+    // The body's statements are the walk's top-level nodes inside the
+    // body's braces (function definitions cannot nest).
+    let key = |p: rhai::Position| (p.line().unwrap_or(0), p.position().unwrap_or(0));
+    let (start, end) = (key(f.body.start_position()), key(f.body.end_position()));
+    let mut stmts = Vec::new();
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        if let [rhai::ASTNode::Stmt(s)] = path {
+            let at = key(s.position());
+            if start <= at && at <= end {
+                stmts.push((*s).clone());
+            }
+        }
+        true
+    });
+    let mut body = AST::new(stmts, ast.shared_lib().clone());
+    if let Some(s) = ast.source() {
+        body.set_source(s);
+    }
+    Some((body, f.params[0].to_string()))
 }
 
 impl Loaded {
     /// Calls `test(m)` without re-running the top level.
+    /// The body runs as top-level statements with `m` in scope, which is
+    /// what a call of `test` does, except that errors keep their line.
     pub fn call_test(&self, m: Dynamic) -> Result<(), String> {
         let mut scope = Scope::new();
-        let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+        let (body, param) = &self.test_body;
+        scope.push(param.as_str(), m);
         self.engine
-            .call_fn_with_options::<Dynamic>(opts, &mut scope, &self.ast, "test", (m,))
-            .map(|_| ())
+            .run_ast_with_scope(&mut scope, body)
             .map_err(|e| engine::eval_error(&self.file, &e))
     }
 }
@@ -209,6 +244,61 @@ fn test(m) {
             .unwrap()
             .to_string();
         assert!(e.starts_with("dup.rhai:2:") && e.contains("twice"), "{e}");
+    }
+
+    /// Issue 10 fault 12: the engine's limit errors name the recipe's
+    /// file and line, in the declaration phase and in `test`, also when
+    /// the limit is hit inside a recipe function.
+    #[test]
+    fn limit_errors_carry_file_line() {
+        let cases = [
+            ("so", "fn f(x) {\n  f(x + 1)\n}", "f(0);", "Stack overflow"),
+            (
+                "ops",
+                "fn f() {\n  let i = 0;\n  loop { i += 1; }\n}",
+                "f();",
+                "Too many operations",
+            ),
+            (
+                "str",
+                "fn f() {\n  let s = \"x\";\n  loop { s += s; }\n}",
+                "f();",
+                "Length of string too large",
+            ),
+            (
+                "inline",
+                "// in test itself",
+                "let s = \"y\";\n  loop { s += s; }",
+                "too large",
+            ),
+        ];
+        for (name, func, call, what) in cases {
+            // The line of the statement in the recipe that hit the limit.
+            let line = func.lines().count() + call.lines().count() + 2;
+            // Declaration phase (the real operation limit takes minutes of
+            // debug-build time: that case runs in the test phase only).
+            if name != "ops" {
+                let file = format!("{name}-decl.rhai");
+                let src = format!("{func}\n\n\n  {call}\nfn test(m) {{}}\n");
+                let p = write(&file, &src);
+                let e = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new())
+                    .err()
+                    .unwrap_or_else(|| panic!("{name}: no error"))
+                    .to_string();
+                assert!(e.starts_with(&format!("{file}:{line}:")), "{name}: {e}");
+                assert!(e.contains(what), "{name}: {e}");
+            }
+            // Test phase, with a small operation limit so that "too many
+            // operations" comes quickly.
+            let file = format!("{name}-test.rhai");
+            let src = format!("{func}\n\nfn test(m) {{\n  {call}\n}}\n");
+            let p = write(&file, &src);
+            let mut l = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new()).unwrap();
+            l.engine.set_max_operations(100_000);
+            let e = l.call_test(Dynamic::UNIT).unwrap_err();
+            assert!(e.starts_with(&format!("{file}:{line}:")), "{name}: {e}");
+            assert!(e.contains(what), "{name}: {e}");
+        }
     }
 
     #[test]
