@@ -565,9 +565,11 @@ fn ctrl_c_at_a_breakpoint_cleans_up_and_exits_130() {
     assert_no_leftovers(&summary(&json));
 }
 
-/// On the VM lab the pause shows the guests' devices and says they are
-/// entered through the prompt: `h1 COMMAND` runs in the guest (its
-/// kernel release shows it is the guest), Enter continues, nothing is left.
+/// On the VM lab the pause shows the guests' devices and how to enter
+/// them: `lnst-ctl shell RUN h1` opens the guest's console shell (prompt
+/// naming the host; `ip -j link` there shows the recipe's NIC, `uname -r`
+/// the guest's kernel) and `h1 COMMAND` at the prompt runs in the guest;
+/// Enter continues, the shell closes when the run ends, nothing is left.
 #[test]
 fn vm_lab_breakpoint_runs_commands_in_the_guest() {
     let test = "vm_lab_breakpoint_runs_commands_in_the_guest";
@@ -581,13 +583,25 @@ fn vm_lab_breakpoint_runs_commands_in_the_guest() {
         return;
     };
     let s = tm.wait_for(0, "lnst paused>", 1, 300);
-    assert!(s.contains("type `h1 COMMAND` at the prompt"), "{s}");
+    assert!(s.contains("`h1 COMMAND` at the prompt"), "{s}");
     assert!(s.contains("10.77.0.1/24"), "{s}");
-    tm.keys(0, "h1 uname -r; ip -br addr show eth0");
-    let s = tm.wait_for(0, "lnst paused>", 2, 60);
+    let runid = runid_of(&s);
     let host = String::from_utf8_lossy(&Command::new("uname").arg("-r").output().unwrap().stdout)
         .trim()
         .to_string();
+
+    tm.window(&format!("{} shell {runid} h1", ctl()));
+    if std::panic::catch_unwind(|| tm.wait_for(1, "[lnst h1]", 1, 60)).is_err() {
+        panic!("no shell prompt; the run's window:\n{}", tm.screen(0));
+    }
+    tm.keys(1, "ip -j link show eth0; uname -r; echo host=$LNST_HOST");
+    let sh = tm.wait_for(1, "host=h1", 1, 60);
+    let out = &sh[sh.rfind("ip -j link show eth0").unwrap()..];
+    assert!(out.contains("\"ifname\":\"eth0\""), "{sh}");
+    assert!(out.contains("-amd64") && !out.contains(&host), "{sh}");
+
+    tm.keys(0, "h1 uname -r; ip -br addr show eth0");
+    let s = tm.wait_for(0, "lnst paused>", 2, 60);
     let after = &s[s.find("h1 uname -r").unwrap()..];
     assert!(
         after.contains("-amd64") && !after.contains(&host),
@@ -600,4 +614,6 @@ fn vm_lab_breakpoint_runs_commands_in_the_guest() {
     let v = summary(&json);
     assert_no_leftovers(&v);
     crate::ctl::vm_lab::assert_no_qemu_of(v["lab"].as_str().unwrap_or("-"));
+    let sh = tm.wait_for(1, "EXIT=", 1, 30);
+    assert!(sh.contains(&format!("run {runid} ended")), "{sh}");
 }

@@ -371,6 +371,7 @@ impl VmLab {
                 agent: agent.clone(),
                 modules: lab.kernel.modules.clone(),
                 socket: socket.clone(),
+                shell: record.join(format!("{}.shell", h.name)),
                 nics: wiring.nics.get(&h.name).cloned().unwrap_or_default(),
                 accel,
                 verbose: std::env::var_os("LNST_VM_AGENT_VERBOSE").is_some(),
