@@ -1,9 +1,9 @@
 //! How a person enters a host of a run: the netns lab's hosts are network
 //! namespaces `lnst-<runid>-<host>` (the lab's naming, see
 //! `lab/netns.rs`), entered with `lnst-ctl shell RUN HOST` or plain
-//! `ip netns exec`; the VM lab's guests have no shell path (their agent is
-//! on a virtio-serial port), so a breakpoint runs commands on them through
-//! the agent; a pool machine is entered however its owner reaches it, so
+//! `ip netns exec`; the VM lab's guests through `lnst-ctl shell RUN HOST`
+//! too, which attaches to the guest's shell console (`HOST.shell` in the
+//! lab record); a pool machine is entered however its owner reaches it, so
 //! only its address is shown.
 
 use std::path::PathBuf;
