@@ -358,11 +358,17 @@ fn test(m) {
 /// Completions for `COMP_WORDS` from the bash script `lnst-ctl
 /// completions bash` prints, as bash's programmable completion calls it.
 fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
+    bash_complete_with(script, "_lnst__ctl", words)
+}
+
+/// [`bash_complete`] through the completion function `func`.
+fn bash_complete_with(script: &Path, func: &str, words: &[&str]) -> Vec<String> {
     let cword = words.len() - 1;
     let prog = format!(
-        "source {}; COMP_WORDS=({}); COMP_CWORD={cword}; _lnst__ctl lnst-ctl '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        "source {}; COMP_WORDS=({}); COMP_CWORD={cword}; {func} '{}' '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
         script.display(),
         words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+        words[0],
         words[cword],
         words[cword - 1],
     );
@@ -398,7 +404,7 @@ fn completions_load_in_bash_and_complete_subcommands_and_flags() {
         .output()
         .unwrap();
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("-F _lnst__ctl"),
+        String::from_utf8_lossy(&o.stdout).contains("-F _lnst__ctl_params"),
         "{o:?}"
     );
     let subs = bash_complete(&script, &["lnst-ctl", ""]);
@@ -411,6 +417,25 @@ fn completions_load_in_bash_and_complete_subcommands_and_flags() {
     );
     let pool = bash_complete(&script, &["lnst-ctl", "pool", "check", "--"]);
     assert!(pool.iter().any(|x| x == "--insecure"), "{pool:?}");
+    // After `--`, the recipe's params (from its declarations), through the
+    // function `complete` registers; before it, clap's completion.
+    let r = t.write(
+        "p.rhai",
+        "param(\"mtu\", 1500);\nparam(\"count\", 5);\nfn test(m) {}\n",
+    );
+    let (c, rp) = (ctl().to_string(), r.display().to_string());
+    let f = "_lnst__ctl_params";
+    assert_eq!(
+        bash_complete_with(&script, f, &[&c, "run", &rp, "--lab", "netns", "--", "m"]),
+        vec!["mtu="]
+    );
+    let mut all = bash_complete_with(&script, f, &[&c, "validate", &rp, "--", "mtu=9000", ""]);
+    all.sort();
+    assert_eq!(all, vec!["count=", "mtu="]);
+    assert_eq!(
+        bash_complete_with(&script, f, &[&c, "run", &rp, "--pa"]),
+        vec!["--pause-on-fail"]
+    );
     for sh in ["zsh", "fish"] {
         let o = Command::new(ctl())
             .args(["completions", sh])
