@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use rhai::{Dynamic, Engine, Scope, AST};
+use rhai::{CallFnOptions, Dynamic, Engine, Scope, AST};
 
 pub use declare::Declared;
 pub use engine::{Cancel, LogSink};
@@ -55,7 +55,7 @@ pub struct Loaded {
     /// they happened: Rhai passes such errors through each function
     /// level and gives them that level's call position, which for a
     /// function called from Rust is none.
-    test_body: (AST, String),
+    test_body: Option<(AST, String)>,
 }
 
 /// Reads, compiles and declares. Unknown or missing params are *not*
@@ -87,9 +87,13 @@ pub fn load(
         .run_ast_with_scope(&mut scope, &ast)
         .map_err(|e| RecipeError::Script(engine::eval_error(&file, &e)))?;
     state.borrow_mut().closed = true;
-    let Some(test_body) = test_body(&ast) else {
+    if !ast
+        .iter_functions()
+        .any(|f| f.name == "test" && f.params.len() == 1)
+    {
         return Err(RecipeError::NoTest { file });
-    };
+    }
+    let test_body = test_body(&engine, &ast, &source);
     let declared = declare::finish(&state, declare::description(&source));
     Ok(Loaded {
         engine,
@@ -102,30 +106,44 @@ pub fn load(
     })
 }
 
-/// `fn test(m)`'s statements as an AST of their own that shares the
-/// recipe's functions, and its parameter's name (see [`Loaded::test_body`]).
-fn test_body(ast: &AST) -> Option<(AST, String)> {
+/// `fn test(m)`'s body as a script of its own, with the recipe's
+/// functions, and its parameter's name (see [`Loaded::test_body`]). The
+/// body's text is compiled again as top-level code (statements compiled
+/// inside a function do not run outside one: their closures find the
+/// wrong variables), with everything before it blanked out so that lines
+/// and columns stay those of the recipe. `None` if that fails; `test` is
+/// then called as a function.
+fn test_body(engine: &Engine, ast: &AST, source: &str) -> Option<(AST, String)> {
     let f = ast
         .iter_fn_def()
         .find(|f| f.name == "test" && f.params.len() == 1)?;
-    // The body's statements are the walk's top-level nodes inside the
-    // body's braces (function definitions cannot nest).
-    let key = |p: rhai::Position| (p.line().unwrap_or(0), p.position().unwrap_or(0));
-    let (start, end) = (key(f.body.start_position()), key(f.body.end_position()));
-    let mut stmts = Vec::new();
-    ast.walk(&mut |path: &[rhai::ASTNode]| {
-        if let [rhai::ASTNode::Stmt(s)] = path {
-            let at = key(s.position());
-            if start <= at && at <= end {
-                stmts.push((*s).clone());
+    let offset = |p: rhai::Position| -> Option<usize> {
+        let (line, col) = (p.line()?, p.position()?);
+        let (mut l, mut c) = (1, 1);
+        for (i, ch) in source.char_indices() {
+            if (l, c) == (line, col) {
+                return Some(i);
+            }
+            if ch == '\n' {
+                (l, c) = (l + 1, 1);
+            } else {
+                c += 1;
             }
         }
-        true
-    });
-    let mut body = AST::new(stmts, ast.shared_lib().clone());
-    if let Some(s) = ast.source() {
-        body.set_source(s);
+        None
+    };
+    let start = offset(f.body.start_position())?;
+    let end = offset(f.body.end_position())?;
+    if !source[start..].starts_with('{') || !source[end..].starts_with('}') {
+        return None;
     }
+    let mut text: String = source[..start]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    text.push_str(&source[start..=end]);
+    let mut body = engine.compile(&text).ok()?;
+    body.combine(ast.clone_functions_only());
     Some((body, f.params[0].to_string()))
 }
 
@@ -135,11 +153,19 @@ impl Loaded {
     /// what a call of `test` does, except that errors keep their line.
     pub fn call_test(&self, m: Dynamic) -> Result<(), String> {
         let mut scope = Scope::new();
-        let (body, param) = &self.test_body;
-        scope.push(param.as_str(), m);
-        self.engine
-            .run_ast_with_scope(&mut scope, body)
-            .map_err(|e| engine::eval_error(&self.file, &e))
+        let r = match &self.test_body {
+            Some((body, param)) => {
+                scope.push(param.as_str(), m);
+                self.engine.run_ast_with_scope(&mut scope, body)
+            }
+            None => {
+                let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+                self.engine
+                    .call_fn_with_options::<Dynamic>(opts, &mut scope, &self.ast, "test", (m,))
+                    .map(|_| ())
+            }
+        };
+        r.map_err(|e| engine::eval_error(&self.file, &e))
     }
 }
 
@@ -323,6 +349,32 @@ fn test(m) {
             "{e}"
         );
         assert_eq!(*lines.borrow(), ["top", "test 1", "test 2"]);
+    }
+
+    /// `test`'s body runs as a script of its own (for the lines of limit
+    /// errors) but behaves as the function: closures (also capturing `m`
+    /// and locals), `catch` variables, `return`, the recipe's functions.
+    #[test]
+    fn test_body_behaves_as_the_function() {
+        for (i, body) in [
+            "let a = [#{x: 1}]; if !a.some(|e| e.x == 1) { throw \"no\" }",
+            "try { throw \"q\" } catch (e) { }\n let a = [#{x: 1}]; if !a.some(|e| e.x == 1) { throw \"no\" }",
+            "let d = 5; let a = [#{x: 1}]; if !a.some(|e| e.x == 1 && d == 5 && m == 7) { throw \"no\" }",
+            "if helper(m) == 8 { return; } throw \"not returned\"",
+            "let f = |x| x + m; if f.call(1) != 8 { throw \"capture\" }",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let p = write(
+                &format!("body{i}.rhai"),
+                &format!("fn helper(x) {{ x + 1 }}\nfn test(m) {{\n{body}\n}}\n"),
+            );
+            let l = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new()).unwrap();
+            assert!(l.test_body.is_some(), "case {i}: body not compiled apart");
+            let r = l.call_test(Dynamic::from(7_i64));
+            assert_eq!(r, Ok(()), "case {i}: {body}");
+        }
     }
 
     #[test]
