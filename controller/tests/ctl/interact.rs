@@ -624,6 +624,18 @@ fn vm_lab_breakpoint_runs_commands_in_the_guest() {
     let out = &sh[sh.rfind("ip -j link show eth0").unwrap()..];
     assert!(out.contains("\"ifname\":\"eth0\""), "{sh}");
     assert!(out.contains("-amd64") && !out.contains(&host), "{sh}");
+    // `exit` leaves lnst-ctl shell; the guest starts a new shell, which a
+    // second lnst-ctl shell finds (and which the run's end closes).
+    tm.keys(1, "exit");
+    let sh = tm.wait_for(1, "EXIT=", 1, 60);
+    assert!(
+        sh.contains("the shell on h1 exited") && sh.contains("EXIT=0"),
+        "{sh}"
+    );
+    tm.window(&format!("{} shell {runid} h1", ctl()));
+    if std::panic::catch_unwind(|| tm.wait_for(2, "[lnst h1]", 1, 60)).is_err() {
+        panic!("no second shell prompt:\n{}", tm.screen(2));
+    }
 
     tm.keys(0, "h1 uname -r; ip -br addr show eth0");
     let s = tm.wait_for(0, "lnst paused>", 2, 60);
@@ -639,6 +651,6 @@ fn vm_lab_breakpoint_runs_commands_in_the_guest() {
     let v = summary(&json);
     assert_no_leftovers(&v);
     crate::ctl::vm_lab::assert_no_qemu_of(v["lab"].as_str().unwrap_or("-"));
-    let sh = tm.wait_for(1, "EXIT=", 1, 30);
+    let sh = tm.wait_for(2, "EXIT=", 1, 30);
     assert!(sh.contains(&format!("run {runid} ended")), "{sh}");
 }
