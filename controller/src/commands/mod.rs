@@ -87,9 +87,10 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
         dir: Option<PathBuf>,
     },
-    /// Opens an interactive shell on HOST of the running netns lab RUN
-    /// (its run id, or a unique prefix, as a breakpoint shows it); the
-    /// prompt names the host; the shell closes when the run ends.
+    /// Opens an interactive shell on HOST of the running lab RUN (its run
+    /// id, or a unique prefix, as a breakpoint shows it): in a netns
+    /// host's namespace, or on a VM guest's console; the prompt names the
+    /// host; the shell closes when the run ends.
     Shell {
         /// The lab's run id (`ls /run/lnst/labs`).
         run: String,
@@ -98,6 +99,10 @@ pub enum Cmd {
     },
     /// Creates the controller's key pair and prints the line each agent
     /// lists in accepted_keys (/etc/lnst/agent.toml).
+    /// For shell completion: the params RECIPE declares, one `NAME=` a
+    /// line (runs its declaration phase; nothing is contacted).
+    #[command(name = "__params", hide = true)]
+    Params { recipe: PathBuf },
     Keygen {
         /// Where to write the private key (default
         /// ~/.config/lnst/controller.key; the public key goes beside it as .pub).
@@ -278,6 +283,7 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::Doctor { fix, lab } => doctor::exec(fix, lab.as_deref()),
         Cmd::Completions { shell } => completions::completions(shell),
         Cmd::Man { dir } => completions::man(dir.as_deref()),
+        Cmd::Params { recipe } => completions::params(&recipe),
         Cmd::Keygen { out, force } => {
             let out = out.unwrap_or_else(crate::keygen::default_key_path);
             crate::keygen::keygen_main(&out, force)
