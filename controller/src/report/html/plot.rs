@@ -75,6 +75,36 @@ pub fn fmt_value(v: f64, unit: &str) -> String {
     }
 }
 
+/// Tick labels of one axis: the same scale and as many decimals as the
+/// step needs (`8.0 Gbit/s`, `8.5 Gbit/s`), not four significant digits each.
+fn fmt_ticks(ts: &[f64], unit: &str) -> Vec<String> {
+    let top = ts.iter().fold(0f64, |a, t| a.max(t.abs()));
+    let step = if ts.len() > 1 {
+        (ts[1] - ts[0]).abs()
+    } else {
+        top.max(1.0)
+    };
+    let (div, u) = match unit {
+        "bps" if top >= 1e9 => (1e9, " Gbit/s"),
+        "bps" if top >= 1e6 => (1e6, " Mbit/s"),
+        "bps" if top >= 1e3 => (1e3, " kbit/s"),
+        "bps" => (1.0, " bit/s"),
+        _ => (1.0, ""),
+    };
+    let u = if unit == "bps" || unit.is_empty() {
+        u.to_string()
+    } else {
+        format!(" {unit}")
+    };
+    if !(1e-3..1e7).contains(&(top / div)) && top != 0.0 {
+        return ts.iter().map(|t| format!("{:.2e}{u}", t / div)).collect();
+    }
+    let decimals = (-(step / div).log10().floor()).clamp(0.0, 6.0) as usize;
+    ts.iter()
+        .map(|t| format!("{:.decimals$}{u}", t / div))
+        .collect()
+}
+
 /// Four significant digits, no exponent for everyday magnitudes.
 fn sig(v: f64) -> String {
     let a = v.abs();
@@ -234,15 +264,16 @@ pub fn svg(p: &Plot) -> String {
         r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="#fbfcfe" stroke="#d8dde6"/>"##
     );
     // Axis and grid.
-    for t in ticks(lo, hi, 5) {
-        let ty = y(t);
+    let ts = ticks(lo, hi, 5);
+    for (t, label) in ts.iter().zip(fmt_ticks(&ts, p.unit)) {
+        let ty = y(*t);
         let _ = write!(
             s,
             r##"<line class="grid" x1="{LEFT}" x2="{:.1}" y1="{ty:.1}" y2="{ty:.1}" stroke="#eceff4"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end" fill="#4a5160">{}</text>"##,
             LEFT + plot_w,
             LEFT - 6.0,
             ty + 4.0,
-            esc(&fmt_value(t, p.unit))
+            esc(&label)
         );
     }
     if let Some(b) = band {
@@ -446,5 +477,10 @@ mod tests {
         assert_eq!(t.first(), Some(&0.0));
         assert!(t.len() >= 4 && t.len() <= 7, "{t:?}");
         assert_eq!(ticks(3.0, 3.0, 5), vec![3.0]);
+        assert_eq!(
+            fmt_ticks(&[8.0e9, 8.5e9, 9.0e9], "bps"),
+            ["8.0 Gbit/s", "8.5 Gbit/s", "9.0 Gbit/s"]
+        );
+        assert_eq!(fmt_ticks(&[0.0, 20.0, 40.0], "%"), ["0 %", "20 %", "40 %"]);
     }
 }

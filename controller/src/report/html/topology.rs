@@ -99,7 +99,6 @@ pub fn svg(t: &Topology) -> String {
             top,
             *w,
             host_h,
-            any_soft,
         );
         x0 += w + GAP;
     }
@@ -142,7 +141,6 @@ fn host<'a>(
     y0: f64,
     w: f64,
     hh: f64,
-    any_soft: bool,
 ) {
     let verdict = h.result.map(|v| v.as_str()).unwrap_or("");
     let _ = write!(
@@ -304,25 +302,33 @@ fn host<'a>(
             },
         );
     }
-    let _ = any_soft;
     // Edges between the boxes of this host.
     let edge = |s: &mut String, from: &Placed, to: &Placed, class: &str, dash: &str, what: &str| {
-        // From the lower box's top to the upper box's bottom.
-        let (lo, up) = if from.top >= to.top {
-            (from, to)
+        let d = if (from.top - to.top).abs() < 1.0 {
+            // Same row: a curve through the gap below the row, clear of
+            // the boxes between them.
+            let dip = if class == "peer" { 30.0 } else { 22.0 };
+            format!(
+                "M{:.1} {:.1} Q{:.1} {:.1} {:.1} {:.1}",
+                from.cx,
+                from.bottom,
+                (from.cx + to.cx) / 2.0,
+                from.bottom + dip,
+                to.cx,
+                to.bottom
+            )
         } else {
-            (to, from)
-        };
-        let (y1, y2) = if (lo.top - up.top).abs() < 1.0 {
-            (lo.top + BOX_H / 2.0, up.top + BOX_H / 2.0)
-        } else {
-            (lo.top, up.bottom)
+            // From the lower box's top to the upper box's bottom.
+            let (lo, up) = if from.top > to.top {
+                (from, to)
+            } else {
+                (to, from)
+            };
+            format!("M{:.1} {:.1} L{:.1} {:.1}", lo.cx, lo.top, up.cx, up.bottom)
         };
         let _ = write!(
             s,
-            r##"<line class="edge {class}" x1="{:.1}" x2="{:.1}" y1="{y1:.1}" y2="{y2:.1}" stroke="#5c6bc0" stroke-width="1.5" stroke-dasharray="{dash}"><title>{}</title></line>"##,
-            lo.cx,
-            up.cx,
+            r##"<path class="edge {class}" d="{d}" fill="none" stroke="#5c6bc0" stroke-width="1.5" stroke-dasharray="{dash}"><title>{}</title></path>"##,
             esc(what)
         );
     };
