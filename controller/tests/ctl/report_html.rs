@@ -328,6 +328,41 @@ fn synthetic_history_plot_shows_band_points_and_change_in_a_browser() {
         first_y < band_y,
         "first point at y={first_y}, band at y={band_y}"
     );
+    // On screen: the change marker's orange and the band's blue tint.
+    let shot = t.0.join("syn.png");
+    chromium(
+        &bin,
+        &t,
+        &file,
+        &[
+            "--window-size=1000,1400",
+            "--hide-scrollbars",
+            &format!("--screenshot={}", shot.display()),
+        ],
+    );
+    if let Ok(keep) = std::env::var("LNST_KEEP_SCREENSHOT") {
+        let _ = std::fs::copy(&shot, keep);
+    }
+    let near = |rgb: [u8; 3], tol: i32| {
+        let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+        let mut rd = dec.read_info().unwrap();
+        let mut buf = vec![0; rd.output_buffer_size().unwrap()];
+        let info = rd.next_frame(&mut buf).unwrap();
+        let ch = info.color_type.samples();
+        buf[..info.buffer_size()]
+            .chunks(ch)
+            .filter(|p| (0..3).all(|i| (p[i] as i32 - rgb[i] as i32).abs() <= tol))
+            .count()
+    };
+    assert!(
+        near([0xe6, 0x51, 0x00], 8) > 10,
+        "no change-point orange on screen"
+    );
+    // #1565c0 at 12 % over #fbfcfe.
+    assert!(
+        near([0xe0, 0xe7, 0xf4], 6) > 500,
+        "no baseline band on screen"
+    );
 }
 
 /// The numeric attribute `name` of the first element with `marker`.
@@ -439,8 +474,15 @@ fn report_of_real_runs_in_a_browser() {
     assert!(dom.matches("class=\"edge enslaved\"").count() >= 2);
     assert!(dom.contains("class=\"edge peer\""));
     // h2 ran the failed job: its box is FAIL; h1's jobs passed.
-    assert_eq!(dom.matches("<g class=\"host\" data-result=\"FAIL\"").count(), 1);
-    assert!(dom.contains("<title>host h2 (machine h2): FAIL</title>"), "{dom}");
+    assert_eq!(
+        dom.matches("<g class=\"host\" data-result=\"FAIL\"")
+            .count(),
+        1
+    );
+    assert!(
+        dom.contains("<title>host h2 (machine h2): FAIL</title>"),
+        "{dom}"
+    );
     assert_eq!(dom.matches("<g class=\"net\"").count(), 2);
 
     // A screenshot is a real picture: its size, many colours, not blank.

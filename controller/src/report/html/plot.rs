@@ -276,11 +276,24 @@ pub fn svg(p: &Plot) -> String {
             esc(&label)
         );
     }
-    if let Some(b) = band {
-        let (y1, y2) = (y(b.high), y(b.low));
+    let wcol = plot_w / n;
+    if let Some(i) = cols.iter().position(|c| c.current).filter(|_| !by_sample) {
         let _ = write!(
             s,
-            r##"<rect class="band" x="{LEFT}" y="{y1:.1}" width="{plot_w}" height="{:.1}" fill="#1565c0" fill-opacity="0.12"><title>baseline of {} run(s): {} .. {}</title></rect>"##,
+            r##"<rect class="current" x="{:.1}" y="{TOP}" width="{wcol:.1}" height="{plot_h}" fill="#fff8e1"/>"##,
+            x(i) - wcol / 2.0
+        );
+    }
+    if let Some(b) = band {
+        let (y1, y2) = (y(b.high), y(b.low));
+        // Over the runs it was computed from (the last `n` earlier runs)
+        // and on to the right edge, where a new run is judged against it.
+        let first = hist_points.len().saturating_sub(b.n);
+        let bx = LEFT + wcol * first as f64;
+        let _ = write!(
+            s,
+            r##"<rect class="band" x="{bx:.1}" y="{y1:.1}" width="{:.1}" height="{:.1}" fill="#1565c0" fill-opacity="0.12"><title>baseline of {} run(s): {} .. {}</title></rect>"##,
+            LEFT + plot_w - bx,
             (y2 - y1).max(0.5),
             b.n,
             esc(&fmt_value(b.low, p.unit)),
@@ -289,7 +302,7 @@ pub fn svg(p: &Plot) -> String {
         let yc = y(b.centre);
         let _ = write!(
             s,
-            r##"<line class="centre" x1="{LEFT}" x2="{:.1}" y1="{yc:.1}" y2="{yc:.1}" stroke="#1565c0" stroke-dasharray="6 3"><title>baseline centre {}</title></line>"##,
+            r##"<line class="centre" x1="{bx:.1}" x2="{:.1}" y1="{yc:.1}" y2="{yc:.1}" stroke="#1565c0" stroke-dasharray="6 3"><title>baseline centre {}</title></line>"##,
             LEFT + plot_w,
             esc(&fmt_value(b.centre, p.unit))
         );
@@ -317,14 +330,6 @@ pub fn svg(p: &Plot) -> String {
                 TOP + plot_h,
                 xl,
                 esc(&c.title)
-            );
-        }
-        if c.current && !by_sample {
-            let wcol = plot_w / n;
-            let _ = write!(
-                s,
-                r##"<rect class="current" x="{:.1}" y="{TOP}" width="{wcol:.1}" height="{plot_h}" fill="#fff8e1" fill-opacity="0.7"/>"##,
-                cx - wcol / 2.0
             );
         }
         if !by_sample {
