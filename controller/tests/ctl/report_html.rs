@@ -257,6 +257,12 @@ fn synthetic_run(t: &Tmp, id: &str) -> PathBuf {
         }]
     });
     t.write(&format!("runs/{id}/summary.json"), &summary.to_string());
+    let env = serde_json::json!({ "h1": { "machine": "h1", "kernel": "6.1.0-28-amd64",
+        "cmdline": "ro quiet", "cpu_model": "Xeon <E5>", "cpus": 8,
+        "nics": { "eth0": { "ifname": "ens1f0", "driver": "ixgbe", "driver_version": "5.1",
+            "firmware": "0x800", "bus": "0000:01:00.0", "speed_mbps": 10000, "mtu": 9000,
+            "mac": "02:00:00:00:00:01", "features": { "gro": true } } } } });
+    t.write(&format!("runs/{id}/environment.json"), &env.to_string());
     t.0.join("runs").join(id)
 }
 
@@ -315,6 +321,11 @@ fn synthetic_history_plot_shows_band_points_and_change_in_a_browser() {
     assert_eq!(dom.matches("class=\"change\"").count(), 1);
     assert!(dom.contains("change point at hist-4"), "{dom}");
     assert!(dom.contains("history: 7 earlier run(s)"));
+    // environment.json: the NIC's driver and speed in the picture, the
+    // host's kernel and CPU in the table.
+    assert!(dom.contains("ixgbe · 10G"), "{dom}");
+    assert!(dom.contains("<h2>Environment</h2>"));
+    assert!(dom.contains("Xeon &lt;E5&gt; × 8"));
     // Hostile text arrives as text, not as an element.
     assert!(
         dom.contains("&lt;script&gt;alert('x')&lt;/script&gt; &amp; \"q\""),

@@ -66,6 +66,8 @@ pub struct ReportModel {
     pub matches: Vec<MatchModel>,
     /// Each host's environment (`environment.json`), when recorded.
     pub environment: BTreeMap<String, HostEnv>,
+    /// What the page could not show and why (an unreadable optional file).
+    pub notes: Vec<String>,
     /// The measurements' histories from the results store; empty without
     /// one. Matched to a measurement by [`ReportModel::history_of`].
     pub history: Vec<SeriesHistory>,
@@ -161,41 +163,85 @@ pub struct TopoNic {
     pub ips: Vec<String>,
 }
 
-/// A host's entry of `environment.json` (written by the results store).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A host's entry of `environment.json` (written by the results store:
+/// `{ "<host>": { "machine", "kernel", "cmdline", "cpu_model", "cpus",
+/// "nics": { "<recipe nic>": { "ifname", "driver", ... } } } }`). Read
+/// leniently: a field of another type is left out, not an error.
+#[derive(Debug, Clone, Default)]
 pub struct HostEnv {
-    #[serde(default)]
     pub machine: Option<String>,
-    #[serde(default)]
     pub kernel: Option<String>,
-    #[serde(default)]
     pub cmdline: Option<String>,
-    #[serde(default)]
     pub cpu_model: Option<String>,
-    #[serde(default)]
     pub cpus: Option<u64>,
-    #[serde(default)]
     pub nics: BTreeMap<String, NicEnv>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct NicEnv {
-    #[serde(default)]
     pub ifname: Option<String>,
-    #[serde(default)]
     pub driver: Option<String>,
-    #[serde(default)]
     pub driver_version: Option<String>,
-    #[serde(default)]
     pub firmware: Option<String>,
-    #[serde(default)]
     pub bus: Option<String>,
-    #[serde(default)]
+    /// `None` when unknown (a veth has no speed).
     pub speed_mbps: Option<u64>,
-    #[serde(default)]
     pub mtu: Option<u64>,
-    #[serde(default)]
     pub mac: Option<String>,
+}
+
+/// `environment.json`'s hosts; anything not shaped as expected is skipped.
+pub fn environment(v: &Value) -> BTreeMap<String, HostEnv> {
+    let text = |o: &Value, k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
+    let num = |o: &Value, k: &str| {
+        o.get(k).and_then(|n| {
+            n.as_u64()
+                .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+        })
+    };
+    let Some(hosts) = v.as_object() else {
+        return BTreeMap::new();
+    };
+    hosts
+        .iter()
+        .filter(|(_, h)| h.is_object())
+        .map(|(name, h)| {
+            let nics = h
+                .get("nics")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(n, e)| {
+                            (
+                                n.clone(),
+                                NicEnv {
+                                    ifname: text(e, "ifname"),
+                                    driver: text(e, "driver"),
+                                    driver_version: text(e, "driver_version"),
+                                    firmware: text(e, "firmware"),
+                                    bus: text(e, "bus"),
+                                    speed_mbps: num(e, "speed_mbps"),
+                                    mtu: num(e, "mtu"),
+                                    mac: text(e, "mac"),
+                                },
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                name.clone(),
+                HostEnv {
+                    machine: text(h, "machine"),
+                    kernel: text(h, "kernel"),
+                    cmdline: text(h, "cmdline"),
+                    cpu_model: text(h, "cpu_model"),
+                    cpus: num(h, "cpus"),
+                    nics,
+                },
+            )
+        })
+        .collect()
 }
 
 /// `summary.json` as this reader needs it (more fields are ignored).
@@ -300,12 +346,21 @@ impl ReportModel {
             None => summary.params.clone(),
         };
         let reqs: Requirements = read_json(dir, "requirements.json")?.unwrap_or_default();
-        let devs = devices::read(dir).map_err(|why| ModelError::NotARunDir {
-            path: dir.join(devices::FILE),
-            why,
-        })?;
-        let environment: BTreeMap<String, HostEnv> =
-            read_json(dir, "environment.json")?.unwrap_or_default();
+        // Written by another part (the results store): a file that does
+        // not parse costs the page its environment, not the whole report.
+        let mut notes = Vec::new();
+        let devs = devices::read(dir).unwrap_or_else(|why| {
+            notes.push(format!("soft devices not shown: {why}"));
+            None
+        });
+        let environment = match read_json::<Value>(dir, "environment.json") {
+            Ok(Some(v)) => environment(&v),
+            Ok(None) => BTreeMap::new(),
+            Err(e) => {
+                notes.push(format!("environment not shown: {e}"));
+                BTreeMap::new()
+            }
+        };
         let id = dir
             .canonicalize()
             .unwrap_or_else(|_| dir.to_path_buf())
@@ -342,6 +397,7 @@ impl ReportModel {
             insecure: summary.insecure,
             matches,
             environment,
+            notes,
             history: Vec::new(),
         })
     }
@@ -584,6 +640,25 @@ mod tests {
         );
         assert_eq!(started_from_name("my-run"), None);
         assert_eq!(started_from_name("2026120x-182025-a"), None);
+    }
+
+    #[test]
+    fn environment_is_read_leniently() {
+        let v = serde_json::json!({
+            "h1": { "kernel": "6.1.0", "cpus": 2, "nics": { "eth0": {
+                "ifname": "ens1f0", "driver": "ixgbe", "speed_mbps": 10000.0, "mtu": "bad" } } },
+            "h2": { "nics": { "eth0": { "speed_mbps": null } } },
+            "junk": 3
+        });
+        let e = environment(&v);
+        assert_eq!(e.len(), 2);
+        let n = &e["h1"].nics["eth0"];
+        assert_eq!(
+            (n.driver.as_deref(), n.speed_mbps, n.mtu),
+            (Some("ixgbe"), Some(10000), None)
+        );
+        assert_eq!(e["h1"].cpus, Some(2));
+        assert_eq!(e["h2"].nics["eth0"].speed_mbps, None);
     }
 
     #[test]

@@ -131,6 +131,9 @@ fn run_section(s: &mut String, r: &ReportModel, n: usize, html_dir: &Path) {
     if r.insecure {
         s.push_str("<tr><th>warning</th><td>agents were driven over TCP without authentication (--insecure)</td></tr>");
     }
+    for note in &r.notes {
+        let _ = write!(s, "<tr><th>note</th><td>{}</td></tr>", esc(note));
+    }
     for e in &r.cleanup_errors {
         let _ = write!(
             s,
