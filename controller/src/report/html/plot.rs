@@ -5,6 +5,9 @@
 //! run's samples in the last column. With no history the plot shows the
 //! run's samples one per column and their mean.
 //!
+//! With a long history only the last [`SAMPLE_COLUMNS`] runs show their
+//! individual samples; older runs show their mean.
+//!
 //! Elements carry classes (`band`, `centre`, `point`, `sample`, `change`,
 //! `current`, `mean`) so tests and style sheets can find them, and a
 //! `<title>` each (the browser's tooltip).
@@ -20,6 +23,10 @@ const LEFT: f64 = 84.0;
 const RIGHT: f64 = 16.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 44.0;
+/// Individual samples are drawn for the last this many columns only; older
+/// runs show their mean (keeps a long history's page small: 200 runs of
+/// 10 samples would be 2 000 dots per plot).
+pub const SAMPLE_COLUMNS: usize = 40;
 
 /// This run's part of a plot.
 pub struct Current<'a> {
@@ -171,9 +178,23 @@ pub fn svg(p: &Plot) -> String {
             }
         }
     } else {
+        // `MM-DD`, or `MM-DD HH:MM` when two runs share a day.
+        let days: std::collections::BTreeSet<&str> = hist_points
+            .iter()
+            .filter_map(|p| p.started.get(..10))
+            .collect();
+        let end = if days.len() == hist_points.len() {
+            10
+        } else {
+            16
+        };
         for pt in hist_points {
             cols.push(Column {
-                label: pt.started.get(5..10).unwrap_or(&pt.started).to_string(),
+                label: pt
+                    .started
+                    .get(5..end)
+                    .map(|l| l.replace('T', " "))
+                    .unwrap_or_else(|| pt.started.clone()),
                 title: format!(
                     "{} ({}): mean {} over {} sample(s), {}{}",
                     pt.run_id,
@@ -319,6 +340,7 @@ pub fn svg(p: &Plot) -> String {
         }
     }
     let label_every = (cols.len() / 10).max(1);
+    let samples_from = cols.len().saturating_sub(SAMPLE_COLUMNS);
     for (i, c) in cols.iter().enumerate() {
         let cx = x(i);
         let colour = verdict_colour(c.verdict);
@@ -332,7 +354,7 @@ pub fn svg(p: &Plot) -> String {
                 esc(&c.title)
             );
         }
-        if !by_sample {
+        if !by_sample && i >= samples_from {
             for v in c.samples.iter().filter(|v| v.is_finite()) {
                 let _ = write!(
                     s,
