@@ -25,9 +25,9 @@ pub fn render(h: &HistoryModel, html_dir: &Path) -> String {
         esc(&h.source)
     );
     let count = |v: &str| h.runs.iter().filter(|r| r.result.as_str() == v).count();
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<p>{} run(s): {} PASS, {} FAIL, {} ERROR; {} measurement series.</p>\n",
+        "<p>{} run(s): {} PASS, {} FAIL, {} ERROR; {} measurement series.</p>",
         h.runs.len(),
         count("PASS"),
         count("FAIL"),
@@ -103,9 +103,9 @@ pub fn render(h: &HistoryModel, html_dir: &Path) -> String {
         );
     }
     s.push_str("</table>\n");
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<p class=\"muted\">Written by lnst-ctl {} (<code>lnst-ctl report --history</code>).</p></body></html>\n",
+        "<p class=\"muted\">Written by lnst-ctl {} (<code>lnst-ctl report --history</code>).</p></body></html>",
         esc(env!("CARGO_PKG_VERSION"))
     );
     s

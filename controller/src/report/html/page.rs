@@ -192,9 +192,9 @@ fn match_section(
     n: usize,
     html_dir: &Path,
 ) {
-    let _ = write!(
+    let _ = writeln!(
         s,
-        "<h2>Match {i}/{n} {} <span class=\"muted\">{:.2} s</span></h2>\n",
+        "<h2>Match {i}/{n} {} <span class=\"muted\">{:.2} s</span></h2>",
         verdict(m.result.as_str()),
         m.duration
     );

@@ -40,7 +40,7 @@ struct Placed {
 }
 
 fn speed(mbps: u64) -> String {
-    if mbps >= 1000 && mbps % 1000 == 0 {
+    if mbps >= 1000 && mbps.is_multiple_of(1000) {
         format!("{}G", mbps / 1000)
     } else {
         format!("{mbps}M")
