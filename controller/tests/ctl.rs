@@ -9,7 +9,8 @@
 //! live in `ctl/` — `modules_live` (module command lines and parsers in
 //! namespaces, without the controller), `modules_lab` (modules through
 //! `lnst-ctl run` on the netns lab, checking `data` and the summary) and
-//! `vm_lab` (the VM lab: recipes, device kinds and faults in qemu guests).
+//! `vm_lab` (the VM lab: recipes, device kinds and faults in qemu guests)
+//! and `report_html` (`lnst-ctl report` opened in headless chromium).
 
 mod ctl {
     pub mod chaos;
@@ -18,6 +19,7 @@ mod ctl {
     pub mod interact;
     pub mod modules_lab;
     pub mod modules_live;
+    pub mod report_html;
     pub mod vm_lab;
 }
 

@@ -9,6 +9,7 @@ pub mod completions;
 pub mod doctor;
 pub mod lab_clean;
 pub mod pool_check;
+pub mod report;
 pub mod run;
 pub mod shell;
 pub mod validate;
@@ -47,6 +48,11 @@ pub enum Cmd {
     /// --pool) its mapping, without contacting any agent.
     #[command(after_help = EXIT_HELP)]
     Validate(ValidateArgs),
+    /// Writes one self-contained HTML page for run directories (header,
+    /// topology, results, job output, a plot per measurement), or with
+    /// --history RECIPE the recipe's history page.
+    #[command(after_help = EXIT_HELP)]
+    Report(report::ReportArgs),
     /// Pool maintenance.
     #[command(subcommand)]
     Pool(PoolCmd),
@@ -274,6 +280,7 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.cmd {
         Cmd::Run(a) => on_thread(move |rt, cancel| run::exec(a, v, rt, cancel)),
         Cmd::Validate(a) => validate::exec(a),
+        Cmd::Report(a) => report::exec(a),
         Cmd::Pool(PoolCmd::Check { pool, auth }) => {
             on_thread(move |rt, _| pool_check::exec(&pool, &auth, rt))
         }
