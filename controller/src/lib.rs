@@ -10,12 +10,15 @@
 //!   VM lab (qemu guests with a full kernel);
 //! - [`session`]: the connected agents of one run and their teardown;
 //! - [`report`]: summary, JSON, JUnit and the run directory;
+//! - [`db`]: which database holds results history and reservations
+//!   (`--db`, `LNST_DB`, the embedded default) and opening PostgreSQL;
 //! - [`modules`]: typed test tools (`ping(#{..})`, iperf, ...) for `h.run`;
 //! - [`interact`]: breakpoints, lab shells and what a terminal shows;
 //! - [`commands`]: one file per subcommand; [`exit`]: exit codes.
 
 pub mod client;
 pub mod commands;
+pub mod db;
 pub mod exit;
 pub mod interact;
 pub mod keygen;

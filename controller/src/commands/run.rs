@@ -210,6 +210,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
     }
     write_json(&dir.join("params.json"), &param_values).infra()?;
     write_json(&dir.join("mapping.json"), &mappings).infra()?;
+    write_json(&dir.join("requirements.json"), &req).infra()?;
     let jobs_dir = dir.join("jobs");
 
     // The lab, or the pool's addresses.
