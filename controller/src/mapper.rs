@@ -45,7 +45,7 @@ pub struct NicReq {
 }
 
 /// One requirement host's place in a match.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostMatch {
     pub machine: String,
     /// Requirement NIC name → pool NIC name.
