@@ -274,6 +274,7 @@ fn bench_tcp_and_hello(agent: &Path) {
 }
 
 fn main() {
+    isolate_results_store();
     if !nix::unistd::geteuid().is_root() {
         println!("SKIP: VM lab benchmarks need root");
         return;
@@ -310,4 +311,16 @@ fn main() {
     bench_bring_up(&rt, &agent, &k.image);
     bench_idle(&rt, &agent);
     bench_tcp_and_hello(&agent);
+}
+
+/// The runs of these tests and benchmarks go to a scratch results store,
+/// never the user's (`~/.local/share/lnst/results.db`): `LNST_DB` set once
+/// for this process, so every `lnst-ctl` it starts inherits it.
+fn isolate_results_store() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let d = std::env::temp_dir().join("lnst-test-results");
+        let _ = std::fs::create_dir_all(&d);
+        std::env::set_var("LNST_DB", d.join("results.db"));
+    });
 }

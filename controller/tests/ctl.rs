@@ -18,8 +18,12 @@ mod ctl {
     pub mod interact;
     pub mod modules_lab;
     pub mod modules_live;
+    pub mod store;
     pub mod vm_lab;
 }
+
+#[path = "support/postgres.rs"]
+mod pg_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -29,6 +33,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 fn ctl() -> &'static str {
+    isolate_results_store();
     env!("CARGO_BIN_EXE_lnst-ctl")
 }
 
@@ -811,4 +816,16 @@ fn spec_conformance_recipe() {
         "h.defer left the file"
     );
     let _ = std::fs::remove_file("/tmp/lnst-conformance-back");
+}
+
+/// The runs of these tests and benchmarks go to a scratch results store,
+/// never the user's (`~/.local/share/lnst/results.db`): `LNST_DB` set once
+/// for this process, so every `lnst-ctl` it starts inherits it.
+fn isolate_results_store() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let d = std::env::temp_dir().join("lnst-test-results");
+        let _ = std::fs::create_dir_all(&d);
+        std::env::set_var("LNST_DB", d.join("results.db"));
+    });
 }

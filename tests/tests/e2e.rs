@@ -44,6 +44,7 @@ fn bin_dir() -> PathBuf {
 }
 
 fn ctl() -> PathBuf {
+    isolate_results_store();
     bin_dir().join("lnst-ctl")
 }
 
@@ -791,4 +792,16 @@ fn test(m) {
         line.to_lowercase().contains("not support"),
         "says the kernel does not support it: {line}"
     );
+}
+
+/// The runs of these tests and benchmarks go to a scratch results store,
+/// never the user's (`~/.local/share/lnst/results.db`): `LNST_DB` set once
+/// for this process, so every `lnst-ctl` it starts inherits it.
+fn isolate_results_store() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let d = std::env::temp_dir().join("lnst-test-results");
+        let _ = std::fs::create_dir_all(&d);
+        std::env::set_var("LNST_DB", d.join("results.db"));
+    });
 }
