@@ -49,7 +49,9 @@ fn run_dir(base: &Path, name: &str, results: usize, perf: usize, samples: usize)
     let mut rs = Vec::new();
     for i in 0..results {
         if i < perf {
-            let s: Vec<f64> = (0..samples).map(|k| 9e9 + (k * 7919 % 1000) as f64 * 1e6).collect();
+            let s: Vec<f64> = (0..samples)
+                .map(|k| 9e9 + (k * 7919 % 1000) as f64 * 1e6)
+                .collect();
             let mean = s.iter().sum::<f64>() / s.len() as f64;
             rs.push(json!({"host": null, "job": null, "desc": format!("perf tcp 192.168.{i}.2 (h1 -> h2)"),
                 "result": "PASS", "at": i as f64,
@@ -66,9 +68,17 @@ fn run_dir(base: &Path, name: &str, results: usize, perf: usize, samples: usize)
         "duration": 10.0, "matches": [{"mapping": {"h1": {"machine": "h1", "nics": {"eth0": "eth0"}},
                                                    "h2": {"machine": "h2", "nics": {"eth0": "eth0"}}},
                                        "result": "PASS", "duration": 9.0, "results": rs}]});
-    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary).unwrap(),
+    )
+    .unwrap();
     std::fs::write(dir.join("params.json"), r#"{"runs":3}"#).unwrap();
-    std::fs::write(dir.join("mapping.json"), json!([summary["matches"][0]["mapping"]]).to_string()).unwrap();
+    std::fs::write(
+        dir.join("mapping.json"),
+        json!([summary["matches"][0]["mapping"]]).to_string(),
+    )
+    .unwrap();
     std::fs::write(dir.join("environment.json"), environment().to_string()).unwrap();
     std::fs::write(dir.join("big.rhai"), "// a recipe\n".repeat(50)).unwrap();
     dir
@@ -103,9 +113,23 @@ fn main() {
         let (_, new) = store.record(&r).unwrap();
         rec_t.push(t0.elapsed());
         assert!(new);
-        assert_eq!((r.results.len(), r.measurements.iter().map(|m| m.samples.len()).sum::<usize>() >= 10_000), (1000, true));
+        assert_eq!(
+            (
+                r.results.len(),
+                r.measurements
+                    .iter()
+                    .map(|m| m.samples.len())
+                    .sum::<usize>()
+                    >= 10_000
+            ),
+            (1000, true)
+        );
         let t0 = Instant::now();
-        std::fs::write(tmp.0.join("summary-copy.json"), serde_json::to_string_pretty(&summary).unwrap() + "\n").unwrap();
+        std::fs::write(
+            tmp.0.join("summary-copy.json"),
+            serde_json::to_string_pretty(&summary).unwrap() + "\n",
+        )
+        .unwrap();
         base_t.push(t0.elapsed());
     }
     let (rec, base) = (median(rec_t), median(base_t));

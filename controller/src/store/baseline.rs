@@ -637,26 +637,64 @@ pub mod tests {
     fn false_alarm_rate_on_noise() {
         let t = Thresholds::default();
         let seeds = 20_000u64;
-        let (mut once, mut confirmed) = (0, 0);
-        for seed in 0..seeds {
-            let mut rng = Rng::new(1_000_000 + seed);
-            let hist = run_means(&mut rng, 20, 10e9, 0.03);
-            if evaluate(&samples(&mut rng, 10e9, 0.03), &hist, "bps", &t).verdict == Verdict::Fail {
-                once += 1;
-                if evaluate(&samples(&mut rng, 10e9, 0.03), &hist, "bps", &t).verdict
-                    == Verdict::Fail
+        for cv in [0.01, 0.03, 0.05] {
+            let (mut once, mut confirmed) = (0u64, 0u64);
+            for seed in 0..seeds {
+                let mut rng = Rng::new(1_000_000 + seed);
+                let hist = run_means(&mut rng, 20, 10e9, cv);
+                if evaluate(&samples(&mut rng, 10e9, cv), &hist, "bps", &t).verdict == Verdict::Fail
                 {
+                    once += 1;
+                    if evaluate(&samples(&mut rng, 10e9, cv), &hist, "bps", &t).verdict
+                        == Verdict::Fail
+                    {
+                        confirmed += 1;
+                    }
+                }
+            }
+            eprintln!(
+                "false alarms over {seeds} noise-only histories ({:.0}% sample noise): suspected {once} ({:.3}%), confirmed {confirmed} ({:.4}%)",
+                cv * 100.0,
+                once as f64 * 100.0 / seeds as f64,
+                confirmed as f64 * 100.0 / seeds as f64
+            );
+            assert!(once * 100 <= seeds, "{cv}: suspected {once}/{seeds}");
+            assert!(
+                confirmed * 1000 <= seeds,
+                "{cv}: confirmed {confirmed}/{seeds}"
+            );
+        }
+    }
+
+    /// How often a real throughput drop is confirmed (both measurements
+    /// FAIL), with 3 % sample noise and 20-run baselines.
+    #[test]
+    fn detection_rate_of_a_real_regression() {
+        let t = Thresholds::default();
+        let seeds = 2_000u64;
+        for (drop, want_pct) in [(0.10, 80), (0.15, 99)] {
+            let mut confirmed = 0;
+            for seed in 0..seeds {
+                let mut rng = Rng::new(5_000_000 + seed);
+                let hist = run_means(&mut rng, 20, 10e9, 0.03);
+                let level = 10e9 * (1.0 - drop);
+                let fail = |rng: &mut Rng| {
+                    evaluate(&samples(rng, level, 0.03), &hist, "bps", &t).verdict == Verdict::Fail
+                };
+                if fail(&mut rng) && fail(&mut rng) {
                     confirmed += 1;
                 }
             }
+            eprintln!(
+                "a {:.0}% drop (3% sample noise) confirmed in {confirmed}/{seeds} ({:.1}%)",
+                drop * 100.0,
+                confirmed as f64 * 100.0 / seeds as f64
+            );
+            assert!(
+                confirmed * 100 >= seeds * want_pct,
+                "{drop}: {confirmed}/{seeds}"
+            );
         }
-        eprintln!(
-            "false alarms over {seeds} noise-only histories (3% sample noise): suspected {once} ({:.3}%), confirmed {confirmed} ({:.4}%)",
-            once as f64 * 100.0 / seeds as f64,
-            confirmed as f64 * 100.0 / seeds as f64
-        );
-        assert!(once * 100 <= seeds, "suspected {once}/{seeds}");
-        assert!(confirmed * 1000 <= seeds, "confirmed {confirmed}/{seeds}");
     }
 
     #[test]
