@@ -8,10 +8,14 @@
 //! - `lnst-ctl history RECIPE` (the binary) on a store of 10 000 runs of
 //!   that recipe, against the same command on an empty store (process
 //!   start and open) (goal ≤ 200 ms);
-//! - the size of that store (goal ≤ 200 MB).
+//! - the size of that store (goal ≤ 200 MB);
+//! - for information, recording the big run into the test PostgreSQL.
 
 mod support;
 use support::{median, TmpDir};
+
+#[path = "../tests/support/postgres.rs"]
+mod pg;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -105,11 +109,12 @@ fn main() {
     let big = run_dir(&tmp.0, "20261204-120000-big", 1000, 100, 100);
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(big.join("summary.json")).unwrap()).unwrap();
-    let (mut rec_t, mut base_t) = (Vec::new(), Vec::new());
+    let (mut rec_t, mut base_t, mut read_t) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..25 {
         set_start(&big, 1.8e9 + i as f64);
         let t0 = Instant::now();
         let r = RunRecord::from_run_dir(&big).unwrap();
+        read_t.push(t0.elapsed());
         let (_, new) = store.record(&r).unwrap();
         rec_t.push(t0.elapsed());
         assert!(new);
@@ -132,15 +137,33 @@ fn main() {
         .unwrap();
         base_t.push(t0.elapsed());
     }
-    let (rec, base) = (median(rec_t), median(base_t));
+    let (rec, base, read) = (median(rec_t), median(base_t), median(read_t));
     let per_big = file_size(&db) / 25;
     println!(
-        "record a run of 1000 results, 10000 samples: {} (writing its summary.json: {}, {:.1}×) — goal ≤ 20 ms",
+        "record a run of 1000 results, 10000 samples: {} (of which reading its run directory {}; writing its summary.json: {}, {:.1}×) — goal ≤ 20 ms",
         ms(rec),
+        ms(read),
         ms(base),
         rec.as_secs_f64() / base.as_secs_f64()
     );
     drop(store);
+
+    // 1b. The same into PostgreSQL (the throwaway test server), when there.
+    if let Some(pg) = pg::TestPostgres::get() {
+        let mut store = Store::open(&DbTarget::Postgres(pg.new_db())).unwrap();
+        let mut t = Vec::new();
+        for i in 0..9 {
+            set_start(&big, 1.9e9 + i as f64);
+            let t0 = Instant::now();
+            let r = RunRecord::from_run_dir(&big).unwrap();
+            store.record(&r).unwrap();
+            t.push(t0.elapsed());
+        }
+        println!(
+            "the same run into PostgreSQL (unix socket, fsync off): {}",
+            ms(median(t))
+        );
+    }
 
     // 2. History of a recipe with 10 000 runs (perf_demo-sized: a ping, a
     // perf of 3 samples, a check; two hosts' environments).
@@ -173,10 +196,10 @@ fn main() {
     let size = file_size(&db2) + file_size(&db2.with_extension("db-wal"));
     let ctl = env!("CARGO_BIN_EXE_lnst-ctl");
     let empty = tmp.0.join("empty.db");
-    let history = |db: &Path| {
+    let history = |db: &Path, points: &str| {
         let t0 = Instant::now();
         let o = Command::new(ctl)
-            .args(["history", "big.rhai", "--db"])
+            .args(["history", "big.rhai", "--points", points, "--db"])
             .arg(db)
             .output()
             .expect("lnst-ctl history");
@@ -184,20 +207,27 @@ fn main() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         (d, String::from_utf8_lossy(&o.stdout).into_owned())
     };
-    let (_, out) = history(&db2);
+    let (_, out) = history(&db2, "50");
     assert!(out.starts_with("10000 runs of big.rhai"), "{out}");
-    assert!(out.contains("change points at run(s)"), "{out}");
-    let (mut h_t, mut e_t) = (Vec::new(), Vec::new());
+    assert!(out.contains("baseline "), "{out}");
+    let (_, out) = history(&db2, "10000");
+    assert!(out.contains("change points at run(s) 5001"), "{out}");
+    let (mut h_t, mut e_t, mut all_t) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..9 {
-        h_t.push(history(&db2).0);
-        e_t.push(history(&empty).0);
+        h_t.push(history(&db2, "50").0);
+        e_t.push(history(&empty, "50").0);
+        all_t.push(history(&db2, "10000").0);
     }
-    let (h, e) = (median(h_t), median(e_t));
+    let (h, e, all) = (median(h_t), median(e_t), median(all_t));
     println!(
         "`lnst-ctl history` of a recipe with {n} runs: {} (on an empty store: {}, {:.1}×) — goal ≤ 200 ms",
         ms(h),
         ms(e),
         h.as_secs_f64() / e.as_secs_f64()
+    );
+    println!(
+        "  with every run in the trends (--points 10000, change points over all): {}",
+        ms(all)
     );
     println!(
         "store of {n} perf_demo-sized runs: {:.1} MB ({:.1} KB per run; filled in {:.1} s) — goal ≤ 200 MB",

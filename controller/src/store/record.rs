@@ -10,7 +10,7 @@
 //! iperf client (`bps`, `cpu_local`, `cpu_remote`). Each becomes one
 //! value of a series ([`SeriesKey`]).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -276,7 +276,8 @@ impl RunRecord {
         let mut measurements = Vec::new();
         for (mi, m) in matches.iter().enumerate() {
             for r in m["results"].as_array().into_iter().flatten() {
-                let data = r["data"].as_object().cloned().unwrap_or_default();
+                let empty = Map::new();
+                let data = r["data"].as_object().unwrap_or(&empty);
                 let row = ResultRow {
                     match_idx: mi as i64,
                     host: r["host"].as_str().map(str::to_string),
@@ -284,14 +285,14 @@ impl RunRecord {
                     desc: r["desc"].as_str().unwrap_or_default().to_string(),
                     result: r["result"].as_str().unwrap_or("ERROR").to_string(),
                     note: r["note"].as_str().map(str::to_string),
-                    data: serde_json::to_string(&data).unwrap_or_default(),
+                    data: serde_json::to_string(data).unwrap_or_default(),
                     at: r["at"].as_f64().unwrap_or(0.0),
                 };
                 let mapping = mappings.get(mi);
                 measurements.extend(measurements_of(
                     results.len(),
                     &row,
-                    &data,
+                    data,
                     &recipe,
                     &params_s,
                     &environment,
@@ -478,11 +479,12 @@ pub fn insert(db: &mut dyn Db, r: &RunRecord) -> DbResult<(i64, bool)> {
         if n == 0 {
             return Ok((id, false));
         }
-        for (i, x) in r.results.iter().enumerate() {
-            db.exec(
-                "INSERT INTO results (run_id, idx, match_idx, host, job, descr, result, note, data, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                &[
+        let rows: Vec<Vec<Val>> = r
+            .results
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                vec![
                     Val::I64(id),
                     Val::I64(i as i64),
                     Val::I64(x.match_idx),
@@ -493,12 +495,43 @@ pub fn insert(db: &mut dyn Db, r: &RunRecord) -> DbResult<(i64, bool)> {
                     x.note.clone().into(),
                     x.data.clone().into(),
                     x.at.into(),
-                ],
-            )?;
-        }
-        let mut series_ids: BTreeMap<(SeriesKey, String), i64> = BTreeMap::new();
+                ]
+            })
+            .collect();
+        insert_rows(
+            db,
+            "results (run_id, idx, match_idx, host, job, descr, result, note, data, at)",
+            rows,
+            "",
+        )?;
+        // The recipe's series in one query; only new ones are made.
+        let mut series_ids: HashMap<(String, String, String, String), i64> = db
+            .query(
+                "SELECT id, params, role, measurement, metric FROM series WHERE recipe = ?1",
+                &[r.recipe.clone().into()],
+            )?
+            .into_iter()
+            .map(|row| {
+                (
+                    (
+                        row[1].string(),
+                        row[2].string(),
+                        row[3].string(),
+                        row[4].string(),
+                    ),
+                    row[0].i64().unwrap_or(0),
+                )
+            })
+            .collect();
+        let mut rows = Vec::with_capacity(r.measurements.len());
         for m in &r.measurements {
-            let sk = (m.key.clone(), m.unit.clone());
+            let k = &m.key;
+            let sk = (
+                k.params.clone(),
+                k.role.clone(),
+                k.measurement.clone(),
+                k.metric.clone(),
+            );
             let sid = match series_ids.get(&sk) {
                 Some(&s) => s,
                 None => {
@@ -507,26 +540,26 @@ pub fn insert(db: &mut dyn Db, r: &RunRecord) -> DbResult<(i64, bool)> {
                     s
                 }
             };
-            db.exec(
-                "INSERT INTO measurements (run_id, result_idx, series_id, mean, stddev, n, samples,
-                    valid, verdict, change_pct, baseline_n)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT DO NOTHING",
-                &[
-                    Val::I64(id),
-                    Val::I64(m.result_idx as i64),
-                    Val::I64(sid),
-                    m.mean.into(),
-                    m.stddev.into(),
-                    Val::I64(m.samples.len() as i64),
-                    samples_blob(&m.samples).into(),
-                    Val::I64(m.valid as i64),
-                    m.verdict.clone().into(),
-                    m.change_pct.into(),
-                    Val::I64(m.baseline_n),
-                ],
-            )?;
+            rows.push(vec![
+                Val::I64(id),
+                Val::I64(m.result_idx as i64),
+                Val::I64(sid),
+                m.mean.into(),
+                m.stddev.into(),
+                Val::I64(m.samples.len() as i64),
+                samples_blob(&m.samples).into(),
+                Val::I64(m.valid as i64),
+                m.verdict.clone().into(),
+                m.change_pct.into(),
+                Val::I64(m.baseline_n),
+            ]);
         }
+        insert_rows(
+            db,
+            "measurements (run_id, result_idx, series_id, mean, stddev, n, samples, valid, verdict, change_pct, baseline_n)",
+            rows,
+            " ON CONFLICT DO NOTHING",
+        )?;
         for (host, e) in &r.environment {
             db.exec(
                 "INSERT INTO environments (run_id, host, machine, kernel, env) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -541,6 +574,44 @@ pub fn insert(db: &mut dyn Db, r: &RunRecord) -> DbResult<(i64, bool)> {
         }
         Ok((id, true))
     })
+}
+
+/// Rows per multi-row `INSERT`: one statement (one round trip to
+/// PostgreSQL) per 64 rows instead of one per row.
+const CHUNK: usize = 64;
+
+/// `INSERT INTO table (cols) VALUES (..), (..) ..suffix` in chunks.
+fn insert_rows(
+    db: &mut dyn Db,
+    table_cols: &str,
+    rows: Vec<Vec<Val>>,
+    suffix: &str,
+) -> DbResult<()> {
+    let Some(ncols) = rows.first().map(Vec::len) else {
+        return Ok(());
+    };
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Val>> = rows.by_ref().take(CHUNK).collect();
+        let mut sql = format!("INSERT INTO {table_cols} VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for c in 0..ncols {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("?{}", i * ncols + c + 1));
+            }
+            sql.push(')');
+        }
+        sql.push_str(suffix);
+        let params: Vec<Val> = chunk.into_iter().flatten().collect();
+        db.exec(&sql, &params)?;
+    }
+    Ok(())
 }
 
 /// The id of a series, made if new (safe against a concurrent writer
