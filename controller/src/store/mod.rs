@@ -350,7 +350,7 @@ impl Store {
         let rows = self
             .db
             .query(
-                "SELECT host, env FROM environments WHERE run_id = ?1",
+                "SELECT e.host, h.env FROM environments e JOIN host_envs h ON h.hash = e.env_hash WHERE e.run_id = ?1",
                 &[Val::I64(run_id)],
             )
             .map_err(|e| self.err(e))?;

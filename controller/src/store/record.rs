@@ -561,14 +561,20 @@ pub fn insert(db: &mut dyn Db, r: &RunRecord) -> DbResult<(i64, bool)> {
             " ON CONFLICT DO NOTHING",
         )?;
         for (host, e) in &r.environment {
+            let json = serde_json::to_string(e).unwrap_or_default();
+            let hash = sha256_hex(json.as_bytes());
             db.exec(
-                "INSERT INTO environments (run_id, host, machine, kernel, env) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO host_envs (hash, env) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                &[hash.clone().into(), json.into()],
+            )?;
+            db.exec(
+                "INSERT INTO environments (run_id, host, machine, kernel, env_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
                 &[
                     Val::I64(id),
                     host.clone().into(),
                     e.machine.clone().into(),
                     e.kernel.clone().into(),
-                    serde_json::to_string(e).unwrap_or_default().into(),
+                    hash.into(),
                 ],
             )?;
         }

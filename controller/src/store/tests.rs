@@ -139,9 +139,15 @@ fn records_a_run_directory_and_reads_it_back() {
         assert!(perf.valid);
         let env = s.environment(id).unwrap();
         assert_eq!(env["h2"].nics["eth0"].mac, "02:00:00:00:00:02");
+        // A second run on the same hosts stores no new environment.
+        let d2 = fake_run_dir(&tmp.0, 1_700_000_100, &[9.5e9, 9.7e9], true);
+        let (id2, _) = s.import(&d2).unwrap();
+        assert_eq!(s.environment(id2).unwrap(), env);
+        let n = s.db.query("SELECT COUNT(*) FROM host_envs", &[]).unwrap();
+        assert_eq!(n[0][0].i64(), Some(2), "{target}");
         let h = s.series_history(&perf.key, 100).unwrap();
         assert_eq!(h.unit, "bps");
-        assert_eq!(h.points.len(), 1);
+        assert_eq!(h.points.len(), 2);
         assert_eq!(h.points[0].run_id, id.to_string());
         assert!(h.baseline.is_none());
     }

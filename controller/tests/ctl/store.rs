@@ -260,7 +260,7 @@ fn runs_record_into_postgresql() {
     assert_eq!(
         pg.psql(
             &name,
-            "SELECT DISTINCT env::json->'nics'->'eth0'->>'driver' FROM environments"
+            "SELECT DISTINCT h.env::json->'nics'->'eth0'->>'driver' FROM environments e JOIN host_envs h ON h.hash = e.env_hash"
         ),
         "veth"
     );

@@ -85,12 +85,19 @@ CREATE TABLE measurements (
 );
 CREATE INDEX measurements_series ON measurements (series_id, run_id);
 
+-- Each distinct host environment once (a machine's environment is the
+-- same run after run until something on it changes), by its SHA-256.
+CREATE TABLE host_envs (
+    hash TEXT PRIMARY KEY,
+    env  TEXT NOT NULL
+);
+
 -- Each host's environment at session start (environment.json's entries).
 CREATE TABLE environments (
-    run_id  BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    host    TEXT NOT NULL,
-    machine TEXT NOT NULL,
-    kernel  TEXT NOT NULL,
-    env     TEXT NOT NULL,
+    run_id   BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    host     TEXT NOT NULL,
+    machine  TEXT NOT NULL,
+    kernel   TEXT NOT NULL,
+    env_hash TEXT NOT NULL REFERENCES host_envs (hash),
     PRIMARY KEY (run_id, host)
 );
