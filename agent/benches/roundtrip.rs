@@ -8,7 +8,11 @@
 //! - agent RSS (VmRSS) idle and after 1000 and 2000 jobs (goal ≤ 8 MiB,
 //!   flat);
 //! - job round trip over authenticated TCP (Noise XX on 127.0.0.1) vs the
-//!   same over the unix socket, in alternating sessions (goal ≤ 1.10×).
+//!   same over the unix socket, in alternating sessions (goal ≤ 1.10×);
+//! - a legitimate controller's connect + hello (Noise over TCP, until the
+//!   agent's `Welcome`) while 2 000 stalled unauthenticated TCP
+//!   connections are held open, vs the same on a quiet agent, in
+//!   alternating blocks (goal ≤ 2×, issue 10).
 //!
 //! Prints a table of medians. Starts the real `lnst-agent` binary on a
 //! unix socket and a Noise TCP listener in a temp dir.
@@ -40,6 +44,35 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|n| n.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Raises this process's soft open-files limit to its hard limit (the
+/// stalled connections need more than the default 1024).
+fn raise_nofile() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
+/// Time from TCP connect to the agent's `Welcome` (Noise handshake and
+/// hello included), then a polite close that waits for the agent to be
+/// free again (not timed).
+async fn connect_hello(tcp: std::net::SocketAddr, auth: &ClientAuth) -> Duration {
+    let t = Instant::now();
+    let c = AgentClient::connect_with("bench", &AgentAddr::Tcp(tcp), Some(auth))
+        .await
+        .unwrap_or_else(|e| panic!("connect + hello: {e}"));
+    let d = t.elapsed();
+    c.close().await.unwrap();
+    d
 }
 
 fn us(d: Duration) -> f64 {
@@ -204,7 +237,47 @@ fn main() {
                 c.close().await.unwrap();
             }
         }
+        // connect + hello: quiet vs 2000 stalled connections held open,
+        // alternating blocks so that load elsewhere hits both alike.
+        raise_nofile();
+        let stalled_n = if full { 2000 } else { 200 };
+        let per_block = if full { 15 } else { 3 };
+        let (mut quiet, mut crowded) = (Vec::new(), Vec::new());
+        let mut still_open = 0;
+        for _ in 0..3 {
+            for _ in 0..per_block {
+                quiet.push(connect_hello(tcp, &noise).await);
+            }
+            let stalled: Vec<std::net::TcpStream> = (0..stalled_n)
+                .filter_map(|_| std::net::TcpStream::connect(tcp).ok())
+                .collect();
+            assert!(stalled.len() * 10 >= stalled_n * 9, "only {} stalled connections", stalled.len());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            for _ in 0..per_block {
+                crowded.push(connect_hello(tcp, &noise).await);
+            }
+            // How many the agent had not closed (evicted) by then.
+            still_open = stalled
+                .iter()
+                .filter(|s| {
+                    s.set_nonblocking(true).unwrap();
+                    let mut b = [0u8; 64];
+                    // Open: no data yet (WouldBlock) or the agent's
+                    // preamble; closed: 0 bytes or a reset.
+                    loop {
+                        match (&**s).read(&mut b) {
+                            Ok(0) => return false,
+                            Ok(_) => continue,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                            Err(_) => return false,
+                        }
+                    }
+                })
+                .count();
+        }
+        let connects = (median(quiet), median(crowded), stalled_n, still_open);
         (
+            connects,
             median(agent_job),
             median(raw_job),
             median(raw_sh),
@@ -218,7 +291,7 @@ fn main() {
             median(noise_job),
         )
     });
-    let (aj, rj, rsh, ap, re, idle, r1, r2, rc, uj, nj) = rows;
+    let ((cq, cc, stalled_n, still_open), aj, rj, rsh, ap, re, idle, r1, r2, rc, uj, nj) = rows;
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = agent.wait();
     let _ = std::fs::remove_dir_all(&dir);
@@ -278,4 +351,13 @@ fn main() {
         us(nj) / us(uj),
         "<=1.10x"
     );
+    println!(
+        "{:<44} {:>10.0}us {:>10.0}us {:>7.2}x {:>6}",
+        format!("connect + hello, {stalled_n} stalled vs quiet"),
+        us(cc),
+        us(cq),
+        us(cc) / us(cq),
+        "<=2x"
+    );
+    println!("  ({still_open} of the {stalled_n} stalled connections still open at the end; the agent evicts the oldest)");
 }

@@ -236,6 +236,7 @@ impl AgentConfig {
         Ok(ServerAuth::Noise {
             ours,
             accepted: self.accepted(),
+            config: self.path.display().to_string(),
         })
     }
 }
@@ -365,7 +366,7 @@ handshake_timeout_secs = 3
             comment: String::new(),
         });
         match c.server_auth().unwrap() {
-            ServerAuth::Noise { ours, accepted } => {
+            ServerAuth::Noise { ours, accepted, .. } => {
                 assert_eq!(ours.public(), kp.public());
                 assert_eq!(accepted, vec![*ctl.public()]);
             }

@@ -197,7 +197,7 @@ fn main() -> ExitCode {
             eprintln!("{INSECURE_WARNING}");
             tracing::warn!("serving TCP without authentication or encryption (--insecure)");
         }
-        Some(ServerAuth::Noise { ours, accepted }) => tracing::info!(
+        Some(ServerAuth::Noise { ours, accepted, .. }) => tracing::info!(
             key = %ours.public(),
             fingerprint = %ours.public().fingerprint(),
             accepted = accepted.len(),

@@ -7,6 +7,7 @@
 
 mod agent {
     pub mod bad_input;
+    pub mod busy;
     pub mod defer;
     pub mod devices;
     pub mod events;

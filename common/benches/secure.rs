@@ -98,6 +98,7 @@ async fn run(kind: Kind, rounds: usize, job: bool) -> Vec<Duration> {
             ServerAuth::Noise {
                 ours: agent,
                 accepted: vec![*ctl.public()],
+                config: "agent.toml".into(),
             },
         )
     } else {

@@ -3,7 +3,8 @@
 //! A socket belongs to the namespace its creating thread was in. So for a
 //! named namespace we start a short-lived OS thread, `setns` it into
 //! `/run/netns/NAME` (like `ip netns exec`), open the sockets there and hand
-//! them back to the tokio runtime, which drives them from any worker.
+//! them back to the agent, where the netlink connections are driven by a
+//! runtime on a thread of their own ([`netlink_runtime`]).
 //! Never `setns` a tokio worker or blocking-pool thread: they are reused.
 //! The same thread trick reads `/proc/sys/net/...` as seen from inside.
 
@@ -53,6 +54,33 @@ impl NsConn {
 /// Drives one netlink connection; a panic inside it (netlink-packet-route
 /// panics on some malformed attributes) is logged, not lost, and the
 /// registry reopens the connection on next use.
+/// The runtime that drives every netlink connection: one thread of its
+/// own, never an agent worker. Sending a netlink request runs the kernel's
+/// handler in the sender's thread, and most rtnetlink handlers take
+/// `rtnl_lock`, which the kernel can hold for a second or more (tearing
+/// down a namespace full of devices). Driven from the agent's two workers,
+/// two such sends stopped every ping and heartbeat for that long
+/// (`agent/tests/agent/busy.rs`); here they only delay other netlink
+/// traffic, which waits for the same lock anyway.
+fn netlink_runtime() -> Result<tokio::runtime::Handle, WireError> {
+    static RT: std::sync::OnceLock<Result<tokio::runtime::Handle, String>> =
+        std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the netlink runtime: {e}"))?;
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("netlink".into())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))
+            .map_err(|e| format!("cannot start the netlink thread: {e}"))?;
+        Ok(handle)
+    })
+    .clone()
+    .map_err(WireError::os)
+}
+
 async fn drive<F: std::future::Future<Output = ()>>(conn: F, label: String, what: &'static str) {
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(conn).catch_unwind().await {
@@ -131,7 +159,8 @@ where
 /// subscribed to link and address notifications for the [`Monitor`], whose
 /// cache is filled before this returns. Its changes go to `hub`.
 pub async fn open(netns: Option<&str>, hub: Arc<Hub>) -> Result<NsConn, WireError> {
-    let rt = tokio::runtime::Handle::current();
+    let rt = netlink_runtime()?;
+    let rt2 = rt.clone();
     let label = super::ns_label(netns);
     let label2 = label.clone();
     let ident = match netns {
@@ -139,10 +168,10 @@ pub async fn open(netns: Option<&str>, hub: Arc<Hub>) -> Result<NsConn, WireErro
         None => None,
     };
     let ((rt_conn, rt_handle), (mon_conn, mon_handle, mon_rx), inet) = run_in(netns, move || {
-        // Registering the sockets with the reactor needs the runtime
-        // context; the sockets themselves are created in this thread's
-        // namespace.
-        let _guard = rt.enter();
+        // Registering the sockets with the netlink runtime's reactor
+        // needs its context; the sockets themselves are created in this
+        // thread's namespace.
+        let _guard = rt2.enter();
         let os = |what: &str, e: std::io::Error| {
             WireError::os(format!("cannot open a {what} socket in {label}: {e}"))
         };
@@ -175,8 +204,9 @@ pub async fn open(netns: Option<&str>, hub: Arc<Hub>) -> Result<NsConn, WireErro
     })
     .await?;
     let tasks = [
-        tokio::spawn(drive(rt_conn, label2.clone(), "requests")).abort_handle(),
-        tokio::spawn(drive(mon_conn, label2, "monitor")).abort_handle(),
+        rt.spawn(drive(rt_conn, label2.clone(), "requests"))
+            .abort_handle(),
+        rt.spawn(drive(mon_conn, label2, "monitor")).abort_handle(),
     ];
     let inet2 = inet
         .try_clone()

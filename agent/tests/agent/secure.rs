@@ -312,9 +312,21 @@ fn unknown_controller_key_is_refused_before_any_request() {
         "{}",
         text(&o)
     );
+    // Both sides name the file the agent was started with (`--config`),
+    // not the default /etc/lnst/agent.toml.
+    let config = n.path("agent.toml").display().to_string();
+    assert!(
+        err.contains(&format!("accepted_keys in {config} ")) && !err.contains("/etc/lnst"),
+        "{}",
+        text(&o)
+    );
     assert!(n.wait_log("refused controller key"), "{}", n.log());
     let log = n.log();
     assert!(log.contains(&other_fp.to_string()), "{log}");
+    assert!(
+        log.contains(&format!("accepted_keys in {config} ")) && !log.contains("/etc/lnst"),
+        "{log}"
+    );
     // No session, no request: the session module never logged anything.
     assert!(
         !log.contains("controller connected") && !log.contains("lnst_agent::session"),

@@ -54,11 +54,11 @@ pub enum SecureError {
         reason: String,
     },
     /// Agent side: the controller's key is not in `accepted_keys`.
-    #[error("refused controller key {key} (fingerprint {}): not among the accepted keys; add it to accepted_keys in /etc/lnst/agent.toml (or the file given with --config) if you trust it", key.fingerprint())]
-    UnknownController { key: PublicKey },
+    #[error("refused controller key {key} (fingerprint {}): not among the accepted keys; add it to accepted_keys in {config} if you trust it", key.fingerprint())]
+    UnknownController { key: PublicKey, config: String },
     /// Agent side: no controller key is accepted at all.
-    #[error("refused controller key {key} (fingerprint {}): this agent accepts no controller keys; add controller keys (printed by `lnst-ctl keygen`) to accepted_keys in /etc/lnst/agent.toml", key.fingerprint())]
-    NoAcceptedKeys { key: PublicKey },
+    #[error("refused controller key {key} (fingerprint {}): this agent accepts no controller keys; add controller keys (printed by `lnst-ctl keygen`) to accepted_keys in {config}", key.fingerprint())]
+    NoAcceptedKeys { key: PublicKey, config: String },
     /// Agent side: the controller hung up during the handshake, usually
     /// because it did not trust our key.
     #[error("controller closed the connection during the handshake (does its pool file pin this agent's key {ours}?)")]

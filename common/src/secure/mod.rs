@@ -61,6 +61,10 @@ pub enum ServerAuth {
     Noise {
         ours: KeyPair,
         accepted: Vec<PublicKey>,
+        /// The configuration file `accepted` came from (the default or
+        /// `--config`), named in refusals so the operator edits the
+        /// right file.
+        config: String,
     },
     /// `lnst-agent --insecure`: plain TCP.
     Insecure,
@@ -117,7 +121,11 @@ pub async fn server_accept<S: AsyncRead + AsyncWrite + Unpin>(
     timeout: Duration,
 ) -> Result<(Transport<S>, Option<PublicKey>), SecureError> {
     match auth {
-        ServerAuth::Noise { ours, accepted } => server_handshake(s, ours, accepted, timeout)
+        ServerAuth::Noise {
+            ours,
+            accepted,
+            config,
+        } => server_handshake(s, ours, accepted, config, timeout)
             .await
             .map(|(s, k)| (Transport::Secure(Box::new(s)), Some(k))),
         ServerAuth::Insecure => server_plain(s, timeout)

@@ -233,15 +233,17 @@ pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     s: S,
     ours: &KeyPair,
     accepted: &[PublicKey],
+    config: &str,
     timeout: Duration,
 ) -> Result<(SecureStream<S>, PublicKey), SecureError> {
-    within(timeout, server_inner(s, ours, accepted)).await
+    within(timeout, server_inner(s, ours, accepted, config)).await
 }
 
 async fn server_inner<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     ours: &KeyPair,
     accepted: &[PublicKey],
+    config: &str,
 ) -> Result<(SecureStream<S>, PublicKey), SecureError> {
     let closed = || SecureError::ClosedByController {
         ours: ours.public().fingerprint(),
@@ -282,17 +284,24 @@ async fn server_inner<S: AsyncRead + AsyncWrite + Unpin>(
 
     let refusal = if accepted.is_empty() {
         Some((
-            SecureError::NoAcceptedKeys { key: peer },
-            "this agent accepts no controller keys yet; add this controller's key \
-             (`lnst-ctl keygen` prints it) to accepted_keys in /etc/lnst/agent.toml on the agent"
-                .to_string(),
+            SecureError::NoAcceptedKeys {
+                key: peer,
+                config: config.to_string(),
+            },
+            format!(
+                "this agent accepts no controller keys yet; add this controller's key \
+                 (`lnst-ctl keygen` prints it) to accepted_keys in {config} on the agent"
+            ),
         ))
     } else if !accepted.contains(&peer) {
         Some((
-            SecureError::UnknownController { key: peer },
+            SecureError::UnknownController {
+                key: peer,
+                config: config.to_string(),
+            },
             format!(
                 "the key is not among its accepted keys; add {peer} to accepted_keys \
-                 in /etc/lnst/agent.toml on the agent if you trust it"
+                 in {config} on the agent if you trust it"
             ),
         ))
     } else {

@@ -10,6 +10,8 @@ use super::*;
 use crate::codec;
 
 const T: Duration = Duration::from_secs(5);
+/// A configuration path no agent uses by default, to see it named.
+const CONFIG: &str = "/tmp/x/agent.toml";
 
 struct Keys {
     ctl: KeyPair,
@@ -27,6 +29,7 @@ fn server_auth(k: &Keys) -> ServerAuth {
     ServerAuth::Noise {
         ours: k.agent.clone(),
         accepted: vec![*k.ctl.public()],
+        config: CONFIG.into(),
     }
 }
 
@@ -109,7 +112,8 @@ async fn duplex_good_keys_carry_small_and_huge_writes() {
     let (c, s) = tokio::io::duplex(8 * 1024);
     let agent = k.agent.clone();
     let accepted = vec![*k.ctl.public()];
-    let server = tokio::spawn(async move { server_handshake(s, &agent, &accepted, T).await });
+    let server =
+        tokio::spawn(async move { server_handshake(s, &agent, &accepted, CONFIG, T).await });
     let mut c = client_handshake(c, &k.ctl, k.agent.public(), "h", T)
         .await
         .unwrap();
@@ -182,7 +186,7 @@ async fn unknown_controller_is_refused_before_any_request() {
     assert!(
         matches!(se, SecureError::UnknownController { .. })
             && smsg.contains(&fp)
-            && smsg.contains("add it to accepted_keys in /etc/lnst/agent.toml"),
+            && smsg.contains(&format!("add it to accepted_keys in {CONFIG} ")),
         "{smsg}"
     );
 }
@@ -196,7 +200,8 @@ async fn refused_controller_cannot_smuggle_a_request() {
     let (c, s) = tokio::io::duplex(64 * 1024);
     let agent = k.agent.clone();
     let accepted = vec![*k.ctl.public()];
-    let server = tokio::spawn(async move { server_handshake(s, &agent, &accepted, T).await });
+    let server =
+        tokio::spawn(async move { server_handshake(s, &agent, &accepted, CONFIG, T).await });
     let r = client_handshake(c, &stranger, k.agent.public(), "h", T).await;
     assert!(matches!(r, Err(SecureError::Refused { .. })), "{r:?}");
     assert!(matches!(
@@ -211,11 +216,22 @@ async fn agent_with_no_accepted_keys_says_so() {
     let sauth = ServerAuth::Noise {
         ours: k.agent.clone(),
         accepted: vec![],
+        config: CONFIG.into(),
     };
     let (c, s) = tcp_pair(&client_auth(&k), &sauth).await;
     let cmsg = c.unwrap_err().to_string();
     assert!(cmsg.contains("accepts no controller keys"), "{cmsg}");
-    assert!(matches!(s.unwrap_err(), SecureError::NoAcceptedKeys { .. }));
+    assert!(
+        cmsg.contains(&format!("accepted_keys in {CONFIG} ")),
+        "{cmsg}"
+    );
+    let se = s.unwrap_err();
+    assert!(matches!(se, SecureError::NoAcceptedKeys { .. }), "{se}");
+    assert!(
+        se.to_string()
+            .ends_with(&format!("accepted_keys in {CONFIG}")),
+        "{se}"
+    );
 }
 
 #[tokio::test]
@@ -504,7 +520,9 @@ async fn truncated_record_is_an_error_not_eof() {
     let agent = k.agent.clone();
     let accepted = vec![*k.ctl.public()];
     let server = tokio::spawn(async move {
-        let (mut t, _) = server_handshake(s, &agent, &accepted, T).await.unwrap();
+        let (mut t, _) = server_handshake(s, &agent, &accepted, CONFIG, T)
+            .await
+            .unwrap();
         let mut v = Vec::new();
         t.read_to_end(&mut v).await
     });

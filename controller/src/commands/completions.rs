@@ -1,7 +1,12 @@
 //! `lnst-ctl completions bash|zsh|fish` and `lnst-ctl man`: shell
 //! completion scripts and man pages generated from the same clap
 //! definitions as `--help` (clap_complete, clap_mangen), so they never
-//! drift from the command line. Recipe arguments complete as file paths.
+//! drift from the command line. Recipe arguments complete as file paths;
+//! in bash, the words after `--` of `run` and `validate` complete as the
+//! recipe's param names (`NAME=`), which the script asks the hidden
+//! `lnst-ctl __params RECIPE` for. clap_complete's static zsh and fish
+//! scripts have no hook for that (its dynamic completion is behind an
+//! unstable feature), so there the params are not completed.
 
 use std::io::Write;
 use std::path::Path;
@@ -32,8 +37,53 @@ pub fn completions(shell: Shell) -> Result<ExitCode, Failure> {
     clap_complete::generate(s, &mut cmd, "lnst-ctl", &mut out);
     if let Shell::Bash = shell {
         out = fix_bash(&out);
+        out.extend_from_slice(BASH_PARAMS.as_bytes());
     }
     write_stdout(&out)
+}
+
+/// Appended to the bash script: after `--` on a `run` or `validate` line
+/// whose recipe (a `.rhai` word) is given, complete the recipe's params;
+/// everything else is clap's.
+const BASH_PARAMS: &str = r#"
+# lnst-ctl: recipe params after `--` (run|validate RECIPE.rhai ... -- NAME=VALUE).
+_lnst__ctl_params() {
+    local i sub= recipe= dd=
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${COMP_WORDS[i]}" in
+            --) dd=1 ;;
+            run|validate) [ -z "$sub" ] && sub=${COMP_WORDS[i]} ;;
+            *.rhai) [ -n "$sub" ] && [ -z "$dd" ] && [ -z "$recipe" ] && recipe=${COMP_WORDS[i]} ;;
+        esac
+    done
+    if [ -n "$dd" ] && [ -n "$recipe" ]; then
+        local names
+        names=$("${COMP_WORDS[0]}" __params "$recipe" 2>/dev/null)
+        COMPREPLY=($(compgen -W "$names" -- "${COMP_WORDS[COMP_CWORD]}"))
+        compopt -o nospace 2>/dev/null
+        return 0
+    fi
+    _lnst__ctl "$@"
+}
+complete -F _lnst__ctl_params -o nosort -o bashdefault -o default lnst-ctl
+"#;
+
+/// `lnst-ctl __params RECIPE`: `NAME=` for each param the recipe
+/// declares. Errors go to stderr (the completion script drops them).
+pub fn params(recipe: &Path) -> Result<ExitCode, Failure> {
+    let loaded = crate::recipe::load(
+        recipe,
+        &Default::default(),
+        std::rc::Rc::new(|_| {}),
+        crate::recipe::Cancel::new(),
+    )
+    .map_err(|e| Failure::new(ExitCode::Usage, anyhow::Error::from(e)))?;
+    let mut out = String::new();
+    for p in &loaded.declared.params {
+        out.push_str(&p.name);
+        out.push_str("=\n");
+    }
+    write_stdout(out.as_bytes())
 }
 
 /// `lnst-ctl man`: the page `lnst-ctl(1)` on stdout, or with `dir` one

@@ -12,6 +12,7 @@ pub mod history;
 pub mod import;
 pub mod lab_clean;
 pub mod pool_check;
+pub mod report;
 pub mod run;
 pub mod shell;
 pub mod validate;
@@ -50,6 +51,11 @@ pub enum Cmd {
     /// --pool) its mapping, without contacting any agent.
     #[command(after_help = EXIT_HELP)]
     Validate(ValidateArgs),
+    /// Writes one self-contained HTML page for run directories (header,
+    /// topology, results, job output, a plot per measurement), or with
+    /// --history RECIPE the recipe's history page.
+    #[command(after_help = EXIT_HELP)]
+    Report(report::ReportArgs),
     /// Pool maintenance.
     #[command(subcommand)]
     Pool(PoolCmd),
@@ -90,9 +96,10 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
         dir: Option<PathBuf>,
     },
-    /// Opens an interactive shell on HOST of the running netns lab RUN
-    /// (its run id, or a unique prefix, as a breakpoint shows it); the
-    /// prompt names the host; the shell closes when the run ends.
+    /// Opens an interactive shell on HOST of the running lab RUN (its run
+    /// id, or a unique prefix, as a breakpoint shows it): in a netns
+    /// host's namespace, or on a VM guest's console; the prompt names the
+    /// host; the shell closes when the run ends.
     Shell {
         /// The lab's run id (`ls /run/lnst/labs`).
         run: String,
@@ -139,6 +146,10 @@ pub enum Cmd {
     },
     /// Creates the controller's key pair and prints the line each agent
     /// lists in accepted_keys (/etc/lnst/agent.toml).
+    /// For shell completion: the params RECIPE declares, one `NAME=` a
+    /// line (runs its declaration phase; nothing is contacted).
+    #[command(name = "__params", hide = true)]
+    Params { recipe: PathBuf },
     Keygen {
         /// Where to write the private key (default
         /// ~/.config/lnst/controller.key; the public key goes beside it as .pub).
@@ -310,6 +321,7 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.cmd {
         Cmd::Run(a) => on_thread(move |rt, cancel| run::exec(a, v, rt, cancel)),
         Cmd::Validate(a) => validate::exec(a),
+        Cmd::Report(a) => report::exec(a),
         Cmd::Pool(PoolCmd::Check { pool, auth }) => {
             on_thread(move |rt, _| pool_check::exec(&pool, &auth, rt))
         }
@@ -328,6 +340,7 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::Import { dirs, db } => import::exec(&dirs, db.as_deref()),
         Cmd::Completions { shell } => completions::completions(shell),
         Cmd::Man { dir } => completions::man(dir.as_deref()),
+        Cmd::Params { recipe } => completions::params(&recipe),
         Cmd::Keygen { out, force } => {
             let out = out.unwrap_or_else(crate::keygen::default_key_path);
             crate::keygen::keygen_main(&out, force)

@@ -187,6 +187,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
     let _ = fs::write(dir.join(&file), &loaded.source);
     write_json(&dir.join("params.json"), &param_values).infra()?;
     write_json(&dir.join("mapping.json"), &mappings).infra()?;
+    write_json(&dir.join("requirements.json"), &req).infra()?;
     let store_hook =
         crate::store::hook::RunHook::begin(a.db.as_deref(), &a.recipe, &param_values, &dir);
     let jobs_dir = dir.join("jobs");

@@ -3,7 +3,8 @@
 //! enter each host and what is configured on it, and a prompt waits.
 //! Enter continues; `q` ends the test (cleanup runs as after any error);
 //! `HOST COMMAND` runs `sh -c COMMAND` on that host through its agent and
-//! prints the output (the way into a VM guest, which has no shell).
+//! prints the output (the way into a pool machine, which has no shell
+//! path from here).
 //!
 //! The prompt is read on the recipe thread through [`Core::block`], so
 //! Ctrl-C and a lost agent end the pause like any other wait, and the

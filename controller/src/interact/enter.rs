@@ -1,9 +1,9 @@
 //! How a person enters a host of a run: the netns lab's hosts are network
 //! namespaces `lnst-<runid>-<host>` (the lab's naming, see
 //! `lab/netns.rs`), entered with `lnst-ctl shell RUN HOST` or plain
-//! `ip netns exec`; the VM lab's guests have no shell path (their agent is
-//! on a virtio-serial port), so a breakpoint runs commands on them through
-//! the agent; a pool machine is entered however its owner reaches it, so
+//! `ip netns exec`; the VM lab's guests through `lnst-ctl shell RUN HOST`
+//! too, which attaches to the guest's shell console (`HOST.shell` in the
+//! lab record); a pool machine is entered however its owner reaches it, so
 //! only its address is shown.
 
 use std::path::PathBuf;
@@ -20,8 +20,8 @@ pub fn netns_name(runid: &str, host: &str) -> String {
 pub enum Entry {
     /// A netns lab host: its namespace and the lab's run id.
     Netns { runid: String, netns: String },
-    /// A VM lab guest: no shell; commands go through its agent.
-    Vm,
+    /// A VM lab guest: `lnst-ctl shell` opens its shell console.
+    Vm { runid: String },
     /// A pool machine: its agent's address from the pool file.
     Machine { address: String },
 }
@@ -35,7 +35,9 @@ impl Entry {
                 runid: l.runid().to_string(),
                 netns: netns_name(l.runid(), host),
             },
-            Some(_) => Entry::Vm,
+            Some(l) => Entry::Vm {
+                runid: l.runid().to_string(),
+            },
             None => Entry::Machine {
                 address: address.to_string(),
             },
@@ -49,9 +51,10 @@ impl Entry {
                 format!("lnst-ctl shell {runid} {host}"),
                 format!("(or: ip netns exec {netns} bash)"),
             ],
-            Entry::Vm => vec![format!(
-                "a VM guest has no shell; type `{host} COMMAND` at the prompt to run COMMAND there"
-            )],
+            Entry::Vm { runid } => vec![
+                format!("lnst-ctl shell {runid} {host}"),
+                format!("(the guest's console shell; or `{host} COMMAND` at the prompt)"),
+            ],
             Entry::Machine { address } => vec![format!(
                 "pool machine, agent at {address}; log in as you usually do (or `{host} COMMAND` at the prompt)"
             )],
@@ -64,7 +67,9 @@ impl Entry {
 pub enum Found {
     /// A netns lab host's namespace.
     Netns(String),
-    /// A lab without namespaces for its hosts (the VM lab).
+    /// A VM lab guest: the unix socket of its shell console.
+    VmShell { runid: String, socket: PathBuf },
+    /// A lab without namespaces for its hosts and no shell consoles.
     NoNamespace,
     /// No such run; the runs that are up, for the message.
     NoRun(Vec<String>),
@@ -97,6 +102,29 @@ pub fn find(dir: &std::path::Path, run: &str, host: &str) -> Found {
         .map(str::to_string)
         .collect();
     if hosts.is_empty() {
+        // A VM lab: its guests' shell consoles, `HOST.shell`.
+        let guests: Vec<String> = std::fs::read_dir(dir.join(runid))
+            .map(|rd| {
+                let mut v: Vec<String> = rd
+                    .flatten()
+                    .filter_map(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        n.strip_suffix(".shell").map(str::to_string)
+                    })
+                    .collect();
+                v.sort();
+                v
+            })
+            .unwrap_or_default();
+        if guests.iter().any(|h| h == host) {
+            return Found::VmShell {
+                runid: runid.to_string(),
+                socket: dir.join(runid).join(format!("{host}.shell")),
+            };
+        }
+        if !guests.is_empty() {
+            return Found::NoHost(guests);
+        }
         return Found::NoNamespace;
     }
     if hosts.iter().any(|h| h == host) {
@@ -132,6 +160,18 @@ mod tests {
             Found::NoHost(vec!["h1".into(), "h2".into()])
         );
         assert_eq!(find(&d, "ffee00", "h1"), Found::NoNamespace);
+        // A VM lab: its guests' shell console sockets.
+        std::fs::write(d.join("ffee00/namespaces"), "lnst-ffee00-lab\n").unwrap();
+        std::fs::write(d.join("ffee00/h1.shell"), "").unwrap();
+        std::fs::write(d.join("ffee00/h1.sock"), "").unwrap();
+        assert_eq!(
+            find(&d, "ffee00", "h1"),
+            Found::VmShell {
+                runid: "ffee00".into(),
+                socket: d.join("ffee00/h1.shell")
+            }
+        );
+        assert_eq!(find(&d, "ffee", "h2"), Found::NoHost(vec!["h1".into()]));
         assert!(matches!(find(&d, "77", "h1"), Found::NoRun(r) if r.len() == 2));
         let _ = std::fs::remove_dir_all(&d);
     }

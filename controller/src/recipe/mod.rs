@@ -48,6 +48,14 @@ pub struct Loaded {
     pub file: String,
     pub source: String,
     pub declared: Declared,
+    /// The body of `fn test(m)` as top-level statements (with the recipe's
+    /// functions), and the name of its parameter. Run this way, the
+    /// engine's limit errors ("Stack overflow", "Too many operations",
+    /// "Length of string too large") keep the line inside `test` where
+    /// they happened: Rhai passes such errors through each function
+    /// level and gives them that level's call position, which for a
+    /// function called from Rust is none.
+    test_body: Option<(AST, String)>,
 }
 
 /// Reads, compiles and declares. Unknown or missing params are *not*
@@ -85,6 +93,7 @@ pub fn load(
     {
         return Err(RecipeError::NoTest { file });
     }
+    let test_body = test_body(&engine, &ast, &source);
     let declared = declare::finish(&state, declare::description(&source));
     Ok(Loaded {
         engine,
@@ -93,18 +102,70 @@ pub fn load(
         file,
         source,
         declared,
+        test_body,
     })
+}
+
+/// `fn test(m)`'s body as a script of its own, with the recipe's
+/// functions, and its parameter's name (see [`Loaded::test_body`]). The
+/// body's text is compiled again as top-level code (statements compiled
+/// inside a function do not run outside one: their closures find the
+/// wrong variables), with everything before it blanked out so that lines
+/// and columns stay those of the recipe. `None` if that fails; `test` is
+/// then called as a function.
+fn test_body(engine: &Engine, ast: &AST, source: &str) -> Option<(AST, String)> {
+    let f = ast
+        .iter_fn_def()
+        .find(|f| f.name == "test" && f.params.len() == 1)?;
+    let offset = |p: rhai::Position| -> Option<usize> {
+        let (line, col) = (p.line()?, p.position()?);
+        let (mut l, mut c) = (1, 1);
+        for (i, ch) in source.char_indices() {
+            if (l, c) == (line, col) {
+                return Some(i);
+            }
+            if ch == '\n' {
+                (l, c) = (l + 1, 1);
+            } else {
+                c += 1;
+            }
+        }
+        None
+    };
+    let start = offset(f.body.start_position())?;
+    let end = offset(f.body.end_position())?;
+    if !source[start..].starts_with('{') || !source[end..].starts_with('}') {
+        return None;
+    }
+    let mut text: String = source[..start]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    text.push_str(&source[start..=end]);
+    let mut body = engine.compile(&text).ok()?;
+    body.combine(ast.clone_functions_only());
+    Some((body, f.params[0].to_string()))
 }
 
 impl Loaded {
     /// Calls `test(m)` without re-running the top level.
+    /// The body runs as top-level statements with `m` in scope, which is
+    /// what a call of `test` does, except that errors keep their line.
     pub fn call_test(&self, m: Dynamic) -> Result<(), String> {
         let mut scope = Scope::new();
-        let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-        self.engine
-            .call_fn_with_options::<Dynamic>(opts, &mut scope, &self.ast, "test", (m,))
-            .map(|_| ())
-            .map_err(|e| engine::eval_error(&self.file, &e))
+        let r = match &self.test_body {
+            Some((body, param)) => {
+                scope.push(param.as_str(), m);
+                self.engine.run_ast_with_scope(&mut scope, body)
+            }
+            None => {
+                let opts = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+                self.engine
+                    .call_fn_with_options::<Dynamic>(opts, &mut scope, &self.ast, "test", (m,))
+                    .map(|_| ())
+            }
+        };
+        r.map_err(|e| engine::eval_error(&self.file, &e))
     }
 }
 
@@ -211,6 +272,61 @@ fn test(m) {
         assert!(e.starts_with("dup.rhai:2:") && e.contains("twice"), "{e}");
     }
 
+    /// Issue 10 fault 12: the engine's limit errors name the recipe's
+    /// file and line, in the declaration phase and in `test`, also when
+    /// the limit is hit inside a recipe function.
+    #[test]
+    fn limit_errors_carry_file_line() {
+        let cases = [
+            ("so", "fn f(x) {\n  f(x + 1)\n}", "f(0);", "Stack overflow"),
+            (
+                "ops",
+                "fn f() {\n  let i = 0;\n  loop { i += 1; }\n}",
+                "f();",
+                "Too many operations",
+            ),
+            (
+                "str",
+                "fn f() {\n  let s = \"x\";\n  loop { s += s; }\n}",
+                "f();",
+                "Length of string too large",
+            ),
+            (
+                "inline",
+                "// in test itself",
+                "let s = \"y\";\n  loop { s += s; }",
+                "too large",
+            ),
+        ];
+        for (name, func, call, what) in cases {
+            // The line of the statement in the recipe that hit the limit.
+            let line = func.lines().count() + call.lines().count() + 2;
+            // Declaration phase (the real operation limit takes minutes of
+            // debug-build time: that case runs in the test phase only).
+            if name != "ops" {
+                let file = format!("{name}-decl.rhai");
+                let src = format!("{func}\n\n\n  {call}\nfn test(m) {{}}\n");
+                let p = write(&file, &src);
+                let e = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new())
+                    .err()
+                    .unwrap_or_else(|| panic!("{name}: no error"))
+                    .to_string();
+                assert!(e.starts_with(&format!("{file}:{line}:")), "{name}: {e}");
+                assert!(e.contains(what), "{name}: {e}");
+            }
+            // Test phase, with a small operation limit so that "too many
+            // operations" comes quickly.
+            let file = format!("{name}-test.rhai");
+            let src = format!("{func}\n\nfn test(m) {{\n  {call}\n}}\n");
+            let p = write(&file, &src);
+            let mut l = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new()).unwrap();
+            l.engine.set_max_operations(100_000);
+            let e = l.call_test(Dynamic::UNIT).unwrap_err();
+            assert!(e.starts_with(&format!("{file}:{line}:")), "{name}: {e}");
+            assert!(e.contains(what), "{name}: {e}");
+        }
+    }
+
     #[test]
     fn test_fn_runs_without_rerunning_top_level() {
         let p = write(
@@ -233,6 +349,32 @@ fn test(m) {
             "{e}"
         );
         assert_eq!(*lines.borrow(), ["top", "test 1", "test 2"]);
+    }
+
+    /// `test`'s body runs as a script of its own (for the lines of limit
+    /// errors) but behaves as the function: closures (also capturing `m`
+    /// and locals), `catch` variables, `return`, the recipe's functions.
+    #[test]
+    fn test_body_behaves_as_the_function() {
+        for (i, body) in [
+            "let a = [#{x: 1}]; if !a.some(|e| e.x == 1) { throw \"no\" }",
+            "try { throw \"q\" } catch (e) { }\n let a = [#{x: 1}]; if !a.some(|e| e.x == 1) { throw \"no\" }",
+            "let d = 5; let a = [#{x: 1}]; if !a.some(|e| e.x == 1 && d == 5 && m == 7) { throw \"no\" }",
+            "if helper(m) == 8 { return; } throw \"not returned\"",
+            "let f = |x| x + m; if f.call(1) != 8 { throw \"capture\" }",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let p = write(
+                &format!("body{i}.rhai"),
+                &format!("fn helper(x) {{ x + 1 }}\nfn test(m) {{\n{body}\n}}\n"),
+            );
+            let l = load(&p, &ov(&[]), Rc::new(|_| {}), Cancel::new()).unwrap();
+            assert!(l.test_body.is_some(), "case {i}: body not compiled apart");
+            let r = l.call_test(Dynamic::from(7_i64));
+            assert_eq!(r, Ok(()), "case {i}: {body}");
+        }
     }
 
     #[test]

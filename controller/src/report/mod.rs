@@ -1,9 +1,13 @@
 //! Results of a run and how they are shown: the types every layer fills
 //! in ([`ResultRec`], [`MatchReport`], [`RunReport`]) and the outputs —
 //! [`summary`] (stdout), [`json`] (`--json`, `summary.json`), [`junit`]
-//! (`junit.xml`) and [`rundir`] (the run directory); [`series`] is a
-//! measurement's history as the results store returns it.
+//! (`junit.xml`) and [`rundir`] (the run directory, with [`devices`]:
+//! `devices.json`, what the test phase created); [`series`] is a
+//! measurement's history as the results store returns it; [`html`] is
+//! `lnst-ctl report`'s self-contained HTML page.
 
+pub mod devices;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod rundir;
@@ -12,13 +16,13 @@ pub mod summary;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::mapper::Mapping;
 
 /// The outcome of one result line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Verdict {
     Pass,
@@ -48,7 +52,7 @@ impl Verdict {
 }
 
 /// One line of the results: a job, an `m.check`, an `m.result` or an error.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultRec {
     /// Requirement host of a job, `null` otherwise.
     pub host: Option<String>,
@@ -57,10 +61,10 @@ pub struct ResultRec {
     pub desc: String,
     pub result: Verdict,
     /// Key figures (exit code, duration, module result, `m.result` data).
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub data: serde_json::Map<String, Value>,
     /// Why a line is what it is, when not obvious ("killed by timeout").
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// Seconds since the test phase started.
     pub at: f64,

@@ -358,11 +358,17 @@ fn test(m) {
 /// Completions for `COMP_WORDS` from the bash script `lnst-ctl
 /// completions bash` prints, as bash's programmable completion calls it.
 fn bash_complete(script: &Path, words: &[&str]) -> Vec<String> {
+    bash_complete_with(script, "_lnst__ctl", words)
+}
+
+/// [`bash_complete`] through the completion function `func`.
+fn bash_complete_with(script: &Path, func: &str, words: &[&str]) -> Vec<String> {
     let cword = words.len() - 1;
     let prog = format!(
-        "source {}; COMP_WORDS=({}); COMP_CWORD={cword}; _lnst__ctl lnst-ctl '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        "source {}; COMP_WORDS=({}); COMP_CWORD={cword}; {func} '{}' '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
         script.display(),
         words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+        words[0],
         words[cword],
         words[cword - 1],
     );
@@ -398,7 +404,7 @@ fn completions_load_in_bash_and_complete_subcommands_and_flags() {
         .output()
         .unwrap();
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("-F _lnst__ctl"),
+        String::from_utf8_lossy(&o.stdout).contains("-F _lnst__ctl_params"),
         "{o:?}"
     );
     let subs = bash_complete(&script, &["lnst-ctl", ""]);
@@ -411,6 +417,25 @@ fn completions_load_in_bash_and_complete_subcommands_and_flags() {
     );
     let pool = bash_complete(&script, &["lnst-ctl", "pool", "check", "--"]);
     assert!(pool.iter().any(|x| x == "--insecure"), "{pool:?}");
+    // After `--`, the recipe's params (from its declarations), through the
+    // function `complete` registers; before it, clap's completion.
+    let r = t.write(
+        "p.rhai",
+        "param(\"mtu\", 1500);\nparam(\"count\", 5);\nfn test(m) {}\n",
+    );
+    let (c, rp) = (ctl().to_string(), r.display().to_string());
+    let f = "_lnst__ctl_params";
+    assert_eq!(
+        bash_complete_with(&script, f, &[&c, "run", &rp, "--lab", "netns", "--", "m"]),
+        vec!["mtu="]
+    );
+    let mut all = bash_complete_with(&script, f, &[&c, "validate", &rp, "--", "mtu=9000", ""]);
+    all.sort();
+    assert_eq!(all, vec!["count=", "mtu="]);
+    assert_eq!(
+        bash_complete_with(&script, f, &[&c, "run", &rp, "--pa"]),
+        vec!["--pause-on-fail"]
+    );
     for sh in ["zsh", "fish"] {
         let o = Command::new(ctl())
             .args(["completions", sh])
@@ -565,9 +590,11 @@ fn ctrl_c_at_a_breakpoint_cleans_up_and_exits_130() {
     assert_no_leftovers(&summary(&json));
 }
 
-/// On the VM lab the pause shows the guests' devices and says they are
-/// entered through the prompt: `h1 COMMAND` runs in the guest (its
-/// kernel release shows it is the guest), Enter continues, nothing is left.
+/// On the VM lab the pause shows the guests' devices and how to enter
+/// them: `lnst-ctl shell RUN h1` opens the guest's console shell (prompt
+/// naming the host; `ip -j link` there shows the recipe's NIC, `uname -r`
+/// the guest's kernel) and `h1 COMMAND` at the prompt runs in the guest;
+/// Enter continues, the shell closes when the run ends, nothing is left.
 #[test]
 fn vm_lab_breakpoint_runs_commands_in_the_guest() {
     let test = "vm_lab_breakpoint_runs_commands_in_the_guest";
@@ -581,13 +608,37 @@ fn vm_lab_breakpoint_runs_commands_in_the_guest() {
         return;
     };
     let s = tm.wait_for(0, "lnst paused>", 1, 300);
-    assert!(s.contains("type `h1 COMMAND` at the prompt"), "{s}");
+    assert!(s.contains("`h1 COMMAND` at the prompt"), "{s}");
     assert!(s.contains("10.77.0.1/24"), "{s}");
-    tm.keys(0, "h1 uname -r; ip -br addr show eth0");
-    let s = tm.wait_for(0, "lnst paused>", 2, 60);
+    let runid = runid_of(&s);
     let host = String::from_utf8_lossy(&Command::new("uname").arg("-r").output().unwrap().stdout)
         .trim()
         .to_string();
+
+    tm.window(&format!("{} shell {runid} h1", ctl()));
+    if std::panic::catch_unwind(|| tm.wait_for(1, "[lnst h1]", 1, 60)).is_err() {
+        panic!("no shell prompt; the run's window:\n{}", tm.screen(0));
+    }
+    tm.keys(1, "ip -j link show eth0; uname -r; echo host=$LNST_HOST");
+    let sh = tm.wait_for(1, "host=h1", 1, 60);
+    let out = &sh[sh.rfind("ip -j link show eth0").unwrap()..];
+    assert!(out.contains("\"ifname\":\"eth0\""), "{sh}");
+    assert!(out.contains("-amd64") && !out.contains(&host), "{sh}");
+    // `exit` leaves lnst-ctl shell; the guest starts a new shell, which a
+    // second lnst-ctl shell finds (and which the run's end closes).
+    tm.keys(1, "exit");
+    let sh = tm.wait_for(1, "EXIT=", 1, 60);
+    assert!(
+        sh.contains("the shell on h1 exited") && sh.contains("EXIT=0"),
+        "{sh}"
+    );
+    tm.window(&format!("{} shell {runid} h1", ctl()));
+    if std::panic::catch_unwind(|| tm.wait_for(2, "[lnst h1]", 1, 60)).is_err() {
+        panic!("no second shell prompt:\n{}", tm.screen(2));
+    }
+
+    tm.keys(0, "h1 uname -r; ip -br addr show eth0");
+    let s = tm.wait_for(0, "lnst paused>", 2, 60);
     let after = &s[s.find("h1 uname -r").unwrap()..];
     assert!(
         after.contains("-amd64") && !after.contains(&host),
@@ -600,4 +651,6 @@ fn vm_lab_breakpoint_runs_commands_in_the_guest() {
     let v = summary(&json);
     assert_no_leftovers(&v);
     crate::ctl::vm_lab::assert_no_qemu_of(v["lab"].as_str().unwrap_or("-"));
+    let sh = tm.wait_for(2, "EXIT=", 1, 30);
+    assert!(sh.contains(&format!("run {runid} ended")), "{sh}");
 }

@@ -142,6 +142,12 @@ fn run_fixture(agent: &Path, name: &str) -> (Vec<(String, String)>, Value) {
         .join("tests/fixtures")
         .join(name);
     let (code, v, err) = run_vm(&t, agent, &r, &[]);
+    // The boot wait is shown (stderr is not a terminal: plain lines).
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("lnst-ctl: waiting for ") && l.contains(" to boot (")),
+        "{name}: no boot wait line in\n{err}"
+    );
     let res = results(&v);
     let failed: Vec<_> = res.iter().filter(|(_, r)| r != "PASS").collect();
     assert!(failed.is_empty(), "{name}: {failed:?}\n{err}");

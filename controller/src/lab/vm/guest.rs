@@ -46,6 +46,15 @@ pub const ROOT_TAG: &str = "hostroot";
 /// The virtio-serial port name the agent serves on.
 pub const PORT_NAME: &str = "lnst.agent";
 
+/// The guest's shell console: a virtio console (`/dev/hvc0` in the guest,
+/// a unix socket `HOST.shell` in the lab record on the host) on which
+/// `/init` keeps an interactive shell for `lnst-ctl shell`.
+pub const SHELL_TTY: &str = "/dev/hvc0";
+
+/// What the guest writes on the shell console when its shell exited (a
+/// new one starts): `lnst-ctl shell` leaves when it sees this.
+pub const SHELL_EXITED: &str = "lnst-guest: shell exited";
+
 /// The guest's console line that says a step of `/init` failed.
 pub const GUEST_ERROR: &str = "LNST-GUEST-ERROR";
 
@@ -166,7 +175,18 @@ echo "$HOST" > $R/etc/hostname
 [ -x "$R$AGENT" ] || fail "agent $AGENT not found in the host root"
 t starting the agent
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root NO_COLOR=1 LNST_HEARTBEAT_MS=1000,{SILENCE_MS}
-exec $B switch_root $R /bin/sh -c "\"$AGENT\" --virtio-port /dev/virtio-ports/{PORT_NAME} --state-dir /run/lnst-agent --config /run/lnst-agent.toml $ARGS; echo o > /proc/sysrq-trigger"
+# lnst-ctl shell: an interactive shell on the shell console, started again
+# whenever it exits, with a prompt naming the host.
+cat > $R/run/lnst-shell <<LNSTEOF
+export PS1='[lnst $HOST] # ' TERM=linux LNST_HOST='$HOST'
+cd /root 2>/dev/null || cd /
+while [ -c {SHELL_TTY} ]; do
+  setsid -w -c /bin/sh -i <{SHELL_TTY} >{SHELL_TTY} 2>&1
+  echo "{SHELL_EXITED}" >{SHELL_TTY}
+  sleep 1
+done
+LNSTEOF
+exec $B switch_root $R /bin/sh -c "/bin/sh /run/lnst-shell </dev/null >/dev/null 2>&1 & \"$AGENT\" --virtio-port /dev/virtio-ports/{PORT_NAME} --state-dir /run/lnst-agent --config /run/lnst-agent.toml $ARGS; echo o > /proc/sysrq-trigger"
 "#
     )
 }

@@ -89,6 +89,66 @@ fn progress_printer() -> impl FnMut(&str) {
     }
 }
 
+/// "waiting for N guests to boot" on stderr while they do (a TCG boot
+/// takes tens of seconds): on a terminal a line that rewrites itself each
+/// second with how many are up and the time so far, removed when all are
+/// up; otherwise one line at the start and one every 15 s.
+struct BootWait {
+    tty: bool,
+    n: usize,
+    what: String,
+    t0: Instant,
+    last: Option<Instant>,
+}
+
+impl BootWait {
+    fn new(n: usize, accel: &str, timeout: Duration) -> BootWait {
+        BootWait {
+            tty: std::io::stderr().is_terminal(),
+            n,
+            what: format!(
+                "waiting for {n} guest{} to boot ({accel}, up to {:.0} s)",
+                if n == 1 { "" } else { "s" },
+                timeout.as_secs_f64()
+            ),
+            t0: Instant::now(),
+            last: None,
+        }
+    }
+
+    fn show(&mut self, ready: usize) {
+        let every = if self.tty {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(15)
+        };
+        if self.last.is_some_and(|l| l.elapsed() < every) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let line = format!(
+            "lnst-ctl: {}: {ready}/{} up, {:.0} s",
+            self.what,
+            self.n,
+            self.t0.elapsed().as_secs_f64()
+        );
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}
+
+impl Drop for BootWait {
+    /// The terminal line goes, whether the guests came up or not.
+    fn drop(&mut self) {
+        if self.tty && self.last.is_some() {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
 /// The kernel a requirement asks for (`host("h1", #{ kernel: "6.1" })`)
 /// matches a release when it equals it or is a prefix ending at a `.` or
 /// `-` boundary; an array means "one of".
@@ -371,6 +431,7 @@ impl VmLab {
                 agent: agent.clone(),
                 modules: lab.kernel.modules.clone(),
                 socket: socket.clone(),
+                shell: record.join(format!("{}.shell", h.name)),
                 nics: wiring.nics.get(&h.name).cloned().unwrap_or_default(),
                 accel,
                 verbose: std::env::var_os("LNST_VM_AGENT_VERBOSE").is_some(),
@@ -392,7 +453,9 @@ impl VmLab {
         let timeout = boot_timeout();
         let deadline = Instant::now() + timeout;
         let mut ready = 0;
+        let mut waiting = BootWait::new(lab.guests.len(), accel.name(), timeout);
         while ready < lab.guests.len() {
+            waiting.show(ready);
             let left = deadline.saturating_duration_since(Instant::now());
             let console_of = |host: &str| opts.run_dir.join(format!("console-{host}.log"));
             if opts.cancel.is_cancelled() {
@@ -431,6 +494,7 @@ impl VmLab {
                 }
             }
         }
+        drop(waiting);
         lab.build_time = t0.elapsed();
         tracing::info!(runid = %lab.runid, ms = lab.build_time.as_secs_f64() * 1e3, "vm lab up");
         Ok(lab)

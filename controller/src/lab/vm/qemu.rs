@@ -73,6 +73,9 @@ pub struct GuestSpec {
     pub modules: Option<PathBuf>,
     /// The unix socket qemu listens on for the agent's port.
     pub socket: PathBuf,
+    /// The unix socket qemu listens on for the guest's shell console
+    /// (`lnst-ctl shell`).
+    pub shell: PathBuf,
     pub nics: Vec<GuestNic>,
     pub accel: Accel,
     pub verbose: bool,
@@ -150,6 +153,14 @@ impl GuestSpec {
             ),
             "-device".into(),
             format!("virtserialport,chardev=agent,name={PORT_NAME}"),
+            // The shell console: the guest's first virtio console (hvc0).
+            "-chardev".into(),
+            format!(
+                "socket,id=shell,path={},server=on,wait=off",
+                self.shell.display()
+            ),
+            "-device".into(),
+            "virtconsole,chardev=shell,name=lnst.shell".into(),
         ]);
         for (i, n) in self.nics.iter().enumerate() {
             v.extend([

@@ -17,6 +17,7 @@ use super::ctx::seconds;
 use super::host::Host;
 use super::{err, Core, R};
 use crate::client::AgentClient;
+use crate::report::devices::DeviceRec;
 
 /// A device handle. Cheap to clone; clones share the cached state.
 #[derive(Clone)]
@@ -28,6 +29,20 @@ pub struct DevInner {
     /// Where the device is; `move_to` changes the namespace.
     dref: RefCell<DevRef>,
     info: RefCell<Option<DeviceInfo>>,
+    /// Set when the recipe made this device (`h.NAME = SPEC`, a veth's
+    /// peer): what `devices.json` records about how it was made.
+    created: RefCell<Option<Created>>,
+}
+
+/// How a soft device was made, for `devices.json`.
+#[derive(Debug, Clone, Default)]
+pub struct Created {
+    /// The kind asked for (`veth`, `bridge`), until the kernel's reply says.
+    pub kind: String,
+    /// A veth's other end.
+    pub peer: Option<String>,
+    /// The lower device (vlan, macvlan, vxlan, tunnels).
+    pub link: Option<String>,
 }
 
 impl Device {
@@ -37,7 +52,42 @@ impl Device {
             core,
             dref: RefCell::new(DevRef { netns, name }),
             info: RefCell::new(None),
+            created: RefCell::new(None),
         }))
+    }
+
+    /// Marks the device as made by the recipe.
+    pub fn mark_created(&self, c: Created) {
+        *self.0.created.borrow_mut() = Some(c);
+    }
+
+    /// What `devices.json` records of this device as the controller last
+    /// saw it (cached state only: no request).
+    pub fn record(&self, host: &str, netns: Option<String>, recipe_name: &str) -> DeviceRec {
+        let info = self.0.info.borrow().clone();
+        let created = self.0.created.borrow().clone();
+        DeviceRec {
+            host: host.to_string(),
+            netns,
+            name: self.0.dref_name(),
+            recipe_name: recipe_name.to_string(),
+            kind: info
+                .as_ref()
+                .map(|i| i.kind.clone())
+                .or_else(|| created.as_ref().map(|c| c.kind.clone())),
+            created: created.is_some(),
+            master: info.as_ref().and_then(|i| i.master.clone()),
+            peer: created.as_ref().and_then(|c| c.peer.clone()),
+            link: created.as_ref().and_then(|c| c.link.clone()),
+            mtu: info.as_ref().map(|i| i.mtu),
+            ips: info.as_ref().map(|i| i.ips.clone()).unwrap_or_default(),
+            up: info.as_ref().map(|i| i.up),
+        }
+    }
+
+    /// The namespace the device is in now (kernel name).
+    pub fn netns(&self) -> Option<String> {
+        self.0.dref.borrow().netns.clone()
     }
 
     pub fn set_info(&self, info: DeviceInfo) {

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use lnst_common::device::DeviceSpec;
 use lnst_common::host::{NeighSpec, RouteSpec};
 use lnst_common::{Request, Response};
 use rhai::{Array, Blob, Dynamic, Engine, Map};
 
-use super::device::Device;
+use super::device::{Created, Device};
 use super::job::{self, JobWatch};
 use super::soft::DevSpec;
 use super::{err, Core, R};
@@ -175,6 +176,65 @@ impl Host {
     }
 }
 
+/// How a device made from `spec` is recorded in `devices.json`; `kind`
+/// is the kernel's name for it from the reply (`""` if it gave none).
+fn created_as(spec: &DeviceSpec, kind: &str) -> Created {
+    let (asked, peer, link) = match spec {
+        DeviceSpec::Veth { peer, .. } => ("veth", Some(peer.clone()), None),
+        DeviceSpec::Bridge { .. } => ("bridge", None, None),
+        DeviceSpec::Bond { .. } => ("bond", None, None),
+        DeviceSpec::Team { .. } => ("team", None, None),
+        DeviceSpec::Vlan { link, .. } => ("vlan", None, Some(link.clone())),
+        DeviceSpec::Macvlan { link, .. } => ("macvlan", None, Some(link.clone())),
+        DeviceSpec::Ipvlan { link, .. } => ("ipvlan", None, Some(link.clone())),
+        DeviceSpec::Vxlan { link, .. } => ("vxlan", None, link.clone()),
+        DeviceSpec::Geneve { .. } => ("geneve", None, None),
+        DeviceSpec::Tunnel { link, .. } => ("tunnel", None, link.clone()),
+        DeviceSpec::Dummy => ("dummy", None, None),
+        DeviceSpec::Vrf { .. } => ("vrf", None, None),
+        DeviceSpec::Tun { .. } => ("tun", None, None),
+        DeviceSpec::Tap { .. } => ("tap", None, None),
+        DeviceSpec::Macsec { link, .. } => ("macsec", None, Some(link.clone())),
+    };
+    Created {
+        kind: if kind.is_empty() { asked } else { kind }.to_string(),
+        peer,
+        link,
+    }
+}
+
+/// Every device the match's host and namespace objects know of, one
+/// record each (a device reachable under two names is recorded once).
+pub fn device_records(core: &Core) -> Vec<crate::report::devices::DeviceRec> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for h in core.hosts.borrow().iter() {
+        let host = h.0.name.split('/').next().unwrap_or(&h.0.name).to_string();
+        for (recipe_name, d) in h.0.nics.borrow().iter() {
+            let netns = d.netns();
+            if !seen.insert((
+                h.0.client.host().to_string(),
+                netns.clone(),
+                d.0.dref_name(),
+            )) {
+                continue;
+            }
+            // The namespace as the recipe named it: the part after `/`
+            // of the namespace object's name when the device is there.
+            let shown = netns.as_ref().map(|full| {
+                core.hosts
+                    .borrow()
+                    .iter()
+                    .find(|o| o.0.netns.as_ref() == Some(full))
+                    .and_then(|o| o.0.name.split_once('/').map(|(_, s)| s.to_string()))
+                    .unwrap_or_else(|| full.clone())
+            });
+            out.push(d.record(&host, shown, recipe_name));
+        }
+    }
+    out
+}
+
 /// Largest chunk of `send_file` / `recv_file` per request.
 const FILE_CHUNK: usize = 1024 * 1024;
 
@@ -213,6 +273,7 @@ impl Host {
             opt_netns(self),
             name.to_string(),
         );
+        d.mark_created(created_as(&spec.spec, &info.kind));
         d.set_info(info);
         self.0.nics.borrow_mut().insert(name.to_string(), d.clone());
         if let lnst_common::device::DeviceSpec::Veth { peer, peer_netns } = &spec.spec {
@@ -228,6 +289,11 @@ impl Host {
                     opt_netns(&o),
                     peer.clone(),
                 );
+                pd.mark_created(Created {
+                    kind: "veth".into(),
+                    peer: Some(name.to_string()),
+                    link: None,
+                });
                 o.0.nics.borrow_mut().insert(peer.clone(), pd);
             }
         }

@@ -645,6 +645,17 @@ pub fn wait_any(jobs: &[Job], timeout: Option<Duration>) -> R<Option<Job>> {
 
 /// At the end of `test`: kills and notes every job still running.
 pub fn end_of_test(core: &Core) {
+    // The topology the HTML report draws: recorded before the host
+    // objects (and the devices' cached state) are dropped.
+    if let Some(run_dir) = core.jobs_dir.as_deref().and_then(|j| j.parent()) {
+        let recs = super::host::device_records(core);
+        if let Err(e) = crate::report::devices::append(run_dir, recs) {
+            tracing::warn!(
+                "cannot write {}: {e}",
+                run_dir.join("devices.json").display()
+            );
+        }
+    }
     core.hosts.borrow_mut().clear();
     let jobs: Vec<Job> = core.jobs.borrow_mut().drain(..).collect();
     for j in jobs {
