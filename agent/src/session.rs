@@ -122,6 +122,7 @@ where
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             replayed_at_start: agent.replayed_at_start,
+            env: crate::net::env::host_env(&agent.undo_ctx.nets).await,
         });
         if let Err(e) = writer.write(&welcome).await {
             tracing::warn!(error = %e, "cannot send Welcome");

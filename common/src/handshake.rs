@@ -10,7 +10,8 @@
 /// 2: device specs gained fields (bond options, team link_watch, tunnel
 /// mode, macsec), new requests (defer, neighbours, ethtool groups, netem,
 /// service) and job exit details.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: `Welcome` carries the host's environment (`env::HostEnv`).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Magic bytes that open every connection, so garbage is told apart from an
 /// old or new lnst at once.

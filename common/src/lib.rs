@@ -8,6 +8,7 @@
 //! - [`handshake`]: the fixed preamble that carries the protocol version;
 //! - [`proto`]: the message enums (controller → agent, agent → controller);
 //! - [`job`], [`device`], [`host`]: what requests and replies carry;
+//! - [`env`]: a host's kernel, CPU and NICs, sent in `Welcome`;
 //! - [`error`]: the error type that crosses the wire;
 //! - [`codec`]: frames, size limits and the bincode configuration;
 //! - [`secure`]: the TCP transport under the frames: keys, the Noise
@@ -15,6 +16,7 @@
 
 pub mod codec;
 pub mod device;
+pub mod env;
 pub mod error;
 pub mod handshake;
 pub mod host;

@@ -68,6 +68,8 @@ pub struct Welcome {
     /// Entries that were left in the undo journal by an earlier agent and
     /// replayed at start-up (0 normally).
     pub replayed_at_start: u32,
+    /// The host's kernel, CPU and NICs at session start (protocol 3).
+    pub env: crate::env::HostEnv,
 }
 
 /// Everything a controller can ask of an agent. Grouped by domain; each

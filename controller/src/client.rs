@@ -643,6 +643,7 @@ mod tests {
                 agent_version: "0".into(),
                 pid: 1,
                 replayed_at_start: 0,
+                env: Default::default(),
             });
             wr.write_all(&codec::encode_frame(&w).unwrap())
                 .await

@@ -12,6 +12,8 @@
 //! - [`report`]: summary, JSON, JUnit and the run directory;
 //! - [`db`]: which database holds results history and reservations
 //!   (`--db`, `LNST_DB`, the embedded default) and opening PostgreSQL;
+//! - [`store`]: the results store — every run, result, measurement and
+//!   host environment; baselines and change points (`history`, `compare`);
 //! - [`modules`]: typed test tools (`ping(#{..})`, iperf, ...) for `h.run`;
 //! - [`interact`]: breakpoints, lab shells and what a terminal shows;
 //! - [`commands`]: one file per subcommand; [`exit`]: exit codes.
@@ -30,3 +32,4 @@ pub mod pool;
 pub mod recipe;
 pub mod report;
 pub mod session;
+pub mod store;

@@ -71,6 +71,20 @@ pub(super) fn ethtool_ioctl(
 
 /// `ethtool -i DEV` → `driver:` (`veth`, `bridge`, ...).
 pub fn driver_name(sock: &OwnedFd, dev: &str) -> Result<String, WireError> {
+    Ok(drvinfo(sock, dev)?.driver)
+}
+
+/// What `ethtool -i DEV` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drv {
+    pub driver: String,
+    pub version: String,
+    pub firmware: String,
+    pub bus: String,
+}
+
+/// `ethtool -i DEV`: driver, version, firmware-version, bus-info.
+pub fn drvinfo(sock: &OwnedFd, dev: &str) -> Result<Drv, WireError> {
     // SAFETY: DrvInfo is plain old data; all-zero is a valid value.
     let mut info: DrvInfo = unsafe { std::mem::zeroed() };
     info.cmd = ETHTOOL_GDRVINFO;
@@ -80,8 +94,33 @@ pub fn driver_name(sock: &OwnedFd, dev: &str) -> Result<String, WireError> {
         &mut info as *mut DrvInfo as *mut libc::c_void,
         "-i",
     )?;
-    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
-    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+    let s = |b: &[u8; 32]| {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(32);
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    };
+    Ok(Drv {
+        driver: s(&info.driver),
+        version: s(&info.version),
+        firmware: s(&info.fw_version),
+        bus: s(&info.bus_info),
+    })
+}
+
+const ETHTOOL_GSET: u32 = 0x0000_0001;
+
+/// `ethtool DEV` → `Speed:` in Mb/s through the legacy `ETHTOOL_GSET`
+/// (`struct ethtool_cmd`: `speed` at byte 12, `speed_hi` at byte 28);
+/// `None` for `Unknown!` (`SPEED_UNKNOWN`, or 0 on a device without carrier).
+pub fn link_speed(sock: &OwnedFd, dev: &str) -> Result<Option<u32>, WireError> {
+    // struct ethtool_cmd is 44 bytes; u32 words keep the buffer aligned.
+    let mut buf = [0u32; 11];
+    buf[0] = ETHTOOL_GSET;
+    ethtool_ioctl(sock, dev, buf.as_mut_ptr() as *mut libc::c_void, "(speed)")?;
+    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let lo = u16::from_ne_bytes([bytes[12], bytes[13]]) as u32;
+    let hi = u16::from_ne_bytes([bytes[28], bytes[29]]) as u32;
+    let speed = (hi << 16) | lo;
+    Ok((speed != 0 && speed != u32::MAX && speed != 0xFFFF).then_some(speed))
 }
 
 /// `ETHTOOL_SFEATURES`: sets feature bits (`index → on`). `count` is the

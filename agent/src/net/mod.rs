@@ -27,6 +27,7 @@
 pub mod addrs;
 pub mod create;
 pub mod driver;
+pub mod env;
 pub mod error;
 pub mod ethtool;
 pub mod features;

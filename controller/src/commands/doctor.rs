@@ -281,6 +281,7 @@ pub fn checks(vm: bool) -> Vec<Check> {
     if vm {
         out.extend(vm_checks());
     }
+    out.push(results_store());
     out
 }
 
@@ -517,6 +518,47 @@ pub fn render(checks: &[Check], color: bool) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The results store `LNST_DB` (or the embedded default) names: opens
+/// without creating or migrating it, and reports its schema version. A
+/// store that does not exist yet is fine (the first run creates it); one
+/// that cannot be used only costs history (runs still work): a note.
+fn results_store() -> Check {
+    use crate::store::{migrate, Store, StoreError};
+    let target = crate::db::DbTarget::resolve(None);
+    match Store::open_existing(&target) {
+        Ok(mut s) => {
+            let v = s.schema_version().unwrap_or(0);
+            let runs = s.count_runs(None).unwrap_or(0);
+            let (state, detail) = if v < migrate::LATEST {
+                (
+                    State::Note,
+                    format!("{target}: schema {v}, the next run migrates it to {}; {runs} runs", migrate::LATEST),
+                )
+            } else {
+                (State::Ok, format!("{target}: schema {v}, {runs} runs"))
+            };
+            check("results store", "results store", state, detail, None)
+        }
+        Err(StoreError::Db { reason, .. }) if !target.is_postgres() && reason.contains("does not exist yet") => check(
+            "results store",
+            "results store",
+            State::Ok,
+            format!("{target}: not created yet (the first run creates it)"),
+            None,
+        ),
+        Err(e) => check(
+            "results store",
+            "results store",
+            State::Note,
+            format!("{e}"),
+            Some(Fix::Run {
+                cmd: "runs still work, without history; fix the store or set --db/LNST_DB to another one".into(),
+                auto: false,
+            }),
+        ),
+    }
 }
 
 /// The missing Debian packages, each once.

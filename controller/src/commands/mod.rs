@@ -5,8 +5,11 @@
 //! included — on one plain OS thread.
 
 pub mod api;
+pub mod compare;
 pub mod completions;
 pub mod doctor;
+pub mod history;
+pub mod import;
 pub mod lab_clean;
 pub mod pool_check;
 pub mod report;
@@ -102,6 +105,44 @@ pub enum Cmd {
         run: String,
         /// The host requirement's name (`h1`).
         host: String,
+    },
+    /// Lists recorded runs (newest first); with RECIPE also each
+    /// measurement's trend with change points and baseline, and flaky
+    /// checks (results that flipped PASS/FAIL repeatedly).
+    History {
+        /// A recipe file name (`perf_demo.rhai`, or its path).
+        recipe: Option<String>,
+        /// The results store (default: $LNST_DB, else
+        /// ~/.local/share/lnst/results.db).
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
+        /// How many runs to list.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        runs: usize,
+        /// How many of each series' newest runs the trends use.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        points: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compares two runs: each measurement's change and whether it is
+    /// beyond noise, results that differ, environment differences. RUN is
+    /// a run id as `history` prints it, or a run directory.
+    Compare {
+        a: String,
+        b: String,
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Records run directories of earlier runs in the results store.
+    Import {
+        #[arg(required = true, value_name = "RUNDIR", value_hint = clap::ValueHint::DirPath)]
+        dirs: Vec<PathBuf>,
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
     },
     /// Creates the controller's key pair and prints the line each agent
     /// lists in accepted_keys (/etc/lnst/agent.toml).
@@ -288,6 +329,15 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::Api { definitions } => api::exec(definitions.as_deref()),
         Cmd::Shell { run, host } => shell::exec(&run, &host),
         Cmd::Doctor { fix, lab } => doctor::exec(fix, lab.as_deref()),
+        Cmd::History {
+            recipe,
+            db,
+            runs,
+            points,
+            json,
+        } => history::exec(recipe.as_deref(), db.as_deref(), runs, points, json),
+        Cmd::Compare { a, b, db, json } => compare::exec(&a, &b, db.as_deref(), json),
+        Cmd::Import { dirs, db } => import::exec(&dirs, db.as_deref()),
         Cmd::Completions { shell } => completions::completions(shell),
         Cmd::Man { dir } => completions::man(dir.as_deref()),
         Cmd::Params { recipe } => completions::params(&recipe),

@@ -211,6 +211,8 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
     write_json(&dir.join("params.json"), &param_values).infra()?;
     write_json(&dir.join("mapping.json"), &mappings).infra()?;
     write_json(&dir.join("requirements.json"), &req).infra()?;
+    let store_hook =
+        crate::store::hook::RunHook::begin(a.db.as_deref(), &a.recipe, &param_values, &dir);
     let jobs_dir = dir.join("jobs");
 
     // The lab, or the pool's addresses.
@@ -323,6 +325,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
             }
             Some(Ok(s)) => s,
         };
+        store_hook.connected(mapping, &session);
         if let Some(d) = the_lab.as_ref().and_then(|l| l.silence_timeout()) {
             for c in session.clients.values() {
                 c.set_silence_timeout(d);
@@ -516,6 +519,7 @@ pub fn exec(a: RunArgs, verbose: u8, rt: Handle, cancel: Cancel) -> Result<ExitC
     };
     let _ = fs::write(dir.join("summary.json"), json::render(&rep) + "\n");
     let _ = fs::write(dir.join("junit.xml"), junit::render(&rep));
+    store_hook.finish();
     log.borrow_mut().line(format!(
         "result {} in {:.3} s",
         rep.result.as_str(),

@@ -14,7 +14,11 @@
 
 mod postgres;
 
-pub use postgres::{connect_postgres, PgError};
+pub use postgres::{connect_postgres, error_chain, PgError};
+
+/// The throwaway PostgreSQL of the tests (one server per test process).
+#[cfg(test)]
+pub(crate) use postgres::test_pg;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -82,7 +82,7 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 #[path = "../../tests/support/postgres.rs"]
-mod test_pg;
+pub(crate) mod test_pg;
 
 #[cfg(test)]
 mod tests {

@@ -322,7 +322,13 @@ fn test(m) {{
         .map(|k| k.as_str().unwrap())
         .collect();
     keys.sort();
-    assert_eq!(keys, ["mean", "samples", "stddev", "unit"]);
+    assert_eq!(keys, ["evaluation", "mean", "samples", "stddev", "unit"]);
+    // Judged against the results store's history (RECIPES.md §8).
+    assert!(
+        ["NO_BASELINE", "PASS", "IMPROVED", "NOISY"]
+            .contains(&d["evaluation"]["verdict"].as_str().unwrap()),
+        "{d}"
+    );
     // The iperf server ran once for all three runs and was stopped.
     let srv = lines(&v)
         .iter()

@@ -244,7 +244,7 @@ pub const API: &[ApiItem] = &[
     item("macsec(opts: map) -> DeviceSpec", "#{ link, port, encrypt }: `ip link add link LINK NAME type macsec`; keys via `ip macsec` jobs."),
     item("dummy() -> DeviceSpec", "A dummy device."),
     item("vrf(opts: map) -> DeviceSpec", "#{ table }"),
-    item("perf(opts: map) -> map", "#{ client: h1, server: h2, dst, duration, runs, proto, parallel, port, bitrate, reverse, len, cpu, desc }: iperf `runs` times, one result with every sample, its line named by desc or `perf PROTO DST (CLIENT -> SERVER)`; returns #{ samples, mean, stddev, unit: \"bps\" }."),
+    item("perf(opts: map) -> map", "#{ client: h1, server: h2, dst, duration, runs, proto, parallel, port, bitrate, reverse, len, cpu, desc }: iperf `runs` times, one result with every sample, its line named by desc or `perf PROTO DST (CLIENT -> SERVER)`; returns #{ samples, mean, stddev, unit: \"bps\", evaluation: #{ verdict, change_pct, baseline_n, reason } } judged against the results store's history of the same measurement (PASS, FAIL: a regression seen twice, IMPROVED, NOISY, NO_BASELINE)."),
     item("Job.id -> int", "Agent job id."),
     item("Job.finished -> bool", "Whether the job has ended."),
     item("Job.passed -> bool", "Exit 0 (inverted by expect_fail); a job killed by its timeout fails; one stopped with kill() passes."),

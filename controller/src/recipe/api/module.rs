@@ -109,7 +109,8 @@ fn run_module(h: &mut Host, m: Module, opts: Map) -> R<Job> {
 /// `perf(#{ client, server, dst, duration, runs, proto, parallel, len, cpu,
 /// desc })`: an
 /// iperf server on `server`, `runs` client runs on `client`, one result
-/// with every sample; returns `#{ samples, mean, stddev, unit: "bps" }`.
+/// with every sample, judged against its history in the results store;
+/// returns `#{ samples, mean, stddev, unit: "bps", evaluation }`.
 fn perf(opts: Map) -> R<Map> {
     let host = |k: &str| -> R<Host> {
         opts.get(k)
@@ -139,50 +140,97 @@ fn perf(opts: Map) -> R<Map> {
         p.server_module().map_err(|e| e.to_string())?,
         sopts,
     )?;
-    let mut samples = Vec::new();
     let secs = p.client.duration as f64;
     let runs = p.runs;
-    let mut outcome = Ok(());
-    for i in 1..=runs {
-        let mut copts = Map::new();
-        copts.insert(
-            "desc".into(),
-            format!("{}: run {i}/{runs}", p.line(&client.0.name, &server.0.name)).into(),
-        );
-        copts.insert("timeout".into(), Dynamic::from(secs + 30.0));
-        match run_module(
-            &mut client,
-            p.client_module().map_err(|e| e.to_string())?,
-            copts,
-        ) {
-            Ok(j) => {
-                let r = super::value_of(&j);
-                if let Some(bps) = r.and_then(|r| r.get("bps").and_then(|b| b.as_f64())) {
-                    samples.push(bps);
-                }
+    let line = p.line(&client.0.name, &server.0.name);
+    // `runs` client runs; the bps of each that measured something.
+    let measure = |client: &mut Host, again: bool| -> R<Vec<f64>> {
+        let mut samples = Vec::new();
+        for i in 1..=runs {
+            let mut copts = Map::new();
+            let what = if again { "re-measure run" } else { "run" };
+            copts.insert("desc".into(), format!("{line}: {what} {i}/{runs}").into());
+            copts.insert("timeout".into(), Dynamic::from(secs + 30.0));
+            let j = run_module(client, p.client_module().map_err(|e| e.to_string())?, copts)?;
+            let r = super::value_of(&j);
+            if let Some(bps) = r.and_then(|r| r.get("bps").and_then(|b| b.as_f64())) {
+                samples.push(bps);
             }
-            Err(e) => {
-                outcome = Err(e);
-                break;
-            }
+        }
+        Ok(samples)
+    };
+    let (cname, sname) = (client.0.name.clone(), server.0.name.clone());
+    let judge = |samples: &[f64]| {
+        let summary = crate::modules::perf::summarize(samples);
+        let ok = crate::modules::perf::passed(&summary, runs);
+        let mut e = crate::store::hook::evaluate_perf(&line, &cname, &sname, "bps", samples);
+        if !ok && e.verdict != crate::store::baseline::Verdict::Noisy {
+            // An errored or empty run: never compared, never a baseline.
+            e.verdict = crate::store::baseline::Verdict::Noisy;
+            e.change_pct = None;
+            e.reason = format!(
+                "{} of {runs} runs measured nothing",
+                runs as usize - samples.iter().filter(|b| **b > 0.0).count()
+            );
+        }
+        (summary, ok, e)
+    };
+    let first = measure(&mut client, false);
+    let mut outcome = first.map(|s| {
+        let (summary, ok, e) = judge(&s);
+        (summary, ok, e, None::<Vec<f64>>)
+    });
+    // A suspected regression is measured once more; it FAILs only if the
+    // second measurement is one too (docs/DECISIONS.md, Baselines).
+    if let Ok((_, _, e, _)) = &outcome {
+        if e.verdict == crate::store::baseline::Verdict::Fail {
+            let suspected = e.reason.clone();
+            let before = outcome.as_ref().ok().map(|o| o.0["samples"].clone());
+            outcome = measure(&mut client, true).map(|s| {
+                let (summary, ok, mut e2) = judge(&s);
+                e2.reason = format!("re-measured after {suspected}: {}", e2.reason);
+                let first: Vec<f64> = before
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default();
+                (summary, ok, e2, Some(first))
+            });
         }
     }
     let _ = srv.stop();
-    outcome?;
-    let summary = crate::modules::perf::summarize(&samples);
-    let passed = crate::modules::perf::passed(&summary, runs);
+    let (mut summary, ok, eval, first) = outcome?;
+    let evaluation = serde_json::json!({
+        "verdict": eval.verdict.as_str(),
+        "change_pct": eval.change_pct,
+        "baseline_n": eval.baseline_n,
+        "reason": eval.reason,
+    });
+    let passed = ok && eval.verdict != crate::store::baseline::Verdict::Fail;
+    if let serde_json::Value::Object(o) = &mut summary {
+        o.insert("evaluation".into(), evaluation);
+    }
     let mut data = match &summary {
         serde_json::Value::Object(o) => o.clone(),
         _ => serde_json::Map::new(),
     };
+    data.insert("client".into(), client.0.name.clone().into());
+    data.insert("server".into(), server.0.name.clone().into());
+    if let Some(f) = first {
+        data.insert("first_samples".into(), f.into());
+    }
+    let change = eval
+        .change_pct
+        .map(|c| format!(" {c:+.1}% vs {} runs", eval.baseline_n))
+        .unwrap_or_default();
     data.insert(
         "figures".into(),
-        crate::modules::perf::key_figures(&summary).into(),
+        format!(
+            "{}; {}{change}",
+            crate::modules::perf::key_figures(&summary),
+            eval.verdict.as_str()
+        )
+        .into(),
     );
-    client
-        .0
-        .core
-        .check(passed, p.line(&client.0.name, &server.0.name), data);
+    client.0.core.check(passed, line, data);
     Ok(to_dynamic(&summary).try_cast::<Map>().unwrap_or_default())
 }
 
