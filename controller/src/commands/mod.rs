@@ -40,7 +40,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Runs a recipe: `lnst-ctl run recipe.rhai -- mtu=9000`.
+    /// Runs a recipe (`lnst-ctl run recipe.rhai -- mtu=9000`), or a suite
+    /// of them (`lnst-ctl run recipes/ --jobs 2`).
     #[command(after_help = EXIT_HELP)]
     Run(RunArgs),
     /// Shows a recipe's description, params, requirements and (with
@@ -174,9 +175,11 @@ pub fn auth_for(
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The recipe file (.rhai).
-    #[arg(value_hint = clap::ValueHint::FilePath)]
-    pub recipe: PathBuf,
+    /// The recipe file (.rhai); several files, or directories (their
+    /// *.rhai files, sorted), run as a suite: one summary, one JUnit file,
+    /// the exit status of the worst.
+    #[arg(value_hint = clap::ValueHint::AnyPath, required = true, num_args = 1..)]
+    pub recipe: Vec<PathBuf>,
     /// Pool directory (one TOML file per machine); without it, a lab (--lab).
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub pool: Option<PathBuf>,
@@ -198,6 +201,10 @@ pub struct RunArgs {
     /// Run the test once for every match, not only the first.
     #[arg(long)]
     pub all_matches: bool,
+    /// A suite runs up to N recipes at once, each on its own lab (or its
+    /// own locked pool machines).
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
     /// Where run directories go (default ./lnst-runs).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
