@@ -18,6 +18,7 @@ mod ctl {
     pub mod interact;
     pub mod modules_lab;
     pub mod modules_live;
+    pub mod suites;
     pub mod vm_lab;
 }
 

@@ -94,6 +94,15 @@ pub fn reserve(
                 return Ok(Reservation { local: Some(held) });
             }
             Err(Busy { machine, holder }) => {
+                // Taken between the probe and the lock: another free match
+                // may exist now, try it before saying we wait.
+                if !o.all_matches {
+                    if let Some(other) = free_match(r, &m.pool, &locks) {
+                        if other != m.mappings[0] {
+                            continue;
+                        }
+                    }
+                }
                 let msg = format!(
                     "{}: waiting for pool machine{} {}: {machine} is held by {holder}",
                     r.file,
