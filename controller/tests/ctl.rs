@@ -18,9 +18,13 @@ mod ctl {
     pub mod interact;
     pub mod modules_lab;
     pub mod modules_live;
+    pub mod shared_pool;
     pub mod suites;
     pub mod vm_lab;
 }
+
+#[path = "support/postgres.rs"]
+mod pg_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -44,5 +44,19 @@ pub fn release(reservation: Reservation, log: &Log) {
             held.machines().join(", ")
         ));
     }
-    drop(reservation);
+    if let Some(held) = reservation.shared {
+        let (id, ms) = (held.id, held.machines.join(", "));
+        match held.release() {
+            Ok(()) => log
+                .borrow_mut()
+                .line(format!("released reservation #{id} ({ms})")),
+            Err(e) => {
+                let msg = format!(
+                    "could not release reservation #{id} ({ms}): {e}; its lease expires by itself"
+                );
+                eprintln!("lnst-ctl: {msg}");
+                log.borrow_mut().line(msg);
+            }
+        }
+    }
 }

@@ -31,6 +31,9 @@ pub struct Mapped {
     pub auths: BTreeMap<String, Option<ClientAuth>>,
     /// Agents over TCP are driven without authentication.
     pub insecure: bool,
+    /// The shared-pool reservation held (its id), sent to the agents as
+    /// the fencing token.
+    pub fence: Option<u64>,
 }
 
 impl Mapped {
@@ -83,6 +86,7 @@ pub fn map(r: &Recipe, o: &Options) -> Result<Mapped, Failure> {
         mappings,
         auths: BTreeMap::new(),
         insecure,
+        fence: None,
     };
     if o.pool.is_some() {
         m.auths = auths(&m, o)?;

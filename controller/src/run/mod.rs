@@ -62,6 +62,14 @@ pub struct Options {
     /// A recipe of a suite: warnings that hold for every recipe were
     /// printed once by the suite.
     pub quiet: bool,
+    /// A PostgreSQL URL (`--db`/`LNST_DB`): pool machines are reserved
+    /// there; otherwise with local locks.
+    pub pg: Option<String>,
+    /// `--priority`: place in the shared pool's queue (higher first).
+    pub priority: i32,
+    /// A run's lease on its reserved machines (`LNST_POOL_LEASE_SECS`,
+    /// default 30 s): refreshed every third of it while the run lives.
+    pub lease: std::time::Duration,
 }
 
 impl Options {
@@ -84,6 +92,18 @@ impl Options {
             verbose,
             params: ParamScope::Strict,
             quiet: false,
+            pg: match crate::db::DbTarget::resolve(a.db.as_deref()) {
+                crate::db::DbTarget::Postgres(u) => Some(u),
+                crate::db::DbTarget::Sqlite(_) => None,
+            },
+            priority: a.priority,
+            lease: std::time::Duration::from_secs_f64(
+                std::env::var("LNST_POOL_LEASE_SECS")
+                    .ok()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|s| *s > 0.0)
+                    .unwrap_or(30.0),
+            ),
         }
     }
 }
@@ -133,7 +153,7 @@ pub fn run_one(
     let log = log::RunLog::new(&load::recipe_label(path), o.verbose > 0, t0);
     let r = load::load(path, overrides, o.params, &log, cancel)?;
     let mut m = map::map(&r, o)?;
-    let reservation = reserve::reserve(&r, &mut m, o, &log, cancel)?;
+    let reservation = reserve::reserve(&r, &mut m, o, &log, rt, cancel)?;
     let dir = place::run_dir(path, &r, &m, o, &log)?;
     let mut place = place::place(dir, &r, &m, o, &log, cancel)?;
     let tested = test::test(&r, &m, &place, o.pause_on_fail, progress, &log, rt, cancel);

@@ -1,9 +1,11 @@
 //! Stage 3, reservation: before any pool machine is contacted, the run
-//! takes the local lock of every machine it will use
-//! ([`crate::reserve::local`]), all at once. When some are held by another
-//! run it first looks for another match on the free machines; if there is
+//! holds every machine it will use, all at once. With a PostgreSQL `--db`
+//! it queues in the shared pool ([`crate::reserve::pg`]) and uses the
+//! mapping the scheduler grants; otherwise it takes the local lock of each
+//! machine ([`crate::reserve::local`]): when some are held by another run
+//! it first looks for another match on the free machines, and if there is
 //! none it waits, saying for which machines and who holds them, until
-//! they are free or Ctrl-C. Labs are built for the run and need no lock.
+//! they are free or Ctrl-C. Labs are built for the run and need neither.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,7 @@ use crate::mapper;
 use crate::pool::Pool;
 use crate::recipe::Cancel;
 use crate::reserve::local::{default_dir, Busy, Held, LocalLocks};
+use crate::reserve::pg::{self, hold, queue, ReserveError};
 
 use super::load::Recipe;
 use super::log::Log;
@@ -26,6 +29,7 @@ const POLL: Duration = Duration::from_millis(200);
 /// What the run holds until it ends (released on drop).
 pub struct Reservation {
     pub local: Option<Held>,
+    pub shared: Option<hold::Held>,
 }
 
 /// Locks the machines of `m` (pool runs only), re-mapping onto free
@@ -35,10 +39,17 @@ pub fn reserve(
     m: &mut Mapped,
     o: &Options,
     log: &Log,
+    rt: &tokio::runtime::Handle,
     cancel: &Cancel,
 ) -> Result<Reservation, Failure> {
     if o.pool.is_none() {
-        return Ok(Reservation { local: None });
+        return Ok(Reservation {
+            local: None,
+            shared: None,
+        });
+    }
+    if let Some(url) = &o.pg {
+        return shared(r, m, o, url, log, rt, cancel);
     }
     let dir = default_dir();
     let locks = LocalLocks::open(&dir)
@@ -91,7 +102,10 @@ pub fn reserve(
                     );
                 }
                 log.borrow_mut().line(line);
-                return Ok(Reservation { local: Some(held) });
+                return Ok(Reservation {
+                    local: Some(held),
+                    shared: None,
+                });
             }
             Err(Busy { machine, holder }) => {
                 // Taken between the probe and the lock: another free match
@@ -121,6 +135,86 @@ pub fn reserve(
             }
         }
     }
+}
+
+/// Reserves on the shared pool at `url`: one request for the recipe's
+/// requirements among this pool directory's machines (or, with
+/// `--all-matches`, for every machine the matches use), granted whole.
+fn shared(
+    r: &Recipe,
+    m: &mut Mapped,
+    o: &Options,
+    url: &str,
+    log: &Log,
+    rt: &tokio::runtime::Handle,
+    cancel: &Cancel,
+) -> Result<Reservation, Failure> {
+    let want = if o.all_matches {
+        queue::Want {
+            machines: Some(m.machines()),
+            ..Default::default()
+        }
+    } else {
+        queue::Want {
+            requirements: Some(r.loaded.declared.requirements.clone()),
+            within: Some(m.pool.machines.iter().map(|x| x.id.clone()).collect()),
+            ..Default::default()
+        }
+    };
+    let req = queue::Request {
+        kind: "run",
+        who: crate::client::controller_identity(),
+        what: format!("{} on {}", r.file, m.pool_name),
+        priority: o.priority,
+        want,
+        lease: o.lease,
+    };
+    // Dirty machines of this pool are probed with the run's credentials;
+    // without them (TCP and no key) they are left to another controller.
+    let all: Vec<&crate::pool::Machine> = m.pool.machines.iter().collect();
+    let probe_auths = crate::commands::auth_for(&o.auth, &all).unwrap_or_default();
+    let file = r.file.clone();
+    let mut on_wait = |w: &str| {
+        eprintln!("lnst-ctl: {file}: {w}");
+        log.borrow_mut().line(w.to_string());
+    };
+    let held = hold::acquire(
+        rt,
+        url,
+        req,
+        Some(&m.pool),
+        &probe_auths,
+        true,
+        cancel,
+        &mut on_wait,
+    )
+    .map_err(|e| match e {
+        ReserveError::Usage(_) => Failure::new(ExitCode::Usage, anyhow!(e)),
+        ReserveError::Interrupted => Failure::new(ExitCode::Interrupted, anyhow!(e)),
+        ReserveError::Connect(_) | ReserveError::Sql(_) => Failure::new(
+            ExitCode::Infra,
+            anyhow!(e).context("cannot reserve pool machines; nothing was reserved"),
+        ),
+    })?;
+    if let Some(mp) = held.mapping.clone() {
+        if m.mappings.first() != Some(&mp) {
+            m.mappings = vec![mp];
+            m.auths = auths(m, o)?;
+        }
+    }
+    m.fence = Some(held.fence);
+    log.borrow_mut().line(format!(
+        "reserved pool machines {} as #{} (fencing token {}) in {} after {:.3} s",
+        held.machines.join(", "),
+        held.id,
+        held.fence,
+        pg::redact(url),
+        held.waited.as_secs_f64()
+    ));
+    Ok(Reservation {
+        local: None,
+        shared: Some(held),
+    })
 }
 
 /// `(machine id, agent address)` of every machine the mappings use.

@@ -72,7 +72,7 @@ pub fn test(
         let targets = targets(place, m, mapping)?;
         let connected = rt.block_on(async {
             tokio::select! {
-                r = Session::connect_with(&targets) => Some(r),
+                r = Session::connect_fenced(&targets, m.fence) => Some(r),
                 _ = cancel.cancelled() => None,
             }
         });
