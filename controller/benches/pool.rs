@@ -38,7 +38,10 @@ fn pool(n: usize) -> Pool {
                 id: format!("m{i:04}"),
                 address: format!("10.{}.{}.{}:9999", i / 65536, (i / 256) % 256, i % 256),
                 params: BTreeMap::from([
-                    ("arch".into(), json!(if i % 2 == 0 { "x86_64" } else { "aarch64" })),
+                    (
+                        "arch".into(),
+                        json!(if i % 2 == 0 { "x86_64" } else { "aarch64" }),
+                    ),
                     ("rack".into(), json!(i / 100)),
                 ]),
                 nics: vec![],
@@ -98,7 +101,10 @@ async fn bench_reserve(url: &str) {
         }),
         ..Default::default()
     };
-    for (name, want) in [("by machine ids", &by_ids), ("by an 8-host recipe", &by_req)] {
+    for (name, want) in [
+        ("by machine ids", &by_ids),
+        ("by an 8-host recipe", &by_req),
+    ] {
         let mut res = Vec::new();
         let mut rel = Vec::new();
         let mut both = Vec::new();

@@ -135,6 +135,12 @@ pub fn run(
     if o.auth.insecure && o.pool.is_some() {
         eprintln!("{}", crate::commands::INSECURE_WARNING);
     }
+    if o.all_matches && o.pool.is_none() {
+        eprintln!(
+            "lnst-ctl: --all-matches has no effect on the {} lab; each recipe runs its one match",
+            o.lab_kind.name()
+        );
+    }
     o.out = dir.clone();
     o.params = ParamScope::Declared;
     o.quiet = true;

@@ -483,3 +483,77 @@ pub async fn overview(c: &Client) -> Result<String, ReserveError> {
     }
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapper::HostReq;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn machine(id: &str, role: &str) -> Machine {
+        Machine {
+            id: id.into(),
+            address: format!("unix:/{id}"),
+            params: BTreeMap::from([("role".to_string(), json!(role))]),
+            nics: vec![],
+            extra: BTreeMap::new(),
+            file: Default::default(),
+        }
+    }
+
+    fn req(roles: &[&str]) -> Requirements {
+        Requirements {
+            hosts: roles
+                .iter()
+                .enumerate()
+                .map(|(i, r)| HostReq {
+                    name: format!("h{i}"),
+                    params: BTreeMap::from([("role".to_string(), json!(r))]),
+                    nics: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn fit_by_ids_needs_every_machine_free() {
+        let free = [machine("m1", "a"), machine("m2", "a")];
+        let w = Want {
+            machines: Some(vec!["m1".into(), "m2".into()]),
+            ..Default::default()
+        };
+        assert_eq!(fit(&w, &free).unwrap().0, vec!["m1", "m2"]);
+        assert!(fit(&w, &free[..1]).is_none());
+    }
+
+    #[test]
+    fn fit_by_requirements_maps_onto_free_machines_within_the_pool() {
+        let free = [machine("m1", "a"), machine("m2", "b"), machine("m3", "b")];
+        let w = Want {
+            requirements: Some(req(&["a", "b"])),
+            ..Default::default()
+        };
+        let (ids, mapping) = fit(&w, &free).unwrap();
+        assert_eq!(ids, vec!["m1", "m2"]);
+        assert_eq!(mapping.unwrap()["h1"].machine, "m2");
+        // Only machines of the requester's pool directory count.
+        let within = Want {
+            within: Some(vec!["m1".into(), "m3".into()]),
+            ..w.clone()
+        };
+        assert_eq!(fit(&within, &free).unwrap().0, vec!["m1", "m3"]);
+        assert!(fit(&w, &free[1..]).is_none(), "no free machine has role a");
+    }
+
+    #[test]
+    fn want_round_trips_as_json() {
+        let w = Want {
+            requirements: Some(req(&["a"])),
+            within: Some(vec!["m1".into()]),
+            ..Default::default()
+        };
+        let s = serde_json::to_string(&w).unwrap();
+        assert_eq!(serde_json::from_str::<Want>(&s).unwrap(), w);
+    }
+}
