@@ -11,6 +11,7 @@
 //!   the time from one holder's release to the next grant being seen by
 //!   its controller, woken by NOTIFY (goal ≤ 100 ms each).
 
+#[allow(dead_code)] // TmpDir: the other benches use it
 mod support;
 #[path = "../tests/support/postgres.rs"]
 mod test_pg;
