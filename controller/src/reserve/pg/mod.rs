@@ -78,11 +78,19 @@ impl PgPool {
     /// Connects (errors say what to check) and makes sure the tables exist.
     pub async fn open(url: &str) -> Result<PgPool, ReserveError> {
         let mut client = connect_postgres(url).await?;
-        let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-            .await?;
-        tx.batch_execute(SCHEMA).await?;
-        tx.commit().await?;
+        // DDL only when the tables are missing: `CREATE INDEX IF NOT
+        // EXISTS` takes a table lock even when the index exists, and that
+        // deadlocked with other controllers' releases.
+        if !have_schema(&client).await? {
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+                .await?;
+            // Another controller may have made it while we waited.
+            if !have_schema(&tx).await? {
+                tx.batch_execute(SCHEMA).await?;
+            }
+            tx.commit().await?;
+        }
         Ok(PgPool {
             client,
             shown: redact_password(url),
@@ -230,6 +238,17 @@ impl PgPool {
 /// `url` with its password hidden.
 pub fn redact(url: &str) -> String {
     redact_password(url)
+}
+
+/// Whether the tables exist already.
+async fn have_schema(c: &impl tokio_postgres::GenericClient) -> Result<bool, ReserveError> {
+    Ok(c.query_one(
+        "SELECT to_regclass('lnst_pool.hold') IS NOT NULL \
+         AND to_regclass('lnst_pool.fence') IS NOT NULL",
+        &[],
+    )
+    .await?
+    .get(0))
 }
 
 /// What is registered for a machine: its pool file as JSON, without the

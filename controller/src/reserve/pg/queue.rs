@@ -308,7 +308,11 @@ pub async fn refresh(c: &Client, id: i64) -> Result<bool, ReserveError> {
 /// machines and runs a step so the next in the queue gets them at once.
 pub async fn release(c: &mut Client, id: i64) -> Result<Stepped, ReserveError> {
     {
+        // Under the step's lock: a release and a step touch the same rows
+        // in different orders.
         let tx = c.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STEP_LOCK])
+            .await?;
         tx.execute("DELETE FROM lnst_pool.hold WHERE reservation = $1", &[&id])
             .await?;
         tx.execute(
