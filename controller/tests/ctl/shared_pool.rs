@@ -329,4 +329,35 @@ fn shared_pool_bad_input() {
     // And with everything right, the run passes.
     let o = run(&url);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // A person holds the machines a recipe needs, renews, and gives them
+    // back by naming one of them.
+    let o = ctl_db(&t, &url)
+        .arg("reserve")
+        .arg(&r)
+        .args(["--for", "30s", "--note", "debugging", "--pool"])
+        .arg(&pool)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let got = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(got.contains("reserved m1, m2 as #2"), "{got}");
+    let o = ctl_db(&t, &url)
+        .args(["reserve", "--renew", "2", "--for", "2h"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("reservation #2 renewed until"),
+        "{}",
+        text(&o)
+    );
+    let st = text(&ctl_db(&t, &url).arg("status").output().unwrap());
+    assert!(
+        st.contains("m1") && st.contains("#2 person") && st.contains("(debugging)"),
+        "{st}"
+    );
+    let o = ctl_db(&t, &url).args(["release", "m2"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("released #2"), "{}", text(&o));
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM lnst_pool.hold"), "0");
 }
