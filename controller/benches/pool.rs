@@ -9,7 +9,8 @@
 //!   requirements (goal ≤ 50 ms);
 //! - 20 controllers contending for 4 machines, each holding them 20 ms:
 //!   the time from one holder's release to the next grant being seen by
-//!   its controller, woken by NOTIFY (goal ≤ 100 ms each).
+//!   its controller, woken by NOTIFY, through the same wait as `lnst-ctl
+//!   run` (`hold::wait_for_grant`) (goal ≤ 100 ms each).
 
 #[allow(dead_code)] // TmpDir: the other benches use it
 mod support;
@@ -22,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use lnst_ctl::mapper::{HostReq, Requirements};
 use lnst_ctl::pool::{Machine, Pool};
+use lnst_ctl::recipe::Cancel;
+use lnst_ctl::reserve::pg::hold;
 use lnst_ctl::reserve::pg::queue::{self, Request, Want};
 use lnst_ctl::reserve::pg::PgPool;
 use serde_json::json;
@@ -146,16 +149,20 @@ async fn bench_contention(url: &str) {
             let mut r = request(want);
             r.what = format!("contender {c}");
             let id = queue::submit(&pg.client, &r).await.expect("submit");
-            loop {
-                queue::step(&mut pg.client).await.expect("step");
-                if queue::status(&pg.client, id).await.expect("status").state == "granted" {
-                    break;
-                }
-                tokio::select! {
-                    _ = notes.recv() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
+            // The controllers' own wait (lnst-ctl run and reserve use it).
+            let st = hold::wait_for_grant(
+                &mut pg,
+                &mut notes,
+                id,
+                0,
+                None,
+                &BTreeMap::new(),
+                &Cancel::new(),
+                &mut |_| {},
+            )
+            .await
+            .expect("wait for grant");
+            assert_eq!(st.state, "granted");
             if let Some(t) = *freed.lock().unwrap() {
                 lat.lock().unwrap().push(t.elapsed());
             }

@@ -133,46 +133,79 @@ pub fn acquire(
         let aux = Arc::new(aux);
         let id = queue::submit(&pg.client, &req).await?;
         let refresher = refresher(Arc::clone(&aux), id, req.lease);
-        let mut said = String::new();
-        loop {
-            let stepped = match queue::step(&mut pg.client).await {
-                Ok(s) => s,
-                Err(e) => {
-                    refresher.abort();
-                    let _ = queue::release(&mut pg.client, id).await;
-                    return Err(e);
-                }
-            };
-            let st = queue::status(&pg.client, id).await?;
-            match st.state.as_str() {
-                "granted" => {
-                    let refresher = if refresh {
-                        Some(refresher)
-                    } else {
-                        refresher.abort();
-                        None
-                    };
-                    return Ok(Held {
-                        id,
-                        fence: st.fence.unwrap_or(0) as u64,
-                        machines: st.machines,
-                        mapping: st.mapping,
-                        waited: t0.elapsed(),
-                        pg: Some(pg),
-                        refresher,
-                        rt: rt.clone(),
-                    });
-                }
-                "waiting" => {}
-                other => {
-                    refresher.abort();
-                    return Err(ReserveError::Sql(format!(
-                        "reservation #{id} became {other} while waiting"
-                    )));
-                }
+        let st = match wait_for_grant(
+            &mut pg,
+            &mut notes,
+            id,
+            req.priority,
+            pool,
+            auths,
+            cancel,
+            on_wait,
+        )
+        .await
+        {
+            Ok(st) => st,
+            Err(e) => {
+                refresher.abort();
+                let _ = queue::release(&mut pg.client, id).await;
+                return Err(e);
             }
+        };
+        let refresher = if refresh {
+            Some(refresher)
+        } else {
+            refresher.abort();
+            None
+        };
+        Ok(Held {
+            id,
+            fence: st.fence.unwrap_or(0) as u64,
+            machines: st.machines,
+            mapping: st.mapping,
+            waited: t0.elapsed(),
+            pg: Some(pg),
+            refresher,
+            rt: rt.clone(),
+        })
+    })
+}
+
+/// Waits until request `id` is granted and returns its status. A grant
+/// names the granted ids in its `NOTIFY`: a waiter not named goes back to
+/// sleep without a query, so 20 waiters woken at once do not queue up
+/// behind each other's scheduling steps; the one granted reads its status
+/// at once. A step runs at the start, on a notification without ids (a
+/// machine healed, a lease expired), and every [`POLL`] (leases expire
+/// silently). `pool`/`auths`: dirty machines this controller may probe.
+/// Errors leave the request in place (the caller withdraws it).
+#[allow(clippy::too_many_arguments)]
+pub async fn wait_for_grant(
+    pg: &mut PgPool,
+    notes: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    id: i64,
+    priority: i32,
+    pool: Option<&Pool>,
+    auths: &BTreeMap<String, Option<ClientAuth>>,
+    cancel: &Cancel,
+    on_wait: &mut dyn FnMut(&str),
+) -> Result<queue::Status, ReserveError> {
+    let mut said = String::new();
+    let mut stepped = Some(queue::step(&mut pg.client).await?);
+    loop {
+        let st = queue::status(&pg.client, id).await?;
+        match st.state.as_str() {
+            "granted" => return Ok(st),
+            "waiting" => {}
+            other => {
+                return Err(ReserveError::Sql(format!(
+                    "reservation #{id} became {other} while waiting"
+                )))
+            }
+        }
+        if let Some(s) = stepped.take() {
             if let Some(p) = pool {
-                for m in stepped
+                for m in s
                     .dirty
                     .iter()
                     .filter(|d| p.machines.iter().any(|x| &x.id == *d))
@@ -183,25 +216,36 @@ pub fn acquire(
                 }
             }
             let why = format!(
-                "waiting (reservation #{id}, priority {}): {}",
-                req.priority,
+                "waiting (reservation #{id}, priority {priority}): {}",
                 queue::why_waiting(&pg.client, id).await?
             );
             if why != said {
                 on_wait(&why);
                 said = why;
             }
+        }
+        // Sleep until something concerns us.
+        let mine = id.to_string();
+        loop {
             tokio::select! {
-                _ = notes.recv() => {}
-                _ = tokio::time::sleep(POLL) => {}
-                _ = cancel.cancelled() => {
-                    refresher.abort();
-                    let _ = queue::release(&mut pg.client, id).await;
-                    return Err(ReserveError::Interrupted);
+                n = notes.recv() => match n {
+                    Some(p) if p.split(',').any(|x| x == mine) => break,
+                    // Granted to others: nothing changes for us.
+                    Some(p) if !p.is_empty() => continue,
+                    Some(_) => {
+                        stepped = Some(queue::step(&mut pg.client).await?);
+                        break;
+                    }
+                    None => return Err(ReserveError::Sql("the PostgreSQL listener connection ended".into())),
+                },
+                _ = tokio::time::sleep(POLL) => {
+                    stepped = Some(queue::step(&mut pg.client).await?);
+                    break;
                 }
+                _ = cancel.cancelled() => return Err(ReserveError::Interrupted),
             }
         }
-    })
+    }
 }
 
 /// Whether the agent of dirty machine `id` reports an empty journal (it
