@@ -136,10 +136,12 @@ async fn bench_contention(url: &str) {
     // When the holder started giving the machines back.
     let freed: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let lat: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
+    let local = tokio::task::LocalSet::new();
     let mut tasks = Vec::new();
     for c in 0..20 {
         let (url, ids, freed, lat) = (url.to_string(), ids.clone(), freed.clone(), lat.clone());
-        tasks.push(tokio::spawn(async move {
+        // Local tasks: the wait's progress callback need not be Send.
+        tasks.push(local.spawn_local(async move {
             let mut pg = PgPool::open(&url).await.expect("open");
             let (_aux, mut notes) = pg.listener().await.expect("listen");
             let want = Want {
@@ -174,9 +176,13 @@ async fn bench_contention(url: &str) {
             queue::release(&mut pg.client, id).await.expect("release");
         }));
     }
-    for t in tasks {
-        t.await.expect("contender");
-    }
+    local
+        .run_until(async {
+            for t in tasks {
+                t.await.expect("contender");
+            }
+        })
+        .await;
     let lat = lat.lock().unwrap().clone();
     let worst = *lat.iter().max().expect("grants");
     println!(
