@@ -312,10 +312,12 @@ mod tests {
         let x = d.join("x.rhai");
         let got = expand(&[x.clone(), d.clone()]).unwrap();
         assert_eq!(got, vec![x, d.join("a.rhai"), d.join("b.rhai")]);
-        assert!(is_suite(&[d.clone()]));
+        assert!(is_suite(std::slice::from_ref(&d)));
         assert!(!is_suite(&[d.join("a.rhai")]));
         let empty = tmp("empty");
-        let e = expand(&[empty.clone()]).unwrap_err().to_string();
+        let e = expand(std::slice::from_ref(&empty))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("holds no *.rhai"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
         let _ = std::fs::remove_dir_all(&empty);

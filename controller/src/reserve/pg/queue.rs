@@ -174,8 +174,7 @@ pub async fn step(c: &mut Client) -> Result<Stepped, ReserveError> {
     let tx = c.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STEP_LOCK])
         .await?;
-    let mut out = Stepped::default();
-    out.expired = tx
+    let expired: Vec<i64> = tx
         .query(
             "UPDATE lnst_pool.reservation SET state = 'expired', ended = clock_timestamp()
              WHERE state = 'granted' AND lease_until < clock_timestamp() RETURNING id",
@@ -185,6 +184,10 @@ pub async fn step(c: &mut Client) -> Result<Stepped, ReserveError> {
         .iter()
         .map(|r| r.get(0))
         .collect();
+    let mut out = Stepped {
+        expired,
+        ..Default::default()
+    };
     if !out.expired.is_empty() {
         tx.execute(
             "UPDATE lnst_pool.machine SET state = 'dirty', dirty_since = clock_timestamp()
