@@ -6,7 +6,9 @@
 //! name: two pool directories that name one machine differently still
 //! share its lock. Lock files live in [`default_dir`] (`/run/lnst/locks`,
 //! or `$LNST_LOCK_DIR`); the holder writes who it is into the file, so a
-//! waiting run can say what it waits for.
+//! waiting run can say what it waits for, and removes it when it is done
+//! (while still holding the lock; a run that locks a file after that
+//! finds the path gone or naming another file, and starts over).
 //!
 //! A run takes the locks of its whole set at once ([`LocalLocks::try_lock_all`]):
 //! all or none, so two runs each holding half of what the other needs can
@@ -45,21 +47,23 @@ pub struct Busy {
 /// Locks held; each is released when this is dropped (or the process dies).
 #[derive(Debug)]
 pub struct Held {
-    files: Vec<(String, File)>,
+    files: Vec<(String, File, PathBuf)>,
 }
 
 impl Held {
     /// The machine ids held.
     pub fn machines(&self) -> Vec<&str> {
-        self.files.iter().map(|(m, _)| m.as_str()).collect()
+        self.files.iter().map(|(m, _, _)| m.as_str()).collect()
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        for (_, f) in &mut self.files {
-            // Clear the holder line before the lock goes (best effort).
-            let _ = f.set_len(0);
+        for (_, f, path) in &mut self.files {
+            // Removed while still locked: a run that opened the old file
+            // and then gets its lock sees that the path no longer names
+            // it, and opens the path afresh (see `try_lock_all`).
+            let _ = std::fs::remove_file(path);
             let _ = f.unlock();
         }
     }
@@ -105,7 +109,8 @@ impl LocalLocks {
     /// Whether nobody holds the machine at `address` right now (a probe:
     /// it may be taken the next moment).
     pub fn is_free(&self, address: &str) -> bool {
-        match self.open_file(address) {
+        // No file: nobody holds it (and probing creates none).
+        match File::open(self.path_for(address)) {
             Ok(f) => match f.try_lock() {
                 Ok(()) => {
                     let _ = f.unlock();
@@ -113,7 +118,7 @@ impl LocalLocks {
                 }
                 Err(_) => false,
             },
-            Err(_) => false,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         }
     }
 
@@ -145,12 +150,19 @@ impl LocalLocks {
                 .open_file(addr)
                 .map_err(|e| busy(format!("cannot open its lock file: {e}")))?;
             match f.try_lock() {
+                Ok(()) if !same_file(&f, &self.path_for(addr)) => {
+                    // Its holder removed it between our open and our lock:
+                    // the lock is on a file nobody else will open.
+                    return Err(busy(
+                        "its previous holder just released it; retrying".into(),
+                    ));
+                }
                 Ok(()) => {
                     let mut f = f;
                     let _ = f.set_len(0);
                     let _ = f.rewind();
                     let _ = writeln!(f, "{who}");
-                    held.files.push((id.clone(), f));
+                    held.files.push((id.clone(), f, self.path_for(addr)));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
                     return Err(busy(self.holder(addr)));
@@ -161,6 +173,15 @@ impl LocalLocks {
             }
         }
         Ok(held)
+    }
+}
+
+/// Whether `path` still names the open file `f` (same inode).
+fn same_file(f: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -238,6 +259,27 @@ mod tests {
             .try_lock_all(&set(&[("m2", "unix:/b"), ("m1", "unix:/a")]), "run B")
             .unwrap();
         assert_eq!(b.machines(), vec!["m2", "m1"]);
+        drop(b);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn released_files_are_removed_and_a_stale_descriptor_is_not_a_lock() {
+        let d = tmp();
+        let l = LocalLocks::open(&d).unwrap();
+        let a = l.try_lock_all(&set(&[("m", "unix:/m")]), "A").unwrap();
+        let path = l.path_for("unix:/m");
+        assert!(path.exists());
+        // B opened the file while A held it...
+        let stale = File::open(&path).unwrap();
+        drop(a);
+        assert!(!path.exists(), "A removed its lock file");
+        // ...its lock on that descriptor would be on a dead file: refused.
+        stale.try_lock().unwrap();
+        assert!(!same_file(&stale, &path));
+        // A fresh open works and excludes others.
+        let b = l.try_lock_all(&set(&[("m", "unix:/m")]), "B").unwrap();
+        assert!(l.try_lock_all(&set(&[("m", "unix:/m")]), "C").is_err());
         drop(b);
         let _ = std::fs::remove_dir_all(&d);
     }
