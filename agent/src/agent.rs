@@ -58,6 +58,9 @@ fn parse_heartbeat(v: &str) -> Option<(u64, u64)> {
     Some((i, t))
 }
 
+/// The file in the state dir holding the newest fencing token served.
+const FENCE_FILE: &str = "fence";
+
 /// Who holds the agent.
 #[derive(Debug, Clone)]
 struct Holder {
@@ -79,6 +82,9 @@ pub struct Agent {
     /// A std mutex: held only to read or swap the holder.
     holder: Mutex<Option<Holder>>,
     next_session: AtomicU64,
+    /// The newest shared-pool reservation (fencing token) served; kept in
+    /// `<state-dir>/fence` so a restart does not forget it.
+    fence: AtomicU64,
 }
 
 impl Agent {
@@ -101,7 +107,6 @@ impl Agent {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_default();
         Ok(Agent {
-            config,
             journal,
             jobs: Jobs::new(),
             undo_ctx,
@@ -109,6 +114,13 @@ impl Agent {
             hostname,
             holder: Mutex::new(None),
             next_session: AtomicU64::new(1),
+            fence: AtomicU64::new(
+                std::fs::read_to_string(config.state_dir.join(FENCE_FILE))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0),
+            ),
+            config,
         })
     }
 
@@ -137,6 +149,38 @@ impl Agent {
             peer: peer.to_string(),
             since: SystemTime::now(),
         });
+        Ok(session)
+    }
+
+    /// [`Agent::claim`] for a controller that holds shared-pool
+    /// reservation `fence`: refused when this agent has already served a
+    /// newer reservation (the controller's lease expired and the machine
+    /// went to another run); a newer one is remembered.
+    pub fn claim_fenced(
+        &self,
+        controller: &str,
+        peer: &str,
+        fence: Option<u64>,
+    ) -> Result<u64, String> {
+        let last = self.fence.load(Ordering::Relaxed);
+        if let Some(f) = fence {
+            if f < last {
+                return Err(format!(
+                    "agent {} refuses controller {controller:?}: its reservation's fencing token \
+                     {f} is older than token {last}, which this agent has served since; its \
+                     lease has expired",
+                    self.hostname
+                ));
+            }
+        }
+        let session = self.claim(controller, peer)?;
+        if let Some(f) = fence.filter(|f| *f > last) {
+            self.fence.store(f, Ordering::Relaxed);
+            let path = self.config.state_dir.join(FENCE_FILE);
+            if let Err(e) = std::fs::write(&path, format!("{f}\n")) {
+                tracing::warn!(error = %e, path = %path.display(), "cannot keep the fencing token");
+            }
+        }
         Ok(session)
     }
 

@@ -34,6 +34,7 @@ pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireEr
     }
     match req {
         Request::Ping => Ok(Response::Pong),
+        Request::JournalEmpty => Ok(Response::Bool(ctx.agent.journal.entries()?.is_empty())),
         Request::EndSession => end_session(ctx).await,
         Request::JournalTest { path, marker } => journal_test(ctx, path, marker),
         Request::JobStart(spec) => {
@@ -248,6 +249,7 @@ fn netns_named(req: &Request) -> Vec<Option<&str>> {
         | Request::Netem { dev, .. } => vec![dev.netns.as_deref()],
         Request::MoveTo { dev, netns } => vec![dev.netns.as_deref(), netns.as_deref()],
         Request::Ping
+        | Request::JournalEmpty
         | Request::EndSession
         | Request::JournalTest { .. }
         | Request::JobWait { .. }

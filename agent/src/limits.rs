@@ -31,7 +31,7 @@ pub const COMMAND_MAX: usize = 128 * 1024;
 /// Checks `req` against the limits above; the error names the field.
 pub fn check(req: &Request) -> Result<(), WireError> {
     match req {
-        Request::Ping | Request::EndSession => Ok(()),
+        Request::Ping | Request::EndSession | Request::JournalEmpty => Ok(()),
         Request::JournalTest { path, marker } => {
             self::path("path", path)?;
             text("marker", marker, WORD_MAX)

@@ -87,7 +87,8 @@ where
 
         let controller =
             match tokio::time::timeout(hb_timeout, reader.read_max::<ToAgent>(HELLO_MAX)).await {
-                Ok(Ok(ToAgent::Hello { controller })) => controller,
+                Ok(Ok(ToAgent::Hello { controller })) => (controller, None),
+                Ok(Ok(ToAgent::HelloFenced { controller, fence })) => (controller, Some(fence)),
                 Ok(Ok(other)) => {
                     let reason =
                         format!("protocol error: expected Hello first, got {}", kind(&other));
@@ -108,7 +109,8 @@ where
                     return;
                 }
             };
-        let session = match agent.claim(&controller, &peer) {
+        let (controller, fence) = controller;
+        let session = match agent.claim_fenced(&controller, &peer, fence) {
             Ok(s) => s,
             Err(reason) => {
                 tracing::info!(%controller, %reason, "refusing second controller");
@@ -188,7 +190,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Err(_) => break End::Silent,
                 Ok(Ok(ToAgent::Heartbeat)) => {}
                 Ok(Ok(ToAgent::Goodbye)) => break End::Goodbye,
-                Ok(Ok(ToAgent::Hello { .. })) => {
+                Ok(Ok(ToAgent::Hello { .. } | ToAgent::HelloFenced { .. })) => {
                     break End::Protocol("protocol error: Hello sent twice".into())
                 }
                 Ok(Ok(ToAgent::Request { id, req })) => {
@@ -257,5 +259,6 @@ fn kind(m: &ToAgent) -> &'static str {
         ToAgent::Request { .. } => "Request",
         ToAgent::Heartbeat => "Heartbeat",
         ToAgent::Goodbye => "Goodbye",
+        ToAgent::HelloFenced { .. } => "HelloFenced",
     }
 }

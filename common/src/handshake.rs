@@ -10,7 +10,8 @@
 /// 2: device specs gained fields (bond options, team link_watch, tunnel
 /// mode, macsec), new requests (defer, neighbours, ethtool groups, netem,
 /// service) and job exit details.
-/// 3: `Welcome` carries the host's environment (`env::HostEnv`).
+/// 3: `Welcome` carries the host's environment (`env::HostEnv`); the
+/// shared pool's `HelloFenced` and `JournalEmpty`.
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Magic bytes that open every connection, so garbage is told apart from an

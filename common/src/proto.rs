@@ -40,6 +40,12 @@ pub enum ToAgent {
     Heartbeat,
     /// Orderly end: the agent undoes the session and closes.
     Goodbye,
+    /// `Hello` from a controller holding a shared-pool reservation:
+    /// `fence` is the reservation's id (RECIPES.md §13). The agent refuses
+    /// a fence older than the newest it has served, so a controller whose
+    /// lease expired (and whose machines went to another run) cannot come
+    /// back and change them.
+    HelloFenced { controller: String, fence: u64 },
 }
 
 /// Agent → controller.
@@ -230,6 +236,10 @@ pub enum Request {
     /// `Text`, `systemctl is-active NAME` afterwards. The unit is started
     /// or stopped after the run to be as active as before.
     Service { name: String, action: String },
+    /// Whether the undo journal is empty (nothing a run changed is left to
+    /// undo); answered with `Bool`. A shared pool hands out a machine
+    /// whose last holder died only after this says true.
+    JournalEmpty,
 }
 
 /// Successful replies. Which one a request gets is documented on the

@@ -202,6 +202,18 @@ impl AgentClient {
         addr: &AgentAddr,
         auth: Option<&ClientAuth>,
     ) -> Result<AgentClient, ClientError> {
+        Self::connect_fenced(host, addr, auth, None).await
+    }
+
+    /// [`Self::connect_with`], saying in the hello that we hold shared-pool
+    /// reservation `fence` (`HelloFenced`): an agent that has served a
+    /// newer reservation refuses us.
+    pub async fn connect_fenced(
+        host: &str,
+        addr: &AgentAddr,
+        auth: Option<&ClientAuth>,
+        fence: Option<u64>,
+    ) -> Result<AgentClient, ClientError> {
         let conn_err = |message: String| ClientError::Connect {
             host: host.to_string(),
             addr: addr.to_string(),
@@ -239,13 +251,13 @@ impl AgentClient {
                     ClientAuth::Insecure => Protection::Insecure,
                 };
                 tracing::info!(%host, %addr, %protection, "transport set up");
-                Self::handshake_as(host, t, protection).await
+                Self::handshake_as(host, t, protection, fence).await
             }
             AgentAddr::Unix(p) => {
                 let s = tokio::net::UnixStream::connect(p)
                     .await
                     .map_err(|e| conn_err(e.to_string()))?;
-                Self::handshake_as(host, s, Protection::UnixSocket).await
+                Self::handshake_as(host, s, Protection::UnixSocket, fence).await
             }
         }
     }
@@ -255,13 +267,14 @@ impl AgentClient {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        Self::handshake_as(host, stream, Protection::Stream).await
+        Self::handshake_as(host, stream, Protection::Stream, None).await
     }
 
     async fn handshake_as<S>(
         host: &str,
         stream: S,
         protection: Protection,
+        fence: Option<u64>,
     ) -> Result<AgentClient, ClientError>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -287,8 +300,14 @@ impl AgentClient {
                 },
                 PreambleError::BadMagic(_) => proto(e.to_string()),
             })?;
-            let hello = ToAgent::Hello {
-                controller: controller_identity(),
+            let hello = match fence {
+                None => ToAgent::Hello {
+                    controller: controller_identity(),
+                },
+                Some(fence) => ToAgent::HelloFenced {
+                    controller: controller_identity(),
+                    fence,
+                },
             };
             let frame = codec::encode_frame(&hello).map_err(|e| proto(e.to_string()))?;
             wr.write_all(&frame)
@@ -505,7 +524,7 @@ fn auth_error(host: &str, addr: &AgentAddr, e: SecureError) -> ClientError {
 }
 
 /// `user@hostname pid N`: who holds an agent, shown to a refused controller.
-fn controller_identity() -> String {
+pub fn controller_identity() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| format!("uid{}", nix::unistd::getuid()));

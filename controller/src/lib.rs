@@ -9,6 +9,9 @@
 //! - [`lab`]: the labs that stand in for a pool — the netns lab and the
 //!   VM lab (qemu guests with a full kernel);
 //! - [`session`]: the connected agents of one run and their teardown;
+//! - [`reserve`]: pool machines held for one run (local lock files);
+//! - [`run`]: one recipe's run as a pipeline of named stages, and suites
+//!   of recipes (`--jobs`);
 //! - [`report`]: summary, JSON, JUnit and the run directory;
 //! - [`db`]: which database holds results history and reservations
 //!   (`--db`, `LNST_DB`, the embedded default) and opening PostgreSQL;
@@ -31,5 +34,7 @@ pub mod params;
 pub mod pool;
 pub mod recipe;
 pub mod report;
+pub mod reserve;
+pub mod run;
 pub mod session;
 pub mod store;

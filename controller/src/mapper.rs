@@ -22,13 +22,13 @@ use serde_json::Value;
 use crate::pool::{Machine, Pool};
 
 /// What a recipe asks for, collected by the declaration phase.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Requirements {
     pub hosts: Vec<HostReq>,
 }
 
 /// `host(name, #{ k: v })`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HostReq {
     pub name: String,
     pub params: BTreeMap<String, Value>,
@@ -36,7 +36,7 @@ pub struct HostReq {
 }
 
 /// `H.nic(name, #{ net: .., k: v })`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NicReq {
     pub name: String,
     pub net: Option<String>,

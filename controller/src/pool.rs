@@ -24,7 +24,7 @@ use lnst_common::secure::PublicKey;
 use serde_json::Value;
 
 /// One machine of a pool.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Machine {
     /// The file name without `.toml`.
     pub id: String,
@@ -53,7 +53,7 @@ impl Machine {
 }
 
 /// One `[[nic]]` of a machine.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PoolNic {
     pub name: String,
     /// The pool network this NIC is cabled to; `None`: not cabled.

@@ -47,8 +47,17 @@ impl Session {
     pub async fn connect_with(
         targets: &BTreeMap<String, (AgentAddr, Option<ClientAuth>)>,
     ) -> Result<Session, ClientError> {
+        Self::connect_fenced(targets, None).await
+    }
+
+    /// [`Session::connect_with`] holding shared-pool reservation `fence`
+    /// (see [`AgentClient::connect_fenced`]).
+    pub async fn connect_fenced(
+        targets: &BTreeMap<String, (AgentAddr, Option<ClientAuth>)>,
+        fence: Option<u64>,
+    ) -> Result<Session, ClientError> {
         let futs = targets.iter().map(|(host, (addr, auth))| async move {
-            AgentClient::connect_with(host, addr, auth.as_ref())
+            AgentClient::connect_fenced(host, addr, auth.as_ref(), fence)
                 .await
                 .map(|c| (host.clone(), c))
         });

@@ -24,7 +24,9 @@ mod ctl {
     pub mod modules_lab;
     pub mod modules_live;
     pub mod report_html;
+    pub mod shared_pool;
     pub mod store;
+    pub mod suites;
     pub mod vm_lab;
 }
 

@@ -12,9 +12,13 @@ pub mod history;
 pub mod import;
 pub mod lab_clean;
 pub mod pool_check;
+pub mod pool_sync;
+pub mod release;
 pub mod report;
+pub mod reserve;
 pub mod run;
 pub mod shell;
+pub mod status;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -44,7 +48,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Runs a recipe: `lnst-ctl run recipe.rhai -- mtu=9000`.
+    /// Runs a recipe (`lnst-ctl run recipe.rhai -- mtu=9000`), or a suite
+    /// of them (`lnst-ctl run recipes/ --jobs 2`).
     #[command(after_help = EXIT_HELP)]
     Run(RunArgs),
     /// Shows a recipe's description, params, requirements and (with
@@ -62,6 +67,25 @@ pub enum Cmd {
     /// Netns lab maintenance.
     #[command(subcommand)]
     Lab(LabCmd),
+    /// Holds machines of the shared pool (PostgreSQL --db) for a person:
+    /// `lnst-ctl reserve --pool DIR m1 m2 --for 2h`, or a recipe's
+    /// requirements; waits in the queue like a run.
+    #[command(after_help = EXIT_HELP)]
+    Reserve(ReserveArgs),
+    /// Gives a shared-pool reservation back: its id, or a machine it holds.
+    Release {
+        /// Reservation ids (`lnst-ctl status`) or machine ids.
+        #[arg(required = true)]
+        targets: Vec<String>,
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
+    },
+    /// Shows the shared pool: each machine, who holds it since when until
+    /// when, dirty machines, and the queue.
+    Status {
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
+    },
     /// Prints the recipe API: every function and property with its doc.
     Api {
         /// Write Rhai definition files (*.d.rhai) for the whole recipe
@@ -226,9 +250,11 @@ pub fn auth_for(
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The recipe file (.rhai).
-    #[arg(value_hint = clap::ValueHint::FilePath)]
-    pub recipe: PathBuf,
+    /// The recipe file (.rhai); several files, or directories (their
+    /// *.rhai files, sorted), run as a suite: one summary, one JUnit file,
+    /// the exit status of the worst.
+    #[arg(value_hint = clap::ValueHint::AnyPath, required = true, num_args = 1..)]
+    pub recipe: Vec<PathBuf>,
     /// Pool directory (one TOML file per machine); without it, a lab (--lab).
     #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub pool: Option<PathBuf>,
@@ -250,6 +276,19 @@ pub struct RunArgs {
     /// Run the test once for every match, not only the first.
     #[arg(long)]
     pub all_matches: bool,
+    /// Place in the shared pool's queue (with a PostgreSQL --db): higher
+    /// first, then in order of arrival.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub priority: i32,
+    /// A suite runs up to N recipes at once, each on its own lab (or its
+    /// own locked pool machines).
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
     /// Where run directories go (default ./lnst-runs).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -297,6 +336,38 @@ pub struct ValidateArgs {
     pub params: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ReserveArgs {
+    /// Machine ids of the pool, or one recipe (.rhai) whose requirements
+    /// pick them.
+    pub targets: Vec<String>,
+    /// The pool directory (its files must match the registered machines).
+    #[arg(long, value_name = "DIR", default_value = "pools")]
+    pub pool: PathBuf,
+    /// How long: 2h, 30m, 1h30m (the lease; renewable).
+    #[arg(long = "for", value_name = "DURATION", default_value = "1h")]
+    pub r#for: String,
+    /// Extend reservation ID to --for from now instead of reserving.
+    #[arg(long, value_name = "ID")]
+    pub renew: Option<i64>,
+    /// Place in the queue: higher first, then in order of arrival.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub priority: i32,
+    /// What for, shown by `status` (default: the machines asked for).
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+    /// The shared PostgreSQL (default $LNST_DB).
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PoolCmd {
     /// Connects to every machine of a pool: reachable, authenticated
@@ -306,6 +377,14 @@ pub enum PoolCmd {
         pool: PathBuf,
         #[command(flatten)]
         auth: AuthArgs,
+    },
+    /// Registers the pool's machines in the shared pool (PostgreSQL
+    /// --db): new files are added, changed ones updated.
+    Sync {
+        #[arg(long, value_name = "DIR", default_value = "pools")]
+        pool: PathBuf,
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
     },
 }
 
@@ -325,6 +404,14 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::Pool(PoolCmd::Check { pool, auth }) => {
             on_thread(move |rt, _| pool_check::exec(&pool, &auth, rt))
         }
+        Cmd::Pool(PoolCmd::Sync { pool, db }) => {
+            on_thread(move |rt, _| pool_sync::exec(&pool, db.as_deref(), rt))
+        }
+        Cmd::Reserve(a) => on_thread(move |rt, cancel| reserve::exec(a, rt, cancel)),
+        Cmd::Release { targets, db } => {
+            on_thread(move |rt, _| release::exec(&targets, db.as_deref(), rt))
+        }
+        Cmd::Status { db } => on_thread(move |rt, _| status::exec(db.as_deref(), rt)),
         Cmd::Lab(LabCmd::Clean) => lab_clean::exec(),
         Cmd::Api { definitions } => api::exec(definitions.as_deref()),
         Cmd::Shell { run, host } => shell::exec(&run, &host),

@@ -70,7 +70,11 @@ pub fn exec(a: ValidateArgs) -> Result<ExitCode, Failure> {
             println!("    nic {} {}", n.name, at.join(", "));
         }
     }
-    let check = params::check(&d.params, &overrides, &super::run::recipe_label(&a.recipe));
+    let check = params::check(
+        &d.params,
+        &overrides,
+        &crate::run::load::recipe_label(&a.recipe),
+    );
     if a.pool.is_some() && (a.lab.is_some() || a.kernel.is_some()) {
         crate::lab::kind_of(a.lab.as_deref(), true, a.kernel.is_some()).usage()?;
     }

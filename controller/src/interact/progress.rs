@@ -95,6 +95,18 @@ impl Progress {
         }
     }
 
+    /// No status line, whatever stderr is: a recipe of a suite, where
+    /// several runs share stderr and the suite prints plain lines.
+    pub fn quiet() -> Progress {
+        Progress {
+            tty: false,
+            color: false,
+            line: Arc::new(Mutex::new(Line::default())),
+            stop: Arc::new(AtomicBool::new(false)),
+            ticker: None,
+        }
+    }
+
     /// A match starts: its label, and the ticker that keeps the clock moving.
     pub fn start_match(&mut self, n: usize, of: usize) {
         if !self.tty {

@@ -263,11 +263,20 @@ pub(crate) fn finish(child: Child, what: &str) -> Result<(), LabError> {
 /// A run id short enough for namespace and socket names, unique per
 /// process and start.
 pub fn new_runid() -> String {
+    // pid, then a per-process sequence number, then a few clock bits: labs
+    // built at once by the runs of one suite (`--jobs`) get distinct ids.
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{:x}{:03x}", std::process::id(), (nanos >> 10) & 0xfff)
+    format!(
+        "{:x}{:03x}{:02x}",
+        std::process::id(),
+        seq & 0xfff,
+        (nanos >> 10) & 0xff
+    )
 }
 
 /// Start time of a process (field 22 of /proc/PID/stat), to tell a live

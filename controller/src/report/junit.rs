@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{summary::figures, RunReport, Verdict};
+use super::{summary::figures, ResultRec, RunReport, Verdict};
 
 /// XML-escapes text and attribute values.
 pub fn esc(s: &str) -> String {
@@ -61,54 +61,60 @@ pub fn render(r: &RunReport) -> String {
             m.results.len(),
             m.duration
         );
-        let mut prev = 0.0;
-        for (j, res) in m.results.iter().enumerate() {
-            let time = res
-                .data
-                .get("duration")
-                .and_then(|d| d.as_f64())
-                .unwrap_or(res.at - prev)
-                .max(0.0);
-            prev = res.at;
-            let class = match &res.host {
-                Some(h) => format!("{}.{}", r.recipe.trim_end_matches(".rhai"), h),
-                None => r.recipe.trim_end_matches(".rhai").to_string(),
-            };
-            let name = match res.job {
-                Some(id) => format!("{:03} job {id}: {}", j + 1, res.desc),
-                None => format!("{:03} {}", j + 1, res.desc),
-            };
-            let _ = write!(
-                s,
-                "    <testcase classname=\"{}\" name=\"{}\" time=\"{time:.3}\"",
-                esc(&class),
-                esc(&name)
-            );
-            let msg = figures(res);
-            match res.result {
-                Verdict::Pass => s.push_str("/>\n"),
-                Verdict::Fail | Verdict::Running => {
-                    let _ = write!(
-                        s,
-                        ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
-                        esc(&format!("FAIL: {}", res.desc)),
-                        esc(&msg)
-                    );
-                }
-                Verdict::Error => {
-                    let _ = write!(
-                        s,
-                        ">\n      <error message=\"{}\">{}</error>\n    </testcase>\n",
-                        esc(&res.desc),
-                        esc(&msg)
-                    );
-                }
-            }
-        }
+        cases(&mut s, &r.recipe, &m.results, "");
         s.push_str("  </testsuite>\n");
     }
     s.push_str("</testsuites>\n");
     s
+}
+
+/// Writes one `<testcase>` per result of `recipe` (names prefixed with
+/// `prefix`, e.g. `match 2: `), with `<failure>` / `<error>`.
+pub fn cases(s: &mut String, recipe: &str, results: &[ResultRec], prefix: &str) {
+    let mut prev = 0.0;
+    for (j, res) in results.iter().enumerate() {
+        let time = res
+            .data
+            .get("duration")
+            .and_then(|d| d.as_f64())
+            .unwrap_or(res.at - prev)
+            .max(0.0);
+        prev = res.at;
+        let class = match &res.host {
+            Some(h) => format!("{}.{}", recipe.trim_end_matches(".rhai"), h),
+            None => recipe.trim_end_matches(".rhai").to_string(),
+        };
+        let name = match res.job {
+            Some(id) => format!("{prefix}{:03} job {id}: {}", j + 1, res.desc),
+            None => format!("{prefix}{:03} {}", j + 1, res.desc),
+        };
+        let _ = write!(
+            s,
+            "    <testcase classname=\"{}\" name=\"{}\" time=\"{time:.3}\"",
+            esc(&class),
+            esc(&name)
+        );
+        let msg = figures(res);
+        match res.result {
+            Verdict::Pass => s.push_str("/>\n"),
+            Verdict::Fail | Verdict::Running => {
+                let _ = write!(
+                    s,
+                    ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
+                    esc(&format!("FAIL: {}", res.desc)),
+                    esc(&msg)
+                );
+            }
+            Verdict::Error => {
+                let _ = write!(
+                    s,
+                    ">\n      <error message=\"{}\">{}</error>\n    </testcase>\n",
+                    esc(&res.desc),
+                    esc(&msg)
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod json;
 pub mod junit;
 pub mod rundir;
 pub mod series;
+pub mod suite;
 pub mod summary;
 
 use std::collections::BTreeMap;

@@ -32,14 +32,22 @@ pub fn stamp(secs: u64) -> String {
 /// `jobs/`, both mode 0700: job output can hold secrets (tokens a command
 /// printed, keys it read), so only the user who ran the recipe reads them.
 pub fn create(base: &Path, recipe: &Path) -> std::io::Result<PathBuf> {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let stem = recipe
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "recipe".into());
+    let dir = create_named(base, &stem)?;
+    private_dir(&dir.join("jobs"))?;
+    Ok(dir)
+}
+
+/// Creates `<base>/<time>-<stem>/` (with a suffix if taken), mode 0700:
+/// a suite's directory, holding its recipes' run directories.
+pub fn create_named(base: &Path, stem: &str) -> std::io::Result<PathBuf> {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     fs::create_dir_all(base)?;
     let name = format!("{}-{stem}", stamp(secs));
     for n in 0.. {
@@ -49,10 +57,7 @@ pub fn create(base: &Path, recipe: &Path) -> std::io::Result<PathBuf> {
             base.join(format!("{name}.{n}"))
         };
         match private_dir(&dir) {
-            Ok(()) => {
-                private_dir(&dir.join("jobs"))?;
-                return Ok(dir);
-            }
+            Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }

@@ -76,7 +76,7 @@ impl RunHook {
             thresholds,
             dir: dir.to_owned(),
             meta: RunMeta::now(),
-            recipe: crate::commands::run::recipe_label(recipe),
+            recipe: crate::run::load::recipe_label(recipe),
             params: record::canonical(&Value::Object(params.clone())),
             env: Environment::new(),
         }));
