@@ -164,6 +164,43 @@ fn runs_are_recorded_and_history_compare_import_read_them() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no run 77"), "{err}");
 
+    // report: run 3 by its id, its measurement drawn over the two runs
+    // before it (one point each) with the baseline band they make; the
+    // recipe's history page from the store.
+    let page = t.0.join("r3.html");
+    let out = Command::new(ctl())
+        .args(["report", "3", "--db", dbs, "-o", page.to_str().unwrap()])
+        .env("LNST_BASELINE_CONFIG", t.0.join("baseline.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(html.matches("class=\"point\"").count(), 2, "{html}");
+    assert!(html.contains("class=\"band\""), "{html}");
+    let (code, _, err) = run(&["report", "77", "--db", dbs]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("not a run directory") && err.contains("no run 77"),
+        "{err}"
+    );
+    let page = t.0.join("h.html");
+    let (code, _, err) = run(&[
+        "report",
+        "--history",
+        "perf_demo",
+        "--db",
+        dbs,
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("results store"), "{html}");
+
     // import: an older copy of a run directory is a new run; a directory
     // recorded already is not recorded twice; a non-run directory is an
     // error naming it.

@@ -2,8 +2,9 @@
 //! result, params, duration), oldest first, and each measurement series
 //! as [`SeriesHistory`] — the type the results store returns.
 //!
-//! Until the store is wired in, [`HistoryModel::from_run_dirs`] is the
-//! **fallback**: it reads the `summary.json` of every run directory of the
+//! `lnst-ctl report --history` builds it from the results store
+//! (`commands/report.rs`); when the store holds no run of the recipe,
+//! [`HistoryModel::from_run_dirs`] is the **fallback**: it reads the `summary.json` of every run directory of the
 //! recipe under one base directory (`--out`, default `./lnst-runs`). It
 //! knows only what run directories hold: each point's verdict is the
 //! result line's own (or its `evaluation.verdict` when the run recorded
