@@ -10,7 +10,11 @@
 //!   `perf`), next to the same over a veth pair between two namespaces;
 //! - HelloWorld on the VM lab, boot included, against the netns lab.
 
+#[path = "../tests/support/results_store.rs"]
+mod results_store;
 mod support;
+use results_store::isolate_results_store;
+
 use support::{median, TmpDir};
 
 use std::collections::BTreeMap;
@@ -311,26 +315,4 @@ fn main() {
     bench_bring_up(&rt, &agent, &k.image);
     bench_idle(&rt, &agent);
     bench_tcp_and_hello(&agent);
-}
-
-/// The runs of these tests and benchmarks go to a scratch results store,
-/// never the user's (`~/.local/share/lnst/results.db`): `LNST_DB` set once
-/// for this process, so every `lnst-ctl` it starts inherits it. One store
-/// per test process (history from earlier test runs must not judge this
-/// one's perf() lines); those of processes that are gone are removed.
-fn isolate_results_store() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let base = std::env::temp_dir().join("lnst-test-results");
-        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
-            let name = e.file_name();
-            let pid = name.to_string_lossy();
-            if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(&*pid).exists() {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-        let d = base.join(std::process::id().to_string());
-        let _ = std::fs::create_dir_all(&d);
-        std::env::set_var("LNST_DB", d.join("results.db"));
-    });
 }

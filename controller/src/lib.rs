@@ -9,7 +9,8 @@
 //! - [`lab`]: the labs that stand in for a pool — the netns lab and the
 //!   VM lab (qemu guests with a full kernel);
 //! - [`session`]: the connected agents of one run and their teardown;
-//! - [`reserve`]: pool machines held for one run (local lock files);
+//! - [`reserve`]: pool machines held for one run — local lock files, or a
+//!   shared PostgreSQL queue with leases and fencing tokens;
 //! - [`run`]: one recipe's run as a pipeline of named stages, and suites
 //!   of recipes (`--jobs`);
 //! - [`report`]: summary, JSON, JUnit and the run directory;

@@ -18,6 +18,10 @@
 // in names (`h{i + 1}`); an iterator over one of them reads worse.
 #![allow(clippy::needless_range_loop)]
 
+#[path = "../../controller/tests/support/results_store.rs"]
+mod results_store;
+use results_store::isolate_results_store;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -792,26 +796,4 @@ fn test(m) {
         line.to_lowercase().contains("not support"),
         "says the kernel does not support it: {line}"
     );
-}
-
-/// The runs of these tests and benchmarks go to a scratch results store,
-/// never the user's (`~/.local/share/lnst/results.db`): `LNST_DB` set once
-/// for this process, so every `lnst-ctl` it starts inherits it. One store
-/// per test process (history from earlier test runs must not judge this
-/// one's perf() lines); those of processes that are gone are removed.
-fn isolate_results_store() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let base = std::env::temp_dir().join("lnst-test-results");
-        for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
-            let name = e.file_name();
-            let pid = name.to_string_lossy();
-            if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(&*pid).exists() {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-        let d = base.join(std::process::id().to_string());
-        let _ = std::fs::create_dir_all(&d);
-        std::env::set_var("LNST_DB", d.join("results.db"));
-    });
 }
