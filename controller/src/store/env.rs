@@ -26,19 +26,9 @@ pub struct HostEnvironment {
     pub nics: BTreeMap<String, NicEnvironment>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NicEnvironment {
-    pub ifname: String,
-    pub driver: String,
-    pub driver_version: String,
-    pub firmware: String,
-    pub bus: String,
-    /// `null` when the driver does not know.
-    pub speed_mbps: Option<u32>,
-    pub mtu: u32,
-    pub mac: String,
-    pub features: BTreeMap<String, bool>,
-}
+/// One NIC as the agent reported it: the wire type itself, so the two
+/// never drift apart (`environment.json` is its JSON).
+pub use lnst_common::env::NicEnv as NicEnvironment;
 
 /// One host's entry from what its agent sent and the mapping of its NICs.
 /// A mapped NIC the agent did not list keeps only its interface name.
@@ -49,17 +39,7 @@ pub fn host_environment(hm: &HostMatch, env: &HostEnv) -> HostEnvironment {
         .map(|(recipe_nic, ifname)| {
             let n = env.nics.iter().find(|n| &n.ifname == ifname);
             let e = match n {
-                Some(n) => NicEnvironment {
-                    ifname: n.ifname.clone(),
-                    driver: n.driver.clone(),
-                    driver_version: n.driver_version.clone(),
-                    firmware: n.firmware.clone(),
-                    bus: n.bus.clone(),
-                    speed_mbps: n.speed_mbps,
-                    mtu: n.mtu,
-                    mac: n.mac.clone(),
-                    features: n.features.clone(),
-                },
+                Some(n) => n.clone(),
                 None => NicEnvironment {
                     ifname: ifname.clone(),
                     ..Default::default()
