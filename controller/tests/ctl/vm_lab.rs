@@ -524,3 +524,46 @@ fn vm_lab_ctrl_c_while_booting_exits_130_and_leaves_nothing() {
     assert_no_leftovers(&serde_json::json!({ "lab": id }));
     assert_no_qemu_of(&id);
 }
+
+/// A suite on VM labs: two recipes with `--jobs 2`, each on a lab of its
+/// own (four guests at once), one summary; no guest or lab left after.
+#[test]
+fn vm_lab_suite_runs_two_labs_at_once() {
+    let Some(agent) = vm_ready("vm_lab_suite_runs_two_labs_at_once") else {
+        return;
+    };
+    let _g = lock();
+    let t = Tmp::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/vm");
+    let (a, b) = (dir.join("vlans.rhai"), dir.join("vrf.rhai"));
+    let out = lab_command(&t, &agent, &a, &[])
+        .arg(&b)
+        .args(["--lab", "vm", "--jobs", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}\nstderr: {stderr}"));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(v["suite"], true);
+    let recipes = v["recipes"].as_array().unwrap();
+    assert_eq!(recipes.len(), 2, "{v}");
+    let mut ids = Vec::new();
+    for r in recipes {
+        assert_eq!(r["result"], "PASS", "{r}");
+        assert_no_leftovers(&r["report"]);
+        ids.push(r["report"]["lab"].as_str().unwrap().to_string());
+    }
+    assert_ne!(ids[0], ids[1], "one lab per recipe");
+    // Both ran at once: the second started before the first ended.
+    assert!(
+        stderr.contains("running: vlans.rhai, vrf.rhai"),
+        "not two at a time: {stderr}"
+    );
+    for l in &ids {
+        assert_no_qemu_of(l);
+        assert!(!labs().contains(l), "lab record {l} left");
+    }
+    assert_no_vm_namespaces_of_dead_runs();
+}
