@@ -56,9 +56,10 @@ pub enum Cmd {
     /// --pool) its mapping, without contacting any agent.
     #[command(after_help = EXIT_HELP)]
     Validate(ValidateArgs),
-    /// Writes one self-contained HTML page for run directories (header,
-    /// topology, results, job output, a plot per measurement), or with
-    /// --history RECIPE the recipe's history page.
+    /// Writes one self-contained HTML page for runs (run directories or
+    /// ids from `history`: header, topology, results, job output, each
+    /// measurement against its history), or with --history RECIPE the
+    /// recipe's history page.
     #[command(after_help = EXIT_HELP)]
     Report(report::ReportArgs),
     /// Pool maintenance.
@@ -154,26 +155,34 @@ pub enum Cmd {
     /// beyond noise, results that differ, environment differences. RUN is
     /// a run id as `history` prints it, or a run directory.
     Compare {
+        /// The earlier run.
         a: String,
+        /// The later run.
         b: String,
+        /// The results store (default: $LNST_DB, else
+        /// ~/.local/share/lnst/results.db).
         #[arg(long, value_name = "URL")]
         db: Option<String>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Records run directories of earlier runs in the results store.
     Import {
+        /// Run directories `lnst-ctl run` made.
         #[arg(required = true, value_name = "RUNDIR", value_hint = clap::ValueHint::DirPath)]
         dirs: Vec<PathBuf>,
+        /// The results store (as for `run`): `postgres://…` or an SQLite
+        /// file. Default: $LNST_DB, else ~/.local/share/lnst/results.db.
         #[arg(long, value_name = "URL")]
         db: Option<String>,
     },
-    /// Creates the controller's key pair and prints the line each agent
-    /// lists in accepted_keys (/etc/lnst/agent.toml).
     /// For shell completion: the params RECIPE declares, one `NAME=` a
     /// line (runs its declaration phase; nothing is contacted).
     #[command(name = "__params", hide = true)]
     Params { recipe: PathBuf },
+    /// Creates the controller's key pair and prints the line each agent
+    /// lists in accepted_keys (/etc/lnst/agent.toml).
     Keygen {
         /// Where to write the private key (default
         /// ~/.config/lnst/controller.key; the public key goes beside it as .pub).
