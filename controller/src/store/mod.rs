@@ -104,6 +104,8 @@ pub struct Store {
     target: DbTarget,
     /// The schema version found when opening (before migrating).
     pub found_version: i64,
+    /// The baseline thresholds, read from their file on first use.
+    thresholds: Option<baseline::Thresholds>,
 }
 
 const RUN_COLS: &str = "id, recipe, recipe_hash, params, user_name, controller_host, lnst_version, started, duration, result, run_dir, imported";
@@ -186,6 +188,18 @@ impl Store {
             db,
             target: target.clone(),
             found_version: found,
+            thresholds: None,
+        })
+    }
+
+    /// The baseline thresholds (`baseline.toml`), read once per open
+    /// store; a broken file is a warning and the defaults apply.
+    fn thresholds(&mut self) -> &baseline::Thresholds {
+        self.thresholds.get_or_insert_with(|| {
+            baseline::Thresholds::load().unwrap_or_else(|e| {
+                eprintln!("lnst-ctl: warning: {e}; using the default baseline thresholds");
+                baseline::Thresholds::default()
+            })
         })
     }
 
@@ -410,7 +424,7 @@ impl Store {
         limit: usize,
         before: Option<i64>,
     ) -> Result<SeriesHistory, StoreError> {
-        let t = baseline::Thresholds::load().unwrap_or_default();
+        let t = self.thresholds().clone();
         let mut args: Vec<Val> = vec![
             key.recipe.clone().into(),
             key.params.clone().into(),
