@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::escape::{esc, href_path};
 use super::history::HistoryModel;
-use super::page::{relative, verdict};
+use super::page::{params_line, relative, verdict};
 use super::plot::{self, Plot};
 use super::CSS;
 
@@ -80,25 +80,13 @@ pub fn render(h: &HistoryModel, html_dir: &Path) -> String {
             ),
             None => esc(&r.id),
         };
-        let params: Vec<String> = r
-            .params
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{k}={}",
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string())
-                )
-            })
-            .collect();
         let _ = write!(
             s,
             "<tr class=\"run row-{}\"><td class=\"mono\">{id}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td>{:.2} s</td></tr>",
             r.result.as_str(),
             esc(r.started.as_deref().unwrap_or("?")),
             verdict(r.result.as_str()),
-            esc(&params.join(" ")),
+            esc(&params_line(&r.params)),
             r.duration
         );
     }

@@ -68,6 +68,19 @@ pub(crate) fn verdict(v: &str) -> String {
     format!("<span class=\"verdict {0}\">{0}</span>", esc(v))
 }
 
+/// Params as `-- k=v` would give them: `mtu=9000 mode=active-backup`
+/// (strings bare, everything else as JSON).
+pub fn params_line(params: &serde_json::Map<String, serde_json::Value>) -> String {
+    params
+        .iter()
+        .map(|(k, v)| match v.as_str() {
+            Some(s) => format!("{k}={s}"),
+            None => format!("{k}={v}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn run_section(s: &mut String, r: &ReportModel, n: usize, html_dir: &Path) {
     let _ = write!(
         s,
@@ -78,18 +91,7 @@ fn run_section(s: &mut String, r: &ReportModel, n: usize, html_dir: &Path) {
     let params = if r.params.is_empty() {
         "(none)".to_string()
     } else {
-        r.params
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{k}={}",
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string())
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        params_line(&r.params)
     };
     let rows: Vec<(&str, String)> = vec![
         ("run", r.id.clone()),
