@@ -63,12 +63,10 @@ pub struct Options {
     /// A recipe of a suite: warnings that hold for every recipe were
     /// printed once by the suite.
     pub quiet: bool,
-    /// `--db` as given: the results store's database (the store resolves
-    /// `LNST_DB` and the default itself).
-    pub db: Option<String>,
-    /// A PostgreSQL URL (`--db`/`LNST_DB`): pool machines are reserved
-    /// there; otherwise with local locks.
-    pub pg: Option<String>,
+    /// The database (`--db`, else `LNST_DB`, else the embedded file): the
+    /// results store, and on PostgreSQL also where pool machines are
+    /// reserved (otherwise with local locks).
+    pub db: crate::db::DbTarget,
     /// `--priority`: place in the shared pool's queue (higher first).
     pub priority: i32,
     /// A run's lease on its reserved machines (`LNST_POOL_LEASE_SECS`,
@@ -96,11 +94,7 @@ impl Options {
             verbose,
             params: ParamScope::Strict,
             quiet: false,
-            db: a.db.clone(),
-            pg: match crate::db::DbTarget::resolve(a.db.as_deref()) {
-                crate::db::DbTarget::Postgres(u) => Some(u),
-                crate::db::DbTarget::Sqlite(_) => None,
-            },
+            db: crate::db::DbTarget::resolve(a.db.as_deref()),
             priority: a.priority,
             lease: std::time::Duration::from_secs_f64(
                 std::env::var("LNST_POOL_LEASE_SECS")
@@ -160,7 +154,7 @@ pub fn run_one(
     let mut m = map::map(&r, o)?;
     let reservation = reserve::reserve(&r, &mut m, o, &log, rt, cancel)?;
     let dir = place::run_dir(path, &r, &m, o, &log)?;
-    let store = RunHook::begin(o.db.as_deref(), path, &r.params, &dir);
+    let store = RunHook::begin(&o.db, path, &r.params, &dir);
     let mut place = place::place(dir, &r, &m, o, &log, cancel)?;
     let tested = test::test(
         &r,

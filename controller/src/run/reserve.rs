@@ -48,7 +48,7 @@ pub fn reserve(
             shared: None,
         });
     }
-    if let Some(url) = &o.pg {
+    if let crate::db::DbTarget::Postgres(url) = &o.db {
         return shared(r, m, o, url, log, rt, cancel);
     }
     let dir = default_dir();

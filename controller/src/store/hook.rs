@@ -50,15 +50,15 @@ pub struct RunHook {
 }
 
 impl RunHook {
-    /// Opens the store `--db`/`LNST_DB` name (a failure is a warning) for
-    /// the run of `recipe` with `params` in `dir`.
+    /// Opens the store `target` names (`DbTarget::resolve` of `--db`; a
+    /// failure is a warning) for the run of `recipe` with `params` in `dir`.
     pub fn begin(
-        db: Option<&str>,
+        target: &DbTarget,
         recipe: &Path,
         params: &Map<String, Value>,
         dir: &Path,
     ) -> RunHook {
-        let target = DbTarget::resolve(db);
+        let target = target.clone();
         let store = match Store::open(&target) {
             Ok(s) => Some(s),
             Err(e) => {
