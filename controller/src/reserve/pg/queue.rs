@@ -108,6 +108,19 @@ async fn machines(
         .collect())
 }
 
+/// The machines waiting for their agents to report an empty journal.
+async fn dirty_machines(
+    c: &impl tokio_postgres::GenericClient,
+) -> Result<Vec<String>, ReserveError> {
+    let rows = c
+        .query(
+            "SELECT id FROM lnst_pool.machine WHERE state = 'dirty' ORDER BY id",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Queues `r` (state `waiting`). Exit-2 errors first: machines that do
 /// not exist, requirements no registered machine meets (ignoring who
 /// holds what), so a request that can never be granted never blocks the
@@ -250,15 +263,7 @@ pub async fn step(c: &mut Client) -> Result<Stepped, ReserveError> {
         free.retain(|m| !ids.contains(&m.id));
         out.granted.push(id);
     }
-    out.dirty = tx
-        .query(
-            "SELECT id FROM lnst_pool.machine WHERE state = 'dirty' ORDER BY id",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    out.dirty = dirty_machines(&tx).await?;
     if !out.granted.is_empty() || !out.expired.is_empty() {
         let payload = out
             .granted
@@ -367,15 +372,7 @@ pub async fn why_waiting(c: &Client, id: i64) -> Result<String, ReserveError> {
             &[],
         )
         .await?;
-    let dirty: Vec<String> = c
-        .query(
-            "SELECT id FROM lnst_pool.machine WHERE state = 'dirty' ORDER BY id",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let dirty = dirty_machines(c).await?;
     let mut parts = vec![format!("{ahead} request(s) ahead in the queue")];
     if !held.is_empty() {
         parts.push(format!(
