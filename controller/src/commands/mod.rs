@@ -78,12 +78,14 @@ pub enum Cmd {
         /// Reservation ids (`lnst-ctl status`) or machine ids.
         #[arg(required = true)]
         targets: Vec<String>,
+        /// The shared PostgreSQL (default $LNST_DB).
         #[arg(long, value_name = "URL")]
         db: Option<String>,
     },
     /// Shows the shared pool: each machine, who holds it since when until
     /// when, dirty machines, and the queue.
     Status {
+        /// The shared PostgreSQL (default $LNST_DB).
         #[arg(long, value_name = "URL")]
         db: Option<String>,
     },
