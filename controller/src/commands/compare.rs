@@ -5,6 +5,11 @@
 //! A RUN is a run id as `history` prints it, or a run directory (one not
 //! recorded yet is read from its files).
 //!
+//! Exit status, as `diff`'s, so a script or CI step can gate on it: 0 when
+//! no measurement is beyond noise and every result shared by both runs has
+//! the same verdict, 1 when something differs, 2 for a run that does not
+//! exist or a bad thresholds file, 3 when the store cannot be read.
+//!
 //! Beyond noise: when the store has a baseline for the second run's
 //! series (its valid runs before it, since the last change point), the
 //! change must leave that baseline's band, the rule `perf()` applies;
@@ -257,7 +262,25 @@ pub fn exec(a: &str, b: &str, db: Option<&str>, json: bool) -> Result<ExitCode, 
     } else {
         print!("{}", render(&out));
     }
-    Ok(ExitCode::Pass)
+    Ok(if out.differ() {
+        ExitCode::Fail
+    } else {
+        ExitCode::Pass
+    })
+}
+
+impl Out {
+    /// A measurement beyond noise, or a result whose verdict changed: what
+    /// exit status 1 means. Measurements in one run only and environment
+    /// differences are shown but do not count (a new `perf()` line, new
+    /// MACs on every lab run).
+    fn differ(&self) -> bool {
+        !self.results_differ.is_empty()
+            || self
+                .measurements
+                .iter()
+                .any(|r| r.beyond_noise == Some(true))
+    }
 }
 
 fn render(o: &Out) -> String {

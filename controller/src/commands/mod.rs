@@ -156,6 +156,7 @@ pub enum Cmd {
     /// Compares two runs: each measurement's change and whether it is
     /// beyond noise, results that differ, environment differences. RUN is
     /// a run id as `history` prints it, or a run directory.
+    #[command(after_help = COMPARE_EXIT_HELP)]
     Compare {
         /// The earlier run.
         a: String,
@@ -447,6 +448,14 @@ pub fn exec(cli: Cli) -> Result<ExitCode, Failure> {
         }
     }
 }
+
+/// `compare`'s exit statuses: `diff`'s, so scripts can gate on them.
+const COMPARE_EXIT_HELP: &str = "\
+Exit status:
+  0    no measurement beyond noise, and results in both runs have the same verdict
+  1    a measurement beyond noise, or a result whose verdict differs
+  2    no such run, or a bad thresholds file
+  3    the results store cannot be read";
 
 /// Runs `work` on its own OS thread with a runtime handle; the main thread
 /// drives the runtime and turns Ctrl-C / SIGTERM into cancellation, then
