@@ -1,7 +1,8 @@
 //! `lnst-ctl compare RUN RUN [--db URL] [--json]`: each measurement of the
 //! first run against the same measurement of the second — the change,
 //! whether it is beyond noise, and how that was judged — then the results
-//! whose verdict differs and what differs in the hosts' environments.
+//! whose verdict differs and what differs in the hosts' environments (of
+//! the first match, for runs made with `--all-matches`).
 //! A RUN is a run id as `history` prints it, or a run directory (one not
 //! recorded yet is read from its files).
 //!
@@ -132,7 +133,7 @@ fn load(store: &mut Option<Store>, run: &str) -> Result<Side, Failure> {
             .iter()
             .map(|x| (x.desc.clone(), x.result.clone()))
             .collect(),
-        env: r.environment.clone(),
+        env: r.environments.first().cloned().unwrap_or_default(),
     })
 }
 

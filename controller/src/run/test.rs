@@ -100,7 +100,7 @@ pub fn test(
             }
             Some(Ok(s)) => s,
         };
-        store.connected(mapping, &session);
+        store.connected(i, mapping, &session);
         if let Some(d) = place.lab.as_ref().and_then(|l| l.silence_timeout()) {
             for c in session.clients.values() {
                 c.set_silence_timeout(d);

@@ -3,6 +3,11 @@
 //! by the recipe's NIC name (the mapping says which interface that is).
 //! The HTML report reads this file; the store keeps a copy per run; series
 //! keys take the NICs' driver and speed from it.
+//!
+//! One match (the usual run) is one object, host → environment. With
+//! `--all-matches` a host maps onto a different machine in each match, so
+//! the file is an array of those objects, one per match in `mapping.json`'s
+//! order ([`to_file`], [`from_file`]).
 
 use std::collections::BTreeMap;
 
@@ -24,6 +29,24 @@ pub struct HostEnvironment {
     pub cpus: u32,
     /// Recipe NIC name → the interface it mapped to.
     pub nics: BTreeMap<String, NicEnvironment>,
+}
+
+/// `environment.json`'s value for the environments of a run's matches.
+pub fn to_file(per_match: &[Environment]) -> serde_json::Value {
+    match per_match {
+        [one] => serde_json::to_value(one),
+        many => serde_json::to_value(many),
+    }
+    .unwrap_or_default()
+}
+
+/// Each match's environments from `environment.json` (either shape).
+pub fn from_file(v: serde_json::Value) -> Result<Vec<Environment>, serde_json::Error> {
+    if v.is_array() {
+        serde_json::from_value(v)
+    } else {
+        serde_json::from_value(v).map(|e| vec![e])
+    }
 }
 
 /// One NIC as the agent reported it: the wire type itself, so the two

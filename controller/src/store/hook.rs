@@ -16,7 +16,7 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 
 use super::baseline::{self, Evaluation, Thresholds};
-use super::env::{host_environment, Environment};
+use super::env::{self, host_environment, Environment};
 use super::record::{self, RunMeta, RunRecord};
 use super::Store;
 use crate::db::DbTarget;
@@ -32,7 +32,9 @@ struct Inner {
     meta: RunMeta,
     recipe: String,
     params: String,
-    env: Environment,
+    /// Each match's hosts' environments, in match order; the last is the
+    /// match now running.
+    env: Vec<Environment>,
 }
 
 thread_local! {
@@ -78,19 +80,23 @@ impl RunHook {
             meta: RunMeta::now(),
             recipe: crate::run::load::recipe_label(recipe),
             params: record::canonical(&Value::Object(params.clone())),
-            env: Environment::new(),
+            env: Vec::new(),
         }));
         CURRENT.with(|c| *c.borrow_mut() = Some(Rc::clone(&inner)));
         RunHook { inner }
     }
 
-    /// A match's agents are connected: keep each host's environment.
-    pub fn connected(&self, mapping: &Mapping, session: &Session) {
+    /// Match `idx`'s agents are connected: keep each host's environment
+    /// (a host is on another machine in each match of `--all-matches`).
+    pub fn connected(&self, idx: usize, mapping: &Mapping, session: &Session) {
         let mut i = self.inner.borrow_mut();
+        if i.env.len() <= idx {
+            i.env.resize_with(idx + 1, Environment::new);
+        }
+        let env = &mut i.env[idx];
         for (h, c) in &session.clients {
             if let Some(hm) = mapping.get(h) {
-                i.env
-                    .entry(h.clone())
+                env.entry(h.clone())
                     .or_insert_with(|| host_environment(hm, &c.welcome().env));
             }
         }
@@ -109,7 +115,7 @@ impl RunHook {
                 eprintln!("lnst-ctl: warning: cannot write {}: {e}", p.display());
             }
         };
-        write("environment.json", &i.env);
+        write("environment.json", &env::to_file(&i.env));
         write("run.json", &i.meta);
         let target = i.target.to_string();
         let store = i.store.as_mut()?;
@@ -174,7 +180,10 @@ pub fn evaluate_perf(
     let key = SeriesKey {
         recipe: i.recipe.clone(),
         params: i.params.clone(),
-        role: record::role(&[client, server], &i.env),
+        role: record::role(
+            &[client, server],
+            i.env.last().unwrap_or(&Environment::new()),
+        ),
         measurement: measurement.to_string(),
         metric: metric.to_string(),
     };

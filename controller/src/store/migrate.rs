@@ -16,15 +16,23 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sqlite: include_str!("sql/sqlite/0001_init.sql"),
-    postgres: include_str!("sql/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sqlite: include_str!("sql/sqlite/0001_init.sql"),
+        postgres: include_str!("sql/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "environments_per_match",
+        sqlite: include_str!("sql/sqlite/0002_environments_per_match.sql"),
+        postgres: include_str!("sql/postgres/0002_environments_per_match.sql"),
+    },
+];
 
 /// The schema this build writes and reads.
-pub const LATEST: i64 = 1;
+pub const LATEST: i64 = 2;
 
 /// Marks the database as lnst's (`lnst_meta.app`).
 pub const APP: &str = "lnst results store";
@@ -73,11 +81,19 @@ pub fn version(db: &mut dyn Db) -> Result<i64, MigrateError> {
 
 /// Brings the schema up to [`LATEST`]; returns the version found before.
 pub fn migrate(db: &mut dyn Db) -> Result<i64, MigrateError> {
+    migrate_to(db, LATEST)
+}
+
+/// Brings the schema up to `target` (tests make older stores with it).
+pub(crate) fn migrate_to(db: &mut dyn Db, target: i64) -> Result<i64, MigrateError> {
     let found = version(db)?;
     if found > LATEST {
         return Err(MigrateError::TooNew(found));
     }
-    for m in MIGRATIONS.iter().filter(|m| m.version > found) {
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > found && m.version <= target)
+    {
         let r = in_tx(db, |db| {
             db.lock_for_migration()?;
             // Another controller may have migrated while we waited.

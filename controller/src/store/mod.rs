@@ -359,19 +359,40 @@ impl Store {
             .collect())
     }
 
-    /// Each host's environment of a run (`environment.json`).
+    /// Each host's environment of a run's first match (`environment.json`;
+    /// [`Self::environments`] for every match of an `--all-matches` run).
     pub fn environment(&mut self, run_id: i64) -> Result<Environment, StoreError> {
+        Ok(self
+            .environments(run_id)?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
+    }
+
+    /// Each match's hosts' environments of a run, in match order.
+    pub fn environments(&mut self, run_id: i64) -> Result<Vec<Environment>, StoreError> {
         let rows = self
             .db
             .query(
-                "SELECT e.host, h.env FROM environments e JOIN host_envs h ON h.hash = e.env_hash WHERE e.run_id = ?1",
+                "SELECT e.match_idx, e.host, h.env FROM environments e JOIN host_envs h ON h.hash = e.env_hash WHERE e.run_id = ?1 ORDER BY e.match_idx",
                 &[Val::I64(run_id)],
             )
             .map_err(|e| self.err(e))?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| Some((r[0].string(), serde_json::from_str(r[1].text()?).ok()?)))
-            .collect())
+        let mut out: Vec<Environment> = Vec::new();
+        for r in &rows {
+            let (Some(mi), Some(env)) = (
+                r[0].i64(),
+                r[2].text().and_then(|t| serde_json::from_str(t).ok()),
+            ) else {
+                continue;
+            };
+            let mi = mi as usize;
+            if out.len() <= mi {
+                out.resize_with(mi + 1, Environment::new);
+            }
+            out[mi].insert(r[1].string(), env);
+        }
+        Ok(out)
     }
 
     /// Every series of a recipe (or all), with their units.

@@ -99,7 +99,8 @@ pub struct RunRecord {
     pub imported: bool,
     pub results: Vec<ResultRow>,
     pub measurements: Vec<Measurement>,
-    pub environment: Environment,
+    /// Each match's hosts' environments, in match order.
+    pub environments: Vec<Environment>,
 }
 
 /// Why a directory cannot be recorded.
@@ -227,12 +228,13 @@ impl RunRecord {
             Value::Array(matches.iter().map(|m| m["mapping"].clone()).collect())
         });
         let mappings: Vec<Mapping> = serde_json::from_value(mapping_v.clone()).unwrap_or_default();
-        let environment: Environment = match read_json(dir, "environment.json")? {
+        let environments = match read_json(dir, "environment.json")? {
             Some(v) => {
-                serde_json::from_value(v).map_err(|e| bad(format!("environment.json: {e}")))?
+                super::env::from_file(v).map_err(|e| bad(format!("environment.json: {e}")))?
             }
-            None => Environment::new(),
+            None => Vec::new(),
         };
+        let no_env = Environment::new();
         let canon_dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
         let meta = match read_json(dir, "run.json")? {
             Some(v) => serde_json::from_value(v).map_err(|e| bad(format!("run.json: {e}")))?,
@@ -295,7 +297,7 @@ impl RunRecord {
                     data,
                     &recipe,
                     &params_s,
-                    &environment,
+                    environments.get(mi).unwrap_or(&no_env),
                     mapping,
                 ));
                 results.push(row);
@@ -315,7 +317,7 @@ impl RunRecord {
             imported: false,
             results,
             measurements,
-            environment,
+            environments,
         })
     }
 }
@@ -560,23 +562,26 @@ pub fn insert(db: &mut dyn Db, r: &RunRecord) -> DbResult<(i64, bool)> {
             rows,
             " ON CONFLICT DO NOTHING",
         )?;
-        for (host, e) in &r.environment {
-            let json = serde_json::to_string(e).unwrap_or_default();
-            let hash = sha256_hex(json.as_bytes());
-            db.exec(
-                "INSERT INTO host_envs (hash, env) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                &[hash.clone().into(), json.into()],
-            )?;
-            db.exec(
-                "INSERT INTO environments (run_id, host, machine, kernel, env_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
-                &[
-                    Val::I64(id),
-                    host.clone().into(),
-                    e.machine.clone().into(),
-                    e.kernel.clone().into(),
-                    hash.into(),
-                ],
-            )?;
+        for (mi, env) in r.environments.iter().enumerate() {
+            for (host, e) in env {
+                let json = serde_json::to_string(e).unwrap_or_default();
+                let hash = sha256_hex(json.as_bytes());
+                db.exec(
+                    "INSERT INTO host_envs (hash, env) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    &[hash.clone().into(), json.into()],
+                )?;
+                db.exec(
+                    "INSERT INTO environments (run_id, match_idx, host, machine, kernel, env_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    &[
+                        Val::I64(id),
+                        Val::I64(mi as i64),
+                        host.clone().into(),
+                        e.machine.clone().into(),
+                        e.kernel.clone().into(),
+                        hash.into(),
+                    ],
+                )?;
+            }
         }
         Ok((id, true))
     })

@@ -282,6 +282,80 @@ fn a_failed_migration_changes_nothing() {
     }
 }
 
+/// A store made by schema 1 (one environment per host and run) is brought
+/// to schema 2 keeping its rows as match 1's; then a run of two matches,
+/// each host on another machine (`--all-matches`), keeps both, and each
+/// match's measurements take their hardware from their own match.
+#[test]
+fn environments_per_match_and_the_migration_to_them() {
+    let tmp = Tmp::new("envmatch");
+    for target in targets(&tmp) {
+        let mut db: Box<dyn Db> = match &target {
+            DbTarget::Sqlite(p) => Box::new(sqlite::Sqlite::open(p, true).unwrap()),
+            DbTarget::Postgres(u) => Box::new(postgres::Postgres::connect(u).unwrap()),
+        };
+        migrate::migrate_to(db.as_mut(), 1).unwrap();
+        db.batch(
+            "INSERT INTO runs (id, uid, recipe, recipe_hash, params, mapping, user_name, controller_host, lnst_version, started, started_unix, duration, result, run_dir, pool, imported) \
+             VALUES (7, 'u7', 'old.rhai', '', '{}', '[]', 'me', 'c', '0.1', '2026-01-01T00:00:00Z', 1767225600, 1, 'PASS', '/nowhere', 'netns lab', 1); \
+             INSERT INTO host_envs (hash, env) VALUES ('e1', '{\"machine\":\"m9\",\"kernel\":\"6.1.0\",\"cmdline\":\"\",\"cpu_model\":\"\",\"cpus\":1,\"nics\":{}}'); \
+             INSERT INTO environments (run_id, host, machine, kernel, env_hash) VALUES (7, 'h1', 'm9', '6.1.0', 'e1');",
+        )
+        .unwrap();
+        drop(db);
+        let mut s = Store::open(&target).unwrap();
+        assert_eq!(s.found_version, 1, "{target}");
+        assert_eq!(s.schema_version().unwrap(), 2, "{target}");
+        let old = s.environments(7).unwrap();
+        assert_eq!(old.len(), 1, "{target}");
+        assert_eq!(old[0]["h1"].machine, "m9");
+        assert_eq!(s.environment(7).unwrap(), old[0]);
+
+        // Two matches: h1 on m1 then on m2, whose NIC is slower.
+        let dir = fake_run_dir(&tmp.0, 1_700_000_000, &[9.5e9, 9.7e9], true);
+        let sp = dir.join("summary.json");
+        let mut summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&sp).unwrap()).unwrap();
+        let m0 = summary["matches"][0].clone();
+        summary["matches"].as_array_mut().unwrap().push(m0);
+        std::fs::write(&sp, summary.to_string()).unwrap();
+        let one: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("environment.json")).unwrap())
+                .unwrap();
+        let mut per_match = [one.clone(), one];
+        per_match[0]["h1"]["machine"] = "m1".into();
+        per_match[1]["h1"]["machine"] = "m2".into();
+        per_match[1]["h1"]["nics"]["eth0"]["speed_mbps"] = 1000.into();
+        std::fs::write(
+            dir.join("environment.json"),
+            serde_json::to_string(&per_match).unwrap(),
+        )
+        .unwrap();
+        let (id, _) = s.import(&dir).unwrap();
+        let envs = s.environments(id).unwrap();
+        let machines: Vec<&str> = envs.iter().map(|e| e["h1"].machine.as_str()).collect();
+        assert_eq!(machines, ["m1", "m2"], "{target}");
+        let roles: Vec<String> = s
+            .measurements(id)
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.key.metric == "bps")
+            .map(|m| m.key.role)
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                "h1->h2 [h1: veth@10000; h2: veth@10000]",
+                "h1->h2 [h1: veth@1000; h2: veth@10000]"
+            ],
+            "{target}"
+        );
+        // The run directory's file is read back the same way.
+        let rec = record::RunRecord::from_run_dir(&dir).unwrap();
+        assert_eq!(rec.environments, envs);
+    }
+}
+
 #[test]
 fn not_a_run_directory_is_a_clear_error() {
     let tmp = Tmp::new("notrun");
@@ -363,5 +437,9 @@ fn many_concurrent_writers_on_postgres() {
         url.rsplit('/').next().unwrap(),
         "SELECT COUNT(*) FROM lnst_migrations",
     );
-    assert_eq!(migrations, "1");
+    assert_eq!(
+        migrations,
+        migrate::LATEST.to_string(),
+        "each migration applied once however many writers"
+    );
 }

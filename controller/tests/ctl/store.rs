@@ -353,3 +353,81 @@ fn runs_record_into_postgresql() {
         "{out}"
     );
 }
+
+/// `--all-matches` on a pool: each match puts the hosts on other machines,
+/// and `environment.json` and the store keep each match's environments
+/// (the series keys take each match's hardware from its own).
+#[test]
+fn every_match_keeps_its_own_environment() {
+    let Some(agent) = lab_ready("every_match_keeps_its_own_environment") else {
+        return;
+    };
+    let t = Tmp::new();
+    let (pool, _machines) = crate::ctl::suites::pool_of_agents(&t, &agent, 2);
+    let r = t.write(
+        "two.rhai",
+        "host(\"h1\", #{ role: \"any\" });\nhost(\"h2\", #{ role: \"any\" });\nfn test(m) { m.check(m.h1.machine != m.h2.machine, \"two machines\"); }\n",
+    );
+    let db = t.0.join("results.db");
+    let out = Command::new(ctl())
+        .arg("run")
+        .arg(&r)
+        .args(["--all-matches", "--json", "--pool"])
+        .arg(&pool)
+        .args(["--db", db.to_str().unwrap(), "--out"])
+        .arg(t.0.join("runs"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let matches = v["matches"].as_array().unwrap();
+    assert_eq!(matches.len(), 2, "{v}");
+    let mapped: Vec<&str> = matches
+        .iter()
+        .map(|m| m["mapping"]["h1"]["machine"].as_str().unwrap())
+        .collect();
+    assert_ne!(mapped[0], mapped[1], "{v}");
+    let dir = PathBuf::from(v["run_dir"].as_str().unwrap());
+    let env: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("environment.json")).unwrap())
+            .unwrap();
+    let per_match = env.as_array().expect("an array, one entry per match");
+    let in_file: Vec<&str> = per_match
+        .iter()
+        .map(|e| e["h1"]["machine"].as_str().unwrap())
+        .collect();
+    assert_eq!(in_file, mapped, "{env}");
+    // From outside: the SQLite file.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let mut st = c
+        .prepare("SELECT match_idx, machine FROM environments WHERE host = 'h1' ORDER BY match_idx")
+        .unwrap();
+    let rows: Vec<(i64, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        [(0, mapped[0].to_string()), (1, mapped[1].to_string())]
+    );
+    // The report's environment table names each match's machine.
+    let page = t.0.join("r.html");
+    let (code, _, err) = run(&[
+        "report",
+        dir.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    for (i, m) in mapped.iter().enumerate() {
+        let row = format!("<tr><td>h1 (match {})</td><td>{m}</td>", i + 1);
+        assert!(html.contains(&row), "{row} not in the page");
+    }
+}

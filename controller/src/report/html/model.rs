@@ -64,8 +64,9 @@ pub struct ReportModel {
     pub cleanup_errors: Vec<String>,
     pub insecure: bool,
     pub matches: Vec<MatchModel>,
-    /// Each host's environment (`environment.json`), when recorded.
-    pub environment: BTreeMap<String, HostEnv>,
+    /// Each match's hosts' environments (`environment.json`), when
+    /// recorded; one entry per match of an `--all-matches` run.
+    pub environment: Vec<BTreeMap<String, HostEnv>>,
     /// What the page could not show and why (an unreadable optional file).
     pub notes: Vec<String>,
     /// The measurements' histories from the results store; empty without
@@ -354,13 +355,16 @@ impl ReportModel {
             None
         });
         let environment = match read_json::<Value>(dir, "environment.json") {
-            Ok(Some(v)) => environment(&v),
-            Ok(None) => BTreeMap::new(),
+            // An array: one object per match (`--all-matches`).
+            Ok(Some(Value::Array(per_match))) => per_match.iter().map(environment).collect(),
+            Ok(Some(v)) => vec![environment(&v)],
+            Ok(None) => Vec::new(),
             Err(e) => {
                 notes.push(format!("environment not shown: {e}"));
-                BTreeMap::new()
+                Vec::new()
             }
         };
+        let no_env = BTreeMap::new();
         let id = dir
             .canonicalize()
             .unwrap_or_else(|_| dir.to_path_buf())
@@ -378,7 +382,13 @@ impl ReportModel {
                     .and_then(|d| d.matches.get(i))
                     .cloned()
                     .unwrap_or_default();
-                build_match(dir, m, &reqs, &devices, &environment)
+                build_match(
+                    dir,
+                    m,
+                    &reqs,
+                    &devices,
+                    environment.get(i).unwrap_or(&no_env),
+                )
             })
             .collect();
         Ok(ReportModel {

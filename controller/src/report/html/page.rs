@@ -148,9 +148,22 @@ fn run_section(s: &mut String, r: &ReportModel, n: usize, html_dir: &Path) {
     for (i, m) in r.matches.iter().enumerate() {
         match_section(s, r, m, i + 1, nm, html_dir);
     }
-    if !r.environment.is_empty() {
+    if r.environment.iter().any(|e| !e.is_empty()) {
+        // With several matches a host is on another machine in each: the
+        // host column names the match too.
+        let several = r.environment.len() > 1;
         s.push_str("<h2>Environment</h2><table><tr><th>host</th><th>machine</th><th>kernel</th><th>CPU</th><th>NICs</th></tr>");
-        for (h, e) in &r.environment {
+        let rows = r.environment.iter().enumerate().flat_map(|(mi, env)| {
+            env.iter().map(move |(h, e)| {
+                let host = if several {
+                    format!("{h} (match {})", mi + 1)
+                } else {
+                    h.clone()
+                };
+                (host, e)
+            })
+        });
+        for (h, e) in rows {
             let nics: Vec<String> = e
                 .nics
                 .iter()
@@ -170,7 +183,7 @@ fn run_section(s: &mut String, r: &ReportModel, n: usize, html_dir: &Path) {
             let _ = write!(
                 s,
                 "<tr><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"mono\">{}</td></tr>",
-                esc(h),
+                esc(&h),
                 esc(e.machine.as_deref().unwrap_or("")),
                 esc(e.kernel.as_deref().unwrap_or("?")),
                 esc(&format!(
