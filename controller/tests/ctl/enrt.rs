@@ -145,6 +145,16 @@ fn enrt_recipes_validate() {
         shared.len(),
         "unused helpers: {shared:?} vs {used:?}"
     );
+    let base_params: Vec<&str> = lib_text
+        .split("fn base_params(")
+        .nth(1)
+        .and_then(|body| body.split("\n}").next())
+        .unwrap_or_default()
+        .split("param(\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert!(base_params.len() >= 10, "{base_params:?}");
     for (p, lab) in &all {
         let path = p.to_str().unwrap();
         let mut args = vec!["validate", path];
@@ -162,6 +172,23 @@ fn enrt_recipes_validate() {
                 "{}: {out}",
                 name(p)
             );
+        }
+        // The common params are declared once, by enrt::base_params, and
+        // validate lists them as the recipe's own.
+        if text.contains("enrt::base_params(") {
+            for b in &base_params {
+                assert!(
+                    !text.contains(&format!("param(\"{b}\"")),
+                    "{}: declares {b} itself; enrt::base_params declares it",
+                    name(p)
+                );
+                assert!(
+                    out.lines()
+                        .any(|l| l.trim_start().starts_with(&format!("{b} "))),
+                    "{}: {b} not listed: {out}",
+                    name(p)
+                );
+            }
         }
         // The header names the LNST recipe and what differs from it.
         assert!(
