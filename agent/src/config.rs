@@ -29,10 +29,10 @@ pub const DEFAULT_PORT: u16 = 9999;
 /// What can be wrong with the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}{}: {message}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
     Parse {
@@ -210,7 +210,7 @@ impl AgentConfig {
             }),
             Err(e) => Err(ConfigError::Read {
                 path: path.to_path_buf(),
-                source: e,
+                error: e,
             }),
         }
     }

@@ -40,12 +40,8 @@ pub const LOCK_FILE: &str = "lock";
 pub enum JournalError {
     #[error("state dir {dir} is in use by another lnst-agent{holder}; give each agent its own --state-dir")]
     Locked { dir: PathBuf, holder: String },
-    #[error("cannot use state dir {dir}: {source}")]
-    Io {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot use state dir {dir}: {error}")]
+    Io { dir: PathBuf, error: std::io::Error },
 }
 
 /// What a replay did.
@@ -85,7 +81,7 @@ impl Journal {
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
         let io = |source| JournalError::Io {
             dir: dir.to_path_buf(),
-            source,
+            error: source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         let lock_path = dir.join(LOCK_FILE);

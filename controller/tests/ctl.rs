@@ -215,6 +215,18 @@ fn param_errors_exit_2_before_anything_runs() {
     // Not k=v.
     let (code, _, err) = run(&["run", r, "--", "peer"]);
     assert_eq!(code, 2, "{err}");
+    // A recipe that is not there: named once, its cause once (the cause
+    // was printed twice, once from the message and once from the chain).
+    let gone = t.0.join("gone.rhai");
+    let (code, _, err) = run(&["run", gone.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "lnst-ctl: cannot read recipe {}: No such file or directory (os error 2)",
+            gone.display()
+        )
+    );
     // No run directory was made for any of them.
     assert!(!Path::new("lnst-runs").exists() || std::fs::read_dir("lnst-runs").is_ok());
 }

@@ -12,10 +12,10 @@ use super::keys::{Fingerprint, KeyError, PublicKey};
 /// What can go wrong before a [`super::Transport`] carries frames.
 #[derive(Debug, thiserror::Error)]
 pub enum SecureError {
-    #[error("{stage}: {source}")]
+    #[error("{stage}: {error}")]
     Io {
         stage: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("handshake did not complete within {0:?}")]
     Timeout(Duration),
@@ -76,6 +76,6 @@ pub enum SecureError {
 
 impl SecureError {
     pub(crate) fn io(stage: &'static str) -> impl FnOnce(std::io::Error) -> SecureError {
-        move |source| SecureError::Io { stage, source }
+        move |error| SecureError::Io { stage, error }
     }
 }

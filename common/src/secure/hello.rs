@@ -79,7 +79,7 @@ pub async fn read<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<Mode>, Secur
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
         Err(e) => Err(SecureError::Io {
             stage: "reading the peer's transport hello",
-            source: e,
+            error: e,
         }),
     }
 }

@@ -44,11 +44,11 @@ pub enum KeyError {
     BadFile { path: PathBuf, reason: String },
     #[error("{} already exists; pass --force to replace it (the old key stops working everywhere it is pinned or accepted)", path.display())]
     Exists { path: PathBuf },
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}: {error}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot generate a key: {0}")]
     Crypto(String),
@@ -228,7 +228,7 @@ impl KeyPair {
         let io = |what, source| KeyError::Io {
             what,
             path: path.to_path_buf(),
-            source,
+            error: source,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
@@ -266,7 +266,7 @@ impl KeyPair {
         fs::write(&pubpath, format!("{}\n", self.public)).map_err(|e| KeyError::Io {
             what: "cannot write",
             path: pubpath.clone(),
-            source: e,
+            error: e,
         })?;
         let _ = fs::set_permissions(&pubpath, fs::Permissions::from_mode(0o644));
         Ok(())
@@ -288,7 +288,7 @@ impl KeyPair {
                 return Err(KeyError::Io {
                     what: "cannot read",
                     path: path.to_path_buf(),
-                    source: e,
+                    error: e,
                 })
             }
         };
@@ -309,7 +309,7 @@ impl KeyPair {
         let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| KeyError::Io {
             what: "cannot read",
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         })?);
         let mut found = None;
         for line in text.lines().map(str::trim) {

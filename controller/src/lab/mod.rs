@@ -143,10 +143,10 @@ pub enum LabError {
     NotRoot,
     #[error("agent binary {0} not found; build it (`cargo build -p lnst-agent`) or give --agent-bin PATH")]
     NoAgent(PathBuf),
-    #[error("cannot write lab record {path}: {source}")]
+    #[error("cannot write lab record {path}: {error}")]
     Record {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("`{cmd}` failed: {message}")]
     Command { cmd: String, message: String },
@@ -312,7 +312,7 @@ pub(crate) fn write_owner(record: &Path) -> Result<(), LabError> {
     // and was removed by another controller's `run`.)
     let err = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| LabError::Record { path, source }
+        move |error| LabError::Record { path, error }
     };
     let name = record
         .file_name()

@@ -79,7 +79,7 @@ impl NetnsLab {
         let record = Path::new(LABS_DIR).join(&runid);
         let rec_err = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| LabError::Record { path, source }
+            move |error| LabError::Record { path, error }
         };
         write_owner(&record)?;
         let mut lab = NetnsLab {

@@ -26,10 +26,12 @@ pub use engine::{Cancel, LogSink, Names};
 /// Why a recipe could not be loaded (all exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
-    #[error("cannot read recipe {path}: {source}")]
+    /// `error` is not a `#[source]`: the message already holds it, and
+    /// `{:#}` would print it twice.
+    #[error("cannot read recipe {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// `file:line:col: message`.
     #[error("{0}")]
@@ -75,9 +77,9 @@ pub fn load(
     log: LogSink,
     cancel: Cancel,
 ) -> Result<Loaded, RecipeError> {
-    let source = std::fs::read_to_string(path).map_err(|source| RecipeError::Read {
+    let source = std::fs::read_to_string(path).map_err(|error| RecipeError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let file = path
         .file_name()

@@ -76,15 +76,15 @@ pub enum GuestError {
     NoBusybox,
     #[error("{BUSYBOX} is dynamically linked and cannot run in the guest's initramfs; install the static one with `apt-get install busybox-static`")]
     DynamicBusybox,
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("cannot write the initramfs {path}: {source}")]
+    #[error("cannot write the initramfs {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -221,7 +221,7 @@ pub fn write_initramfs(
             .to_string();
         let bytes = read_module(m).map_err(|source| GuestError::Read {
             path: m.clone(),
-            source,
+            error: source,
         })?;
         files.push((format!("m/{name}"), 0o100644, bytes));
         names.push(name);
@@ -236,7 +236,7 @@ pub fn write_archive(out: &Path, files: &[(String, u32, Vec<u8>)]) -> Result<(),
     let mut w = Cursor::new(Vec::with_capacity(8 << 20));
     let io = |source| GuestError::Write {
         path: out.to_path_buf(),
-        source,
+        error: source,
     };
     for (ino, (name, mode, data)) in files.iter().enumerate() {
         let mut fp = Builder::new(name)
@@ -265,7 +265,7 @@ pub fn static_busybox() -> Result<Vec<u8>, GuestError> {
         std::io::ErrorKind::NotFound => GuestError::NoBusybox,
         _ => GuestError::Read {
             path: BUSYBOX.into(),
-            source: e,
+            error: e,
         },
     })?;
     if is_dynamic_elf(&busybox) {

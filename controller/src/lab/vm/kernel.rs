@@ -100,12 +100,11 @@ pub enum KernelError {
         hint: String,
     },
     /// A file operation failed.
-    #[error("cannot {action} {}: {source}. Check permissions and free space there (set LNST_CACHE to move the kernel cache)", path.display())]
+    #[error("cannot {action} {}: {error}. Check permissions and free space there (set LNST_CACHE to move the kernel cache)", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// An unpacked Debian package does not look as expected.
     #[error("the package unpacked in {} is not a kernel package as expected: {detail}. Remove that directory and retry; if it happens again, pass `--kernel PATH`", path.display())]
@@ -139,7 +138,7 @@ impl KernelError {
         move |source| KernelError::Io {
             action,
             path,
-            source,
+            error: source,
         }
     }
 }
@@ -581,7 +580,7 @@ fn lock_cache(cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<Flock<File
             Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| KernelError::Io {
                 action: "lock",
                 path,
-                source: io::Error::from(e),
+                error: io::Error::from(e),
             })
         }
     }
@@ -851,7 +850,7 @@ fn write_marker(entry: &Path, m: &Marker) -> Result<(), KernelError> {
     let text = serde_json::to_string_pretty(m).map_err(|e| KernelError::Io {
         action: "encode",
         path: path.clone(),
-        source: io::Error::other(e),
+        error: io::Error::other(e),
     })?;
     let tmp = entry.join(format!("{MARKER}.tmp"));
     fs::write(&tmp, text).map_err(KernelError::io("write", &tmp))?;

@@ -383,7 +383,7 @@ impl VmLab {
         fs::write(record.join("namespaces"), format!("{netns}\n")).map_err(|source| {
             LabError::Record {
                 path: record.join("namespaces"),
-                source,
+                error: source,
             }
         })?;
         let accel = choose_accel(opts.accel.as_deref(), &kernel.image);

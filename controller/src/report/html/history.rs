@@ -79,7 +79,7 @@ impl HistoryModel {
         let stem = file.trim_end_matches(".rhai").to_string();
         let entries = std::fs::read_dir(base).map_err(|source| ModelError::Read {
             path: base.to_path_buf(),
-            source,
+            error: source,
         })?;
         let mut skipped = Vec::new();
         let mut found: Vec<(RunRow, Summary)> = Vec::new();

@@ -28,15 +28,15 @@ pub const INLINE_MAX: u64 = 4096;
 pub enum ModelError {
     #[error("{path}: not a run directory ({why}); give a directory `lnst-ctl run` made, such as ./lnst-runs/<time>-<recipe>/")]
     NotARunDir { path: PathBuf, why: String },
-    #[error("{path}: cannot read it: {source}")]
+    #[error("{path}: cannot read it: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}: corrupt JSON ({source}); the run directory is damaged: re-run the recipe, or restore the file")]
+    #[error("{path}: corrupt JSON ({error}); the run directory is damaged: re-run the recipe, or restore the file")]
     Corrupt {
         path: PathBuf,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 }
 
@@ -313,11 +313,11 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(ModelError::Read { path, source }),
+        Err(error) => return Err(ModelError::Read { path, error }),
     };
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|source| ModelError::Corrupt { path, source })
+        .map_err(|error| ModelError::Corrupt { path, error })
 }
 
 impl ReportModel {
