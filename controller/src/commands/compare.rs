@@ -8,8 +8,9 @@
 //!
 //! Exit status, as `diff`'s, so a script or CI step can gate on it: 0 when
 //! no measurement is beyond noise and every result shared by both runs has
-//! the same verdict, 1 when something differs, 2 for a run that does not
-//! exist or a bad thresholds file, 3 when the store cannot be read.
+//! the same verdict, 1 when something differs, 2 for a run or an SQLite
+//! store that does not exist or a bad thresholds file, 3 when the store
+//! cannot be read.
 //!
 //! Beyond noise: when the store has a baseline for the second run's
 //! series (its valid runs before it, since the last change point), the
@@ -187,11 +188,15 @@ fn judge(
 
 pub fn exec(a: &str, b: &str, db: Option<&str>, json: bool) -> Result<ExitCode, Failure> {
     let target = DbTarget::resolve(db);
-    let mut store = match Store::open(&target) {
+    let mut store = match Store::open_existing(&target) {
         Ok(s) => Some(s),
         Err(e) if Path::new(a).is_dir() && Path::new(b).is_dir() => {
             eprintln!("lnst-ctl: warning: {e}; comparing the run directories without history");
             None
+        }
+        // No such file: a mistyped --db, or nothing recorded yet.
+        Err(e) if matches!(&target, DbTarget::Sqlite(p) if !p.exists()) => {
+            return Err(Failure::new(ExitCode::Usage, anyhow!(e)))
         }
         Err(e) => return Err(Failure::new(ExitCode::Infra, anyhow!(e))),
     };

@@ -527,7 +527,7 @@ pub fn render(checks: &[Check], color: bool) -> String {
 fn results_store() -> Check {
     use crate::store::{migrate, Store, StoreError};
     let target = crate::db::DbTarget::resolve(None);
-    match Store::open_existing(&target) {
+    match Store::inspect(&target) {
         Ok(mut s) => {
             let v = s.schema_version().unwrap_or(0);
             let runs = s.count_runs(None).unwrap_or(0);

@@ -74,7 +74,17 @@ pub fn exec(
     json: bool,
 ) -> Result<ExitCode, Failure> {
     let target = DbTarget::resolve(db);
-    let mut store = Store::open(&target).map_err(|e| Failure::new(ExitCode::Infra, anyhow!(e)))?;
+    // A missing file is a mistyped --db or no run recorded yet (exit 2),
+    // not a new empty store made at that path.
+    let missing = matches!(&target, DbTarget::Sqlite(p) if !p.exists());
+    let mut store = Store::open_existing(&target).map_err(|e| {
+        let code = if missing {
+            ExitCode::Usage
+        } else {
+            ExitCode::Infra
+        };
+        Failure::new(code, anyhow!(e))
+    })?;
     let infra = |e: crate::store::StoreError| Failure::new(ExitCode::Infra, anyhow!(e));
     // `history recipes/x.rhai` and `history x.rhai` name the same recipe.
     let recipe = recipe.map(|r| {

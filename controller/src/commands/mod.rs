@@ -454,7 +454,7 @@ const COMPARE_EXIT_HELP: &str = "\
 Exit status:
   0    no measurement beyond noise, and results in both runs have the same verdict
   1    a measurement beyond noise, or a result whose verdict differs
-  2    no such run, or a bad thresholds file
+  2    no such run or results store, or a bad thresholds file
   3    the results store cannot be read";
 
 /// Runs `work` on its own OS thread with a runtime handle; the main thread

@@ -131,16 +131,24 @@ impl Store {
     /// Opens the store `target` names, creating and migrating it as
     /// needed. `--db`/`LNST_DB` resolve with [`DbTarget::resolve`].
     pub fn open(target: &DbTarget) -> Result<Store, StoreError> {
-        Self::open_with(target, true)
+        Self::open_with(target, true, true)
+    }
+
+    /// Opens an existing store for reading (`history`, `compare`,
+    /// `report`): a missing SQLite file is an error, not a new empty store
+    /// at a mistyped path; an older schema is migrated, as a run would, so
+    /// the queries find the columns they read.
+    pub fn open_existing(target: &DbTarget) -> Result<Store, StoreError> {
+        Self::open_with(target, false, true)
     }
 
     /// Opens an existing store without creating or migrating anything
-    /// (`doctor`); a missing SQLite file is an error.
-    pub fn open_existing(target: &DbTarget) -> Result<Store, StoreError> {
-        Self::open_with(target, false)
+    /// (`doctor` reports the schema version it finds).
+    pub fn inspect(target: &DbTarget) -> Result<Store, StoreError> {
+        Self::open_with(target, false, false)
     }
 
-    fn open_with(target: &DbTarget, create: bool) -> Result<Store, StoreError> {
+    fn open_with(target: &DbTarget, create: bool, migrate: bool) -> Result<Store, StoreError> {
         let shown = target.to_string();
         let mut db: Box<dyn Db> = match target {
             DbTarget::Sqlite(p) => {
@@ -154,7 +162,7 @@ impl Store {
             }
             DbTarget::Postgres(url) => Box::new(postgres::Postgres::connect(url)?),
         };
-        let found = if create {
+        let found = if migrate {
             migrate::migrate(db.as_mut())
         } else {
             migrate::version(db.as_mut())
@@ -177,7 +185,7 @@ impl Store {
                 },
             },
         })?;
-        if !create && found > migrate::LATEST {
+        if !migrate && found > migrate::LATEST {
             return Err(StoreError::TooNew {
                 db: shown,
                 found,

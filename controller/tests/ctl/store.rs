@@ -305,6 +305,24 @@ fn a_store_that_cannot_be_used_is_a_warning_and_nothing_else() {
         "not a database ".repeat(400),
         "untouched"
     );
+    // Reading commands given a store that is not there (a mistyped --db):
+    // exit 2 naming it, and no empty store made at that path.
+    let typo = t.0.join("resluts.db");
+    for args in [
+        vec!["history"],
+        vec!["compare", "1", "2"],
+        vec!["report", "1"],
+    ] {
+        let mut a = args.clone();
+        a.extend(["--db", typo.to_str().unwrap()]);
+        let (code, _, err) = run(&a);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains(&typo.display().to_string()) || err.contains("does not exist"),
+            "{args:?}: {err}"
+        );
+        assert!(!typo.exists(), "{args:?} made {}", typo.display());
+    }
     // Failing check → exit 1 as ever, recorded store or not.
     let failing = t.write(
         "fail.rhai",
