@@ -19,6 +19,7 @@
 pub mod guest;
 pub mod kernel;
 pub mod links;
+pub mod nic;
 pub mod qemu;
 
 use std::collections::BTreeMap;
@@ -303,8 +304,8 @@ fn check_memory(guests: usize) -> Result<(), LabError> {
 
 /// What `validate --lab vm` shows: the guests, their NICs and the
 /// segments, without fetching or booting anything.
-pub fn plan_text(req: &Requirements, kernel_spec: Option<&str>) -> String {
-    let w = links::plan(req);
+pub fn plan_text(req: &Requirements, kernel_spec: Option<&str>) -> Result<String, String> {
+    let w = links::plan(req)?;
     let mut s = format!(
         "mapping: vm lab: one qemu guest per host ({} MiB, kernel {}), NICs on one bridge per net:\n",
         qemu::MEMORY_MIB,
@@ -313,7 +314,7 @@ pub fn plan_text(req: &Requirements, kernel_spec: Option<&str>) -> String {
     for h in &req.hosts {
         let nics: Vec<String> = w.nics[&h.name]
             .iter()
-            .map(|n| format!("{} ({})", n.name, n.mac))
+            .map(|n| format!("{} ({}, {})", n.name, n.mac, n.model.driver))
             .collect();
         s.push_str(&format!(
             "  {} -> guest {} [{}]\n",
@@ -325,7 +326,7 @@ pub fn plan_text(req: &Requirements, kernel_spec: Option<&str>) -> String {
     for (label, br) in &w.bridges {
         s.push_str(&format!("  net {label} -> bridge {br}\n"));
     }
-    s
+    Ok(s)
 }
 
 impl VmLab {
@@ -399,16 +400,21 @@ impl VmLab {
             done: false,
         };
         // The initramfs, shared by the lab's guests.
+        let wiring = links::plan(req).map_err(LabError::Usage)?;
         let initrd = record.join("initrd.cpio");
         let modules = match &lab.kernel.modules {
-            Some(m) => kernel::module_closure(m, guest::EARLY_MODULES)
-                .map_err(|e| vm_err(e.to_string()))?,
+            // The early modules, and the drivers of the NIC models used
+            // (only those: a lab of virtio NICs boots as it always did).
+            Some(m) => {
+                let mut names = guest::EARLY_MODULES.to_vec();
+                names.extend(links::nic_modules(&wiring));
+                kernel::module_closure(m, &names).map_err(|e| vm_err(e.to_string()))?
+            }
             None => Vec::new(),
         };
         guest::write_initramfs(&initrd, &modules, &kernel::read_module)
             .map_err(|e| vm_err(e.to_string()))?;
         // The wiring.
-        let wiring = links::plan(req);
         finish(
             ip_batch(None, &[format!("netns add {netns}")])?,
             "ip netns add",

@@ -51,12 +51,14 @@ impl Accel {
     }
 }
 
-/// One guest NIC: the tap it is plugged into and its MAC.
+/// One guest NIC: the tap it is plugged into, its MAC and the NIC model
+/// qemu emulates (the requirement's `driver`).
 #[derive(Debug, Clone)]
 pub struct GuestNic {
     pub name: String,
     pub tap: String,
     pub mac: String,
+    pub model: super::nic::NicModel,
 }
 
 /// Everything one guest's command line needs.
@@ -167,7 +169,7 @@ impl GuestSpec {
                 "-netdev".into(),
                 format!("tap,id=n{i},ifname={},script=no,downscript=no", n.tap),
                 "-device".into(),
-                format!("virtio-net-pci,netdev=n{i},mac={}", n.mac),
+                format!("{},netdev=n{i},mac={}", n.model.device, n.mac),
             ]);
         }
         v
