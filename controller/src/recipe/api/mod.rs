@@ -187,7 +187,7 @@ pub const API: &[ApiItem] = &[
     item("host(name: string) -> HostRequirement", "Declares a host requirement; in `test`, `m.NAME` is the matched host."),
     item("host(name: string, params: map) -> HostRequirement", "Same; each key must equal the pool machine's param (an array means one of)."),
     item("HostRequirement.nic(name: string) -> HostRequirement", "Declares an interface requirement; in `test`, `h.NAME` is the matched device."),
-    item("HostRequirement.nic(name: string, attrs: map) -> HostRequirement", "Same; `net` is a network label (NICs with one label share an L2 network), other keys match the pool NIC's attributes (driver, speed, ..)."),
+    item("HostRequirement.nic(name: string, attrs: map) -> HostRequirement", "Same; `net` is a network label (NICs with one label share an L2 network), other keys match the pool NIC's attributes (driver, speed, ..). On a lab, `driver` is what the lab gives: the netns lab `veth`; the VM lab emulates `virtio_net` (default), `e1000e`, `e1000`, `vmxnet3` or `8139cp`; another driver is an error before anything runs."),
     item("print(value)", "Writes a line to the run log, with the recipe line."),
     item("debug(value)", "Writes a debug line to the run log, with the recipe line."),
     item("Ctx.NAME -> Host", "The matched host for requirement NAME (also `m[\"NAME\"]`)."),
