@@ -40,7 +40,7 @@ fn ethtool_fields(text: &str) -> BTreeMap<String, String> {
 }
 
 /// The stdout of the job whose result line is `desc`.
-fn job_stdout(v: &Value, desc: &str) -> String {
+pub(crate) fn job_stdout(v: &Value, desc: &str) -> String {
     let r = v["matches"][0]["results"]
         .as_array()
         .unwrap()
@@ -58,7 +58,7 @@ fn job_stdout(v: &Value, desc: &str) -> String {
 
 /// What the fixture's deferred command wrote on the guest's console after
 /// the run's undo (its lines carry a prefix; the console adds `\r`).
-fn undo_dump(console: &Path) -> String {
+pub(crate) fn undo_dump(console: &Path) -> String {
     let log = std::fs::read_to_string(console).unwrap();
     let lines: Vec<&str> = log
         .lines()

@@ -182,6 +182,21 @@ pub fn check_kernel_params(req: &Requirements, release: &str) -> Result<(), LabE
     Ok(())
 }
 
+/// What a host requirement's `init` asks of its guest: `"systemd"` boots
+/// the host's systemd as PID 1 (the agent then runs as its unit, and
+/// `h.service` has a service manager); without it, `/init` starts the
+/// agent itself (faster). Another value is a usage error.
+pub fn boots_systemd(h: &crate::mapper::HostReq) -> Result<bool, LabError> {
+    match h.params.get("init") {
+        None => Ok(false),
+        Some(Value::String(s)) if s == "systemd" => Ok(true),
+        Some(v) => Err(LabError::Usage(format!(
+            "host {}: init {v}: the VM lab boots \"systemd\" as init when asked (or its own /init when init is not given)",
+            h.name
+        ))),
+    }
+}
+
 /// Chooses the accelerator: `--accel`, else KVM when /dev/kvm opens and a
 /// probe guest prints its first line under KVM within a second, else TCG.
 /// The probe's verdict is cached per boot of this machine.
@@ -359,6 +374,9 @@ impl VmLab {
             ));
         }
         check_memory(req.hosts.len())?;
+        for h in &req.hosts {
+            boots_systemd(h)?;
+        }
         let mut progress = progress_printer();
         let kernel = kernel::resolve(opts.kernel.as_deref(), &kernel::cache_root(), &mut progress)
             .map_err(|e| {
@@ -441,6 +459,7 @@ impl VmLab {
                 nics: wiring.nics.get(&h.name).cloned().unwrap_or_default(),
                 accel,
                 verbose: std::env::var_os("LNST_VM_AGENT_VERBOSE").is_some(),
+                systemd: boots_systemd(h)?,
             };
             let console = opts.run_dir.join(format!("console-{}.log", h.name));
             let g = qemu::spawn(&spec, &ns_path, console, tx.clone()).map_err(|e| {
@@ -620,5 +639,23 @@ mod tests {
         assert!(!kernel_matches(&Value::from("6.1.0-5"), r));
         assert!(kernel_matches(&serde_json::json!(["5.10", "6.1"]), r));
         assert!(kernel_matches(&serde_json::json!(6.1), r));
+    }
+
+    #[test]
+    fn init_param_boots_systemd_or_is_refused() {
+        let h = |init: Option<Value>| crate::mapper::HostReq {
+            name: "h1".into(),
+            params: init.map(|v| ("init".to_string(), v)).into_iter().collect(),
+            nics: Vec::new(),
+        };
+        assert!(!boots_systemd(&h(None)).unwrap());
+        assert!(boots_systemd(&h(Some(Value::from("systemd")))).unwrap());
+        let e = boots_systemd(&h(Some(Value::from("openrc"))))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("host h1") && e.contains("\"openrc\"") && e.contains("\"systemd\""),
+            "{e}"
+        );
     }
 }

@@ -81,6 +81,10 @@ pub struct GuestSpec {
     pub nics: Vec<GuestNic>,
     pub accel: Accel,
     pub verbose: bool,
+    /// The host requirement's `init: "systemd"`: the guest boots systemd
+    /// as PID 1, which starts the agent (so `h.service` has a real
+    /// service manager).
+    pub systemd: bool,
 }
 
 impl GuestSpec {
@@ -107,6 +111,9 @@ impl GuestSpec {
         }
         if self.verbose {
             a.push("lnst.verbose=1".into());
+        }
+        if self.systemd {
+            a.push("lnst.init=systemd".into());
         }
         a.join(" ")
     }

@@ -227,7 +227,7 @@ pub const API: &[ApiItem] = &[
     item("Host.neigh_del(neigh: map)", "`ip neigh del DST dev DEV` with #{ dst, dev }; a static entry is put back after the run."),
     item("Host.neighs() -> array", "`ip neigh show`: #{ dst, lladdr, dev, state } per entry (state as ip prints it: PERMANENT, REACHABLE, STALE, ..)."),
     item("Host.neighs(dev: Device|string) -> array", "`ip neigh show dev DEV`."),
-    item("Host.service(name: string, action: string) -> string", "`systemctl start|stop|restart NAME`; returns `systemctl is-active NAME` after it; the unit is started or stopped after the run to be as active as before. Needs systemd on the host (an error says so when there is no service manager)."),
+    item("Host.service(name: string, action: string) -> string", "`systemctl start|stop|restart NAME`; returns `systemctl is-active NAME` after it; the unit is started or stopped after the run to be as active as before. Needs systemd on the host (an error says so when there is no service manager); a VM lab guest has it with `host(\"h1\", #{ init: \"systemd\" })`."),
     item("Host.send_file(local: string, remote: string)", "Copies a local file to the host."),
     item("Host.recv_file(remote: string, local: string)", "Copies a file from the host."),
     item("Host.defer(command: string)", "A shell command (`sh -c`, in the host's or namespace's netns) the agent runs when the run's changes are undone, in reverse order with them, also after a crash of the controller or the agent; killed after 30 s. For what has no API: tc, nft, xfrm, files a job made."),
