@@ -40,6 +40,10 @@ pub const EARLY_MODULES: &[&str] = &[
     "virtio_net",
 ];
 
+/// The systemd a guest with `init: "systemd"` boots (the host's, seen
+/// through the 9p root).
+pub const SYSTEMD: &str = "/lib/systemd/systemd";
+
 /// The 9p tag of the host's root.
 pub const ROOT_TAG: &str = "hostroot";
 
@@ -196,7 +200,7 @@ if [ "$INIT" = systemd ]; then
   printf '[Unit]\nDefaultDependencies=no\n[Service]\nEnvironment=PATH=%s HOME=%s NO_COLOR=1 LNST_HEARTBEAT_MS=%s\nExecStart=%s --virtio-port /dev/virtio-ports/{PORT_NAME} --state-dir /run/lnst-agent --config /run/lnst-agent.toml %s\nExecStopPost=/bin/sh -c "echo o > /proc/sysrq-trigger"\nStandardOutput=tty\nStandardError=tty\nTTYPath=/dev/console\nDelegate=yes\n' "$PATH" "$HOME" "$LNST_HEARTBEAT_MS" "$AGENT" "$ARGS" > $D/lnst-agent.service
   printf '[Unit]\nDefaultDependencies=no\n[Service]\nExecStart=/bin/sh /run/lnst-shell\nStandardOutput=null\nStandardError=null\n' > $D/lnst-shell.service
   t starting systemd
-  exec $B switch_root $R /lib/systemd/systemd --unit=lnst.target --show-status=false --log-level=warning
+  exec $B switch_root $R {SYSTEMD} --unit=lnst.target --show-status=false --log-level=warning
 fi
 exec $B switch_root $R /bin/sh -c "/bin/sh /run/lnst-shell </dev/null >/dev/null 2>&1 & \"$AGENT\" --virtio-port /dev/virtio-ports/{PORT_NAME} --state-dir /run/lnst-agent --config /run/lnst-agent.toml $ARGS; echo o > /proc/sysrq-trigger"
 "#

@@ -375,7 +375,14 @@ impl VmLab {
         }
         check_memory(req.hosts.len())?;
         for h in &req.hosts {
-            boots_systemd(h)?;
+            if boots_systemd(h)? && !Path::new(guest::SYSTEMD).is_file() {
+                return Err(vm_err(format!(
+                    "host {} asks for init \"systemd\", which the guest boots from this machine's {}, \
+                     and it is missing: install it with `apt-get install systemd`",
+                    h.name,
+                    guest::SYSTEMD
+                )));
+            }
         }
         let mut progress = progress_printer();
         let kernel = kernel::resolve(opts.kernel.as_deref(), &kernel::cache_root(), &mut progress)
