@@ -10,6 +10,8 @@
 //! namespaces, without the controller), `modules_lab` (modules through
 //! `lnst-ctl run` on the netns lab, checking `data` and the summary) and
 //! `vm_lab` (the VM lab: recipes, device kinds and faults in qemu guests),
+//! `vm_nics` (the VM lab's emulated NIC models and their ethtool settings),
+//! `vm_systemd` (`h.service` on a guest booting systemd),
 //! `enrt` (the ENRT suite of `recipes/enrt/`, each on the lab it needs),
 //! `imports` (`import` of module files by recipes) and `report_html`
 //! (`lnst-ctl report` opened in headless chromium).
@@ -28,6 +30,8 @@ mod ctl {
     pub mod store;
     pub mod suites;
     pub mod vm_lab;
+    pub mod vm_nics;
+    pub mod vm_systemd;
 }
 
 #[path = "support/postgres.rs"]

@@ -90,10 +90,23 @@ pub fn exec(a: ValidateArgs) -> Result<ExitCode, Failure> {
                 println!("  {h} -> {} [{}]", hm.machine, nics.join(" "));
             }
         }
-        None => match crate::lab::kind_of(a.lab.as_deref(), false, a.kernel.is_some()).usage()? {
-            crate::lab::LabKind::Netns => println!("mapping: netns lab (one namespace and agent per host; give --pool DIR to map onto a pool, --lab vm for VMs)"),
-            crate::lab::LabKind::Vm => print!("{}", crate::lab::vm::plan_text(&d.requirements, a.kernel.as_deref())),
-        },
+        None => {
+            let kind = crate::lab::kind_of(a.lab.as_deref(), false, a.kernel.is_some()).usage()?;
+            // What `run` refuses (a NIC driver the lab cannot give), refused here too.
+            crate::lab::pool_for(&d.requirements, kind)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("no mapping onto the {} lab", kind.name()))
+                .usage()?;
+            match kind {
+                crate::lab::LabKind::Netns => println!("mapping: netns lab (one namespace and agent per host; give --pool DIR to map onto a pool, --lab vm for VMs)"),
+                crate::lab::LabKind::Vm => print!(
+                    "{}",
+                    crate::lab::vm::plan_text(&d.requirements, a.kernel.as_deref())
+                        .map_err(|e| anyhow::anyhow!("{e}"))
+                        .usage()?
+                ),
+            }
+        }
     }
     check.usage()?;
     println!("OK");

@@ -80,12 +80,23 @@ impl LabKind {
             LabKind::Vm => "vm",
         }
     }
-    /// The driver its NICs report (what a NIC requirement's `driver`
-    /// matches on the lab).
-    fn nic_driver(self) -> &'static str {
+    /// The driver a NIC requirement's `driver` param (`None`: not given)
+    /// gets on the lab, as `dev.driver` will report it: the netns lab's
+    /// NICs are veths; the VM lab emulates a model per NIC
+    /// ([`vm::nic`]). A driver the lab cannot give is an error that says
+    /// which it can.
+    fn nic_driver(self, want: Option<&Value>) -> Result<&'static str, String> {
         match self {
-            LabKind::Netns => "veth",
-            LabKind::Vm => "virtio_net",
+            LabKind::Netns => match want {
+                None => Ok("veth"),
+                Some(w) if crate::mapper::value_matches(w, &Value::from("veth")) => Ok("veth"),
+                Some(w) => Err(format!(
+                    "driver {w}: the netns lab's NICs are veths (driver \"veth\"); \
+                     --lab vm emulates NICs with driver {}, --pool has real ones",
+                    vm::nic::accepted()
+                )),
+            },
+            LabKind::Vm => vm::nic::for_driver(want).map(|m| m.driver),
         }
     }
 }
@@ -168,9 +179,18 @@ pub enum LabError {
 
 /// The pool a lab stands for: one machine per host requirement (id = host
 /// name, params = the requirement's, first of an array), NICs named as the
-/// recipe names them; a label is a network, an unlabelled NIC gets a
-/// network of its own.
-pub fn pool_for(req: &Requirements, kind: LabKind) -> Pool {
+/// recipe names them, with the driver the lab gives them; a label is a
+/// network, an unlabelled NIC gets a network of its own. A NIC whose
+/// `driver` the lab cannot give is an error naming the host, the NIC and
+/// the drivers the lab has (a mapping error: exit 2).
+pub fn pool_for(req: &Requirements, kind: LabKind) -> Result<Pool, String> {
+    for h in &req.hosts {
+        for n in &h.nics {
+            kind.nic_driver(n.attrs.get("driver")).map_err(|e| {
+                format!("host {} nic {}: {e} ({} lab)", h.name, n.name, kind.name())
+            })?;
+        }
+    }
     let machines = req
         .hosts
         .iter()
@@ -208,9 +228,9 @@ pub fn pool_for(req: &Requirements, kind: LabKind) -> Pool {
                         .collect();
                     attrs.insert("name".into(), Value::String(n.name.clone()));
                     attrs.insert("net".into(), Value::String(net.clone()));
-                    attrs
-                        .entry("driver".into())
-                        .or_insert_with(|| kind.nic_driver().into());
+                    // Checked above.
+                    let driver = kind.nic_driver(n.attrs.get("driver")).unwrap_or("?");
+                    attrs.insert("driver".into(), Value::from(driver));
                     PoolNic {
                         name: n.name.clone(),
                         net: Some(net),
@@ -222,7 +242,7 @@ pub fn pool_for(req: &Requirements, kind: LabKind) -> Pool {
             file: PathBuf::from(format!("({} lab)", kind.name())),
         })
         .collect();
-    Pool { machines }
+    Ok(Pool { machines })
 }
 
 pub(crate) fn ip_batch(netns: Option<&str>, lines: &[String]) -> Result<Child, LabError> {
@@ -416,4 +436,55 @@ pub fn clean_stale() -> Vec<String> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapper::{HostReq, NicReq};
+
+    fn req(driver: Option<Value>) -> Requirements {
+        Requirements {
+            hosts: vec![HostReq {
+                name: "h1".into(),
+                params: Default::default(),
+                nics: vec![NicReq {
+                    name: "eth0".into(),
+                    net: Some("n".into()),
+                    attrs: driver
+                        .map(|d| BTreeMap::from([("driver".to_string(), d)]))
+                        .unwrap_or_default(),
+                }],
+            }],
+        }
+    }
+
+    fn driver_of(p: &Pool) -> &Value {
+        &p.machines[0].nics[0].attrs["driver"]
+    }
+
+    #[test]
+    fn lab_pool_nics_carry_the_driver_the_lab_gives_and_refuse_others() {
+        use serde_json::json;
+        let netns = pool_for(&req(None), LabKind::Netns).unwrap();
+        assert_eq!(driver_of(&netns), "veth");
+        let vm = pool_for(&req(None), LabKind::Vm).unwrap();
+        assert_eq!(driver_of(&vm), "virtio_net");
+        let e1000e = pool_for(&req(Some(json!("e1000e"))), LabKind::Vm).unwrap();
+        assert_eq!(driver_of(&e1000e), "e1000e");
+        // "one of": the first the lab emulates, which the mapper then matches
+        let r = req(Some(json!(["ixgbe", "e1000"])));
+        let p = pool_for(&r, LabKind::Vm).unwrap();
+        assert_eq!(driver_of(&p), "e1000");
+        assert!(crate::mapper::map_first(&r, &p).is_ok());
+        // what a lab cannot give is named with what it can
+        let e = pool_for(&req(Some(json!("ixgbe"))), LabKind::Vm).unwrap_err();
+        assert!(
+            e.contains("host h1 nic eth0") && e.contains("\"ixgbe\"") && e.contains("e1000e"),
+            "{e}"
+        );
+        let e = pool_for(&req(Some(json!("e1000e"))), LabKind::Netns).unwrap_err();
+        assert!(e.contains("veth") && e.contains("--lab vm"), "{e}");
+        assert!(pool_for(&req(Some(json!("veth"))), LabKind::Netns).is_ok());
+    }
 }

@@ -57,7 +57,10 @@ pub fn map(r: &Recipe, o: &Options) -> Result<Mapped, Failure> {
     let (pool, pool_name) = match &o.pool {
         Some(d) => (pool::load_dir(d).usage()?, d.display().to_string()),
         None => (
-            lab::pool_for(req, o.lab_kind),
+            lab::pool_for(req, o.lab_kind)
+                .map_err(|e| anyhow!("{e}"))
+                .with_context(|| format!("{file}: no mapping onto the {} lab", o.lab_kind.name()))
+                .usage()?,
             format!("{} lab", o.lab_kind.name()),
         ),
     };

@@ -140,13 +140,17 @@ fn vm_lab_runs_every_recipe_unchanged() {
 
 /// Runs `tests/fixtures/NAME` on the VM lab (taking the VM lock); every
 /// result must PASS. Returns the results and the summary.
-fn run_fixture(agent: &Path, name: &str) -> (Vec<(String, String)>, Value) {
+pub(crate) fn run_fixture(agent: &Path, name: &str) -> (Vec<(String, String)>, Value) {
+    run_fixture_in(&Tmp::new(), agent, name)
+}
+
+/// [`run_fixture`] with its run directory in `t` (kept while `t` lives).
+pub(crate) fn run_fixture_in(t: &Tmp, agent: &Path, name: &str) -> (Vec<(String, String)>, Value) {
     let _g = lock();
-    let t = Tmp::new();
     let r = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name);
-    let (code, v, err) = run_vm(&t, agent, &r, &[]);
+    let (code, v, err) = run_vm(t, agent, &r, &[]);
     // The boot wait is shown (stderr is not a terminal: plain lines).
     assert!(
         err.lines()
@@ -338,7 +342,7 @@ fn glob_consoles(runs: &Path) -> Vec<PathBuf> {
 
 /// Runs a `lnst-ctl` command to the end; afterwards no lab record of
 /// that controller is left (other runs on the machine may have theirs).
-fn checked(c: &mut Command) -> std::process::Output {
+pub(crate) fn checked(c: &mut Command) -> std::process::Output {
     let child = c
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

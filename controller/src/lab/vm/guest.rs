@@ -40,6 +40,10 @@ pub const EARLY_MODULES: &[&str] = &[
     "virtio_net",
 ];
 
+/// The systemd a guest with `init: "systemd"` boots (the host's, seen
+/// through the 9p root).
+pub const SYSTEMD: &str = "/lib/systemd/systemd";
+
 /// The 9p tag of the host's root.
 pub const ROOT_TAG: &str = "hostroot";
 
@@ -117,7 +121,7 @@ $B mkdir -p /proc /sys /dev /host /rw /newroot
 $B mount -t proc proc /proc
 $B mount -t sysfs sys /sys
 $B mount -t devtmpfs dev /dev
-HOST=guest; AGENT=; MODS=; NICS=; ARGS=; V=
+HOST=guest; AGENT=; MODS=; NICS=; ARGS=; V=; INIT=
 for x in $($B cat /proc/cmdline); do
   case "$x" in
     lnst.host=*) HOST="${{x#*=}}" ;;
@@ -125,6 +129,7 @@ for x in $($B cat /proc/cmdline); do
     lnst.modules=*) MODS="${{x#*=}}" ;;
     lnst.nic=*) NICS="$NICS ${{x#*=}}" ;;
     lnst.verbose=*) ARGS="-v"; V=1 ;;
+    lnst.init=*) INIT="${{x#*=}}" ;;
   esac
 done
 # With lnst.verbose=1 (LNST_VM_AGENT_VERBOSE), each step's uptime.
@@ -186,6 +191,17 @@ while [ -c {SHELL_TTY} ]; do
   sleep 1
 done
 LNSTEOF
+if [ "$INIT" = systemd ]; then
+  # host("h1", #{{ init: "systemd" }}): systemd is PID 1 and starts only
+  # lnst.target: the agent (its output on the console, the guest powered
+  # off when it exits) and the shell loop, as units.
+  D=$R/run/systemd/system; $B mkdir -p $D
+  printf '[Unit]\nDescription=lnst VM lab guest\nRequires=lnst-agent.service lnst-shell.service\n' > $D/lnst.target
+  printf '[Unit]\nDefaultDependencies=no\n[Service]\nEnvironment=PATH=%s HOME=%s NO_COLOR=1 LNST_HEARTBEAT_MS=%s\nExecStart=%s --virtio-port /dev/virtio-ports/{PORT_NAME} --state-dir /run/lnst-agent --config /run/lnst-agent.toml %s\nExecStopPost=/bin/sh -c "echo o > /proc/sysrq-trigger"\nStandardOutput=tty\nStandardError=tty\nTTYPath=/dev/console\nDelegate=yes\n' "$PATH" "$HOME" "$LNST_HEARTBEAT_MS" "$AGENT" "$ARGS" > $D/lnst-agent.service
+  printf '[Unit]\nDefaultDependencies=no\n[Service]\nExecStart=/bin/sh /run/lnst-shell\nStandardOutput=null\nStandardError=null\n' > $D/lnst-shell.service
+  t starting systemd
+  exec $B switch_root $R {SYSTEMD} --unit=lnst.target --show-status=false --log-level=warning
+fi
 exec $B switch_root $R /bin/sh -c "/bin/sh /run/lnst-shell </dev/null >/dev/null 2>&1 & \"$AGENT\" --virtio-port /dev/virtio-ports/{PORT_NAME} --state-dir /run/lnst-agent --config /run/lnst-agent.toml $ARGS; echo o > /proc/sysrq-trigger"
 "#
     )
@@ -287,6 +303,10 @@ mod tests {
         assert!(s.contains("options bonding max_bonds=0"));
         // No Rust format braces leaked into the shell.
         assert!(!s.contains("{{"));
+        // lnst.init=systemd: systemd starts the agent and the shell as units.
+        assert!(s.contains("lnst.init=*) INIT="));
+        assert!(s.contains("switch_root $R /lib/systemd/systemd --unit=lnst.target"));
+        assert!(s.contains("ExecStart=%s --virtio-port /dev/virtio-ports/lnst.agent"));
     }
 
     #[test]

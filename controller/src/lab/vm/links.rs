@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use super::nic;
 use super::qemu::GuestNic;
 use crate::mapper::Requirements;
 
@@ -30,8 +31,9 @@ pub fn mac(host: usize, nic: usize) -> String {
 }
 
 /// Plans the wiring of `req`: a bridge per label (an unlabelled NIC gets
-/// one of its own), a tap per NIC.
-pub fn plan(req: &Requirements) -> Wiring {
+/// one of its own), a tap per NIC, each NIC's model from its `driver`
+/// (an error names a driver the lab cannot emulate).
+pub fn plan(req: &Requirements) -> Result<Wiring, String> {
     let mut w = Wiring::default();
     let mut tails: Vec<String> = Vec::new();
     for (hi, h) in req.hosts.iter().enumerate() {
@@ -52,10 +54,13 @@ pub fn plan(req: &Requirements) -> Wiring {
             // The largest MTU, so that the lab's wire never limits what a
             // recipe sets on the guest NICs (a bridge takes its ports' minimum).
             tails.push(format!("link set {tap} mtu {WIRE_MTU} master {br} up"));
+            let model = nic::for_driver(n.attrs.get("driver"))
+                .map_err(|e| format!("host {} nic {}: {e}", h.name, n.name))?;
             nics.push(GuestNic {
                 name: n.name.clone(),
                 tap,
                 mac: mac(hi, ni),
+                model,
             });
         }
         w.nics.insert(h.name.clone(), nics);
@@ -74,7 +79,19 @@ pub fn plan(req: &Requirements) -> Wiring {
     head.append(&mut w.batch);
     head.extend(tails);
     w.batch = head;
-    w
+    Ok(w)
+}
+
+/// The guest modules the lab's NIC models need (virtio_net is among the
+/// early modules anyway), each once.
+pub fn nic_modules(w: &Wiring) -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = Vec::new();
+    for m in w.nics.values().flatten().map(|n| n.model.module) {
+        if !v.contains(&m) {
+            v.push(m);
+        }
+    }
+    v
 }
 
 #[cfg(test)]
@@ -106,7 +123,7 @@ mod tests {
                 },
             ],
         };
-        let w = plan(&req);
+        let w = plan(&req).unwrap();
         assert_eq!(w.bridges.len(), 3, "{:?}", w.bridges);
         assert_eq!(w.nics["h1"][0].tap, "t0n0");
         assert_eq!(w.nics["h2"][1].mac, "52:54:00:4c:01:02");

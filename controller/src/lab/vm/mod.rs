@@ -19,6 +19,7 @@
 pub mod guest;
 pub mod kernel;
 pub mod links;
+pub mod nic;
 pub mod qemu;
 
 use std::collections::BTreeMap;
@@ -181,6 +182,21 @@ pub fn check_kernel_params(req: &Requirements, release: &str) -> Result<(), LabE
     Ok(())
 }
 
+/// What a host requirement's `init` asks of its guest: `"systemd"` boots
+/// the host's systemd as PID 1 (the agent then runs as its unit, and
+/// `h.service` has a service manager); without it, `/init` starts the
+/// agent itself (faster). Another value is a usage error.
+pub fn boots_systemd(h: &crate::mapper::HostReq) -> Result<bool, LabError> {
+    match h.params.get("init") {
+        None => Ok(false),
+        Some(Value::String(s)) if s == "systemd" => Ok(true),
+        Some(v) => Err(LabError::Usage(format!(
+            "host {}: init {v}: the VM lab boots \"systemd\" as init when asked (or its own /init when init is not given)",
+            h.name
+        ))),
+    }
+}
+
 /// Chooses the accelerator: `--accel`, else KVM when /dev/kvm opens and a
 /// probe guest prints its first line under KVM within a second, else TCG.
 /// The probe's verdict is cached per boot of this machine.
@@ -303,8 +319,8 @@ fn check_memory(guests: usize) -> Result<(), LabError> {
 
 /// What `validate --lab vm` shows: the guests, their NICs and the
 /// segments, without fetching or booting anything.
-pub fn plan_text(req: &Requirements, kernel_spec: Option<&str>) -> String {
-    let w = links::plan(req);
+pub fn plan_text(req: &Requirements, kernel_spec: Option<&str>) -> Result<String, String> {
+    let w = links::plan(req)?;
     let mut s = format!(
         "mapping: vm lab: one qemu guest per host ({} MiB, kernel {}), NICs on one bridge per net:\n",
         qemu::MEMORY_MIB,
@@ -313,7 +329,7 @@ pub fn plan_text(req: &Requirements, kernel_spec: Option<&str>) -> String {
     for h in &req.hosts {
         let nics: Vec<String> = w.nics[&h.name]
             .iter()
-            .map(|n| format!("{} ({})", n.name, n.mac))
+            .map(|n| format!("{} ({}, {})", n.name, n.mac, n.model.driver))
             .collect();
         s.push_str(&format!(
             "  {} -> guest {} [{}]\n",
@@ -325,7 +341,7 @@ pub fn plan_text(req: &Requirements, kernel_spec: Option<&str>) -> String {
     for (label, br) in &w.bridges {
         s.push_str(&format!("  net {label} -> bridge {br}\n"));
     }
-    s
+    Ok(s)
 }
 
 impl VmLab {
@@ -358,6 +374,16 @@ impl VmLab {
             ));
         }
         check_memory(req.hosts.len())?;
+        for h in &req.hosts {
+            if boots_systemd(h)? && !Path::new(guest::SYSTEMD).is_file() {
+                return Err(vm_err(format!(
+                    "host {} asks for init \"systemd\", which the guest boots from this machine's {}, \
+                     and it is missing: install it with `apt-get install systemd`",
+                    h.name,
+                    guest::SYSTEMD
+                )));
+            }
+        }
         let mut progress = progress_printer();
         let kernel = kernel::resolve(opts.kernel.as_deref(), &kernel::cache_root(), &mut progress)
             .map_err(|e| {
@@ -399,16 +425,21 @@ impl VmLab {
             done: false,
         };
         // The initramfs, shared by the lab's guests.
+        let wiring = links::plan(req).map_err(LabError::Usage)?;
         let initrd = record.join("initrd.cpio");
         let modules = match &lab.kernel.modules {
-            Some(m) => kernel::module_closure(m, guest::EARLY_MODULES)
-                .map_err(|e| vm_err(e.to_string()))?,
+            // The early modules, and the drivers of the NIC models used
+            // (only those: a lab of virtio NICs boots as it always did).
+            Some(m) => {
+                let mut names = guest::EARLY_MODULES.to_vec();
+                names.extend(links::nic_modules(&wiring));
+                kernel::module_closure(m, &names).map_err(|e| vm_err(e.to_string()))?
+            }
             None => Vec::new(),
         };
         guest::write_initramfs(&initrd, &modules, &kernel::read_module)
             .map_err(|e| vm_err(e.to_string()))?;
         // The wiring.
-        let wiring = links::plan(req);
         finish(
             ip_batch(None, &[format!("netns add {netns}")])?,
             "ip netns add",
@@ -435,6 +466,7 @@ impl VmLab {
                 nics: wiring.nics.get(&h.name).cloned().unwrap_or_default(),
                 accel,
                 verbose: std::env::var_os("LNST_VM_AGENT_VERBOSE").is_some(),
+                systemd: boots_systemd(h)?,
             };
             let console = opts.run_dir.join(format!("console-{}.log", h.name));
             let g = qemu::spawn(&spec, &ns_path, console, tx.clone()).map_err(|e| {
@@ -614,5 +646,23 @@ mod tests {
         assert!(!kernel_matches(&Value::from("6.1.0-5"), r));
         assert!(kernel_matches(&serde_json::json!(["5.10", "6.1"]), r));
         assert!(kernel_matches(&serde_json::json!(6.1), r));
+    }
+
+    #[test]
+    fn init_param_boots_systemd_or_is_refused() {
+        let h = |init: Option<Value>| crate::mapper::HostReq {
+            name: "h1".into(),
+            params: init.map(|v| ("init".to_string(), v)).into_iter().collect(),
+            nics: Vec::new(),
+        };
+        assert!(!boots_systemd(&h(None)).unwrap());
+        assert!(boots_systemd(&h(Some(Value::from("systemd")))).unwrap());
+        let e = boots_systemd(&h(Some(Value::from("openrc"))))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("host h1") && e.contains("\"openrc\"") && e.contains("\"systemd\""),
+            "{e}"
+        );
     }
 }

@@ -51,12 +51,14 @@ impl Accel {
     }
 }
 
-/// One guest NIC: the tap it is plugged into and its MAC.
+/// One guest NIC: the tap it is plugged into, its MAC and the NIC model
+/// qemu emulates (the requirement's `driver`).
 #[derive(Debug, Clone)]
 pub struct GuestNic {
     pub name: String,
     pub tap: String,
     pub mac: String,
+    pub model: super::nic::NicModel,
 }
 
 /// Everything one guest's command line needs.
@@ -79,6 +81,10 @@ pub struct GuestSpec {
     pub nics: Vec<GuestNic>,
     pub accel: Accel,
     pub verbose: bool,
+    /// The host requirement's `init: "systemd"`: the guest boots systemd
+    /// as PID 1, which starts the agent (so `h.service` has a real
+    /// service manager).
+    pub systemd: bool,
 }
 
 impl GuestSpec {
@@ -105,6 +111,9 @@ impl GuestSpec {
         }
         if self.verbose {
             a.push("lnst.verbose=1".into());
+        }
+        if self.systemd {
+            a.push("lnst.init=systemd".into());
         }
         a.join(" ")
     }
@@ -167,7 +176,7 @@ impl GuestSpec {
                 "-netdev".into(),
                 format!("tap,id=n{i},ifname={},script=no,downscript=no", n.tap),
                 "-device".into(),
-                format!("virtio-net-pci,netdev=n{i},mac={}", n.mac),
+                format!("{},netdev=n{i},mac={}", n.model.device, n.mac),
             ]);
         }
         v
