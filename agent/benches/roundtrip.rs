@@ -14,8 +14,9 @@
 //!   connections are held open, vs the same on a quiet agent, in
 //!   alternating blocks (goal ≤ 2×, issue 10).
 //!
-//! Prints a table of medians. Starts the real `lnst-agent` binary on a
-//! unix socket and a Noise TCP listener in a temp dir.
+//! Prints a table of medians. Starts the real `lnst-agent` binary (or the
+//! one `LNST_BENCH_AGENT` names) on a unix socket and a Noise TCP listener
+//! in a temp dir.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -104,7 +105,13 @@ fn main() {
         ),
     )
     .unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_lnst-agent"))
+    // LNST_BENCH_AGENT: another build of the agent to measure (A/B
+    // against a saved binary in the same conditions).
+    let agent_bin = std::env::var_os("LNST_BENCH_AGENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lnst-agent")));
+    println!("agent binary: {}", agent_bin.display());
+    let mut agent = Command::new(&agent_bin)
         .arg("--config")
         .arg(dir.join("agent.toml"))
         .args(["--listen", "127.0.0.1:0"])

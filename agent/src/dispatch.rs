@@ -37,20 +37,19 @@ pub async fn dispatch(ctx: &SessionCtx, req: Request) -> Result<Response, WireEr
         Request::JournalEmpty => Ok(Response::Bool(ctx.agent.journal.entries()?.is_empty())),
         Request::EndSession => end_session(ctx).await,
         Request::JournalTest { path, marker } => journal_test(ctx, path, marker),
+        Request::JobStart(spec) if spec.wait => Ok(Response::Job(
+            ctx.agent
+                .jobs
+                .run(&ctx.agent.journal, spec, ctx.session, ctx.events.clone())
+                .await?,
+        )),
         Request::JobStart(spec) => {
-            let wait = spec.wait;
             let id = ctx
                 .agent
                 .jobs
                 .start(&ctx.agent.journal, spec, ctx.session, ctx.events.clone())
                 .await?;
-            if wait {
-                let status = ctx.agent.jobs.wait(id, None).await?;
-                ctx.agent.jobs.forget(id);
-                Ok(Response::Job(status))
-            } else {
-                Ok(Response::JobStarted { id })
-            }
+            Ok(Response::JobStarted { id })
         }
         Request::JobWait { id, timeout_ms } => {
             let status = ctx

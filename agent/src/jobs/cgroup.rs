@@ -13,11 +13,14 @@
 //! SIGKILL to each pid in `cgroup.procs` until it is empty), then the
 //! cgroup is removed.
 //!
-//! Joining: the job's shell moves itself in as its very first action
-//! (`{ echo 0 >CGROUP/cgroup.procs; } 2>/dev/null || exit 126; COMMAND`),
-//! before it can fork anything, so there is no window in which a child escapes; and
-//! the spawn keeps its fast path (a `pre_exec` hook would force fork+exec
-//! and cost ~0.2 ms per job). Where no writable cgroup2 is found, the
+//! Joining: the job's shell is created in the cgroup
+//! (`clone3(CLONE_INTO_CGROUP)`, [`super::clone3`]), so it is a member
+//! before it runs anything. Where the kernel refuses that (before 5.7),
+//! the shell moves itself in as its very first action (`{ echo 0
+//! >CGROUP/cgroup.procs; } 2>/dev/null || exit 126; COMMAND`, [`wrap`]),
+//! before it can fork anything, so no child escapes either; and the spawn
+//! keeps `posix_spawn`'s fast path (a `pre_exec` hook would force
+//! fork+exec and cost ~0.2 ms per job). Where no writable cgroup2 is found, the
 //! agent is the child subreaper instead ([`subreaper`]): orphans of jobs
 //! reparent to it and are ended at session end.
 
@@ -76,6 +79,17 @@ pub fn create(path: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         r => r,
     }
+}
+
+/// Opens the cgroup directory at `path` for `clone3(CLONE_INTO_CGROUP)`
+/// (`O_PATH`: nothing is read through it).
+pub fn open(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)?;
+    Ok(f.into())
 }
 
 /// The shell line that moves the job's shell into `path` before it runs

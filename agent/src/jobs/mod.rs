@@ -1,11 +1,13 @@
 //! Jobs: shell commands the controller runs on this host.
 //!
 //! [`Jobs::start`] spawns `sh -c COMMAND` in its own process group
-//! ([`spawn`]), then a supervisor task per job pumps stdout and stderr into
-//! bounded buffers ([`output`]) while streaming them as
+//! ([`spawn`]), then one supervisor per job ([`Supervisor`]) pumps stdout
+//! and stderr into bounded buffers ([`output`]) while streaming them as
 //! `Event::JobOutput`, enforces the timeout (TERM to the group, KILL after
 //! [`KILL_GRACE`]), and on exit publishes the [`JobExit`] and sends
-//! `Event::JobFinished`. Signals always go to the whole group (`kill
+//! `Event::JobFinished`. A job started with `wait` is supervised by the
+//! request itself ([`Jobs::run`]: no task to hand over to and wake back
+//! from), and by a task of its own if the request is dropped first. Signals always go to the whole group (`kill
 //! -SIG -PGID`), so grandchildren go too. Job ids are unique per agent
 //! process, from 1. Each job is journaled as `KillJob` right after it is
 //! spawned (no fsync), so the journal replay of a restarted agent ends
@@ -15,27 +17,28 @@
 //! ([`cgroup`]).
 
 pub mod cgroup;
+pub mod clone3;
 pub mod orphans;
 pub mod output;
+pub mod proc;
 pub mod spawn;
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lnst_common::job::{JobExit, JobId, JobSpec, JobStatus, Stream};
 use lnst_common::{Event, ToController, WireError};
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Child;
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::journal::Journal;
 use crate::undo::UndoEntry;
 use output::Bounded;
-use spawn::NetnsSpawners;
+use proc::{Pipe, Proc};
+use spawn::{CgroupTarget, NetnsSpawners};
 
 /// Between TERM and KILL when a job is stopped for a timeout or at teardown.
 pub const KILL_GRACE: Duration = Duration::from_secs(1);
@@ -93,8 +96,9 @@ pub struct Jobs {
     spawners: NetnsSpawners,
     /// Each session's cgroup, once it has started a job (`None` for the
     /// whole agent when no cgroup2 is usable: then the agent is the child
-    /// subreaper). A std mutex: held only for lookups and inserts.
-    cgroups: Mutex<HashMap<u64, PathBuf>>,
+    /// subreaper), with its directory open for `CLONE_INTO_CGROUP`. A std
+    /// mutex: held only for lookups and inserts.
+    cgroups: Mutex<HashMap<u64, CgroupTarget>>,
 }
 
 impl Jobs {
@@ -113,7 +117,7 @@ impl Jobs {
         &self,
         journal: &Journal,
         session: u64,
-    ) -> Result<Option<PathBuf>, WireError> {
+    ) -> Result<Option<CgroupTarget>, WireError> {
         let Some(base) = cgroup::base() else {
             return Ok(None);
         };
@@ -130,8 +134,14 @@ impl Jobs {
         })?;
         cgroup::create(&path)
             .map_err(|e| WireError::os(format!("cannot create cgroup {}: {e}", path.display())))?;
-        map.insert(session, path.clone());
-        Ok(Some(path))
+        let dir = cgroup::open(&path)
+            .map_err(|e| WireError::os(format!("cannot open cgroup {}: {e}", path.display())))?;
+        let target = CgroupTarget {
+            path,
+            dir: Arc::new(dir),
+        };
+        map.insert(session, target.clone());
+        Ok(Some(target))
     }
 
     fn get(&self, id: JobId) -> Result<Arc<Job>, WireError> {
@@ -161,8 +171,8 @@ impl Jobs {
     }
 
     /// Starts `spec` for `session`; its output and exit are sent to
-    /// `events`. Returns at once with the id (the caller waits if
-    /// `spec.wait`).
+    /// `events`. Returns at once with the id, the job supervised by a task
+    /// of its own (see [`Jobs::run`] to wait for it).
     ///
     /// The job is journaled in `journal` as [`UndoEntry::KillJob`] before
     /// this returns; if that fails, the job is killed and the error
@@ -174,26 +184,58 @@ impl Jobs {
         session: u64,
         events: EventTx,
     ) -> Result<JobId, WireError> {
-        let mut child = match self.session_cgroup(journal, session)? {
-            Some(cg) => {
-                let mut wrapped = spec.clone();
-                wrapped.command = cgroup::wrap(&cg, &spec.command);
-                self.spawners.spawn(&wrapped).await?
-            }
-            None => self.spawners.spawn(&spec).await?,
-        };
-        let started = Instant::now();
+        let (id, sup, span) = self.launch(journal, spec, session, events).await?;
+        tokio::spawn(async move { sup.run_owned().await }.instrument(span));
+        Ok(id)
+    }
+
+    /// Starts `spec` like [`Jobs::start`], waits for it to end and returns
+    /// its state and output (the job is then forgotten: the caller sends
+    /// this final status). The job is supervised by this future itself; if
+    /// it is dropped before the job ended (its session is over), a task
+    /// takes over the supervision.
+    pub async fn run(
+        &self,
+        journal: &Journal,
+        spec: JobSpec,
+        session: u64,
+        events: EventTx,
+    ) -> Result<JobStatus, WireError> {
+        let (id, sup, span) = self.launch(journal, spec, session, events).await?;
+        let job = sup.job.clone();
+        let mut guard = HandOff(Some(sup), span.clone());
+        if let Some(sup) = guard.0.as_mut() {
+            sup.run().instrument(span).await;
+        }
+        let status = job.status();
+        self.forget(id);
+        Ok(status)
+    }
+
+    /// Spawns and journals the job and puts it in the table; returns its
+    /// supervisor, not yet running, and its span.
+    async fn launch(
+        &self,
+        journal: &Journal,
+        spec: JobSpec,
+        session: u64,
+        events: EventTx,
+    ) -> Result<(JobId, Supervisor, tracing::Span), WireError> {
+        let cgroup = self.session_cgroup(journal, session)?;
+        let started = self.spawners.spawn(&spec, cgroup).await?;
+        let t0 = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let pgid = child
-            .id()
-            .ok_or_else(|| WireError::internal("spawned job has no pid"))?
-            as i32;
+        let mut proc = started.proc;
+        let pgid = proc.pid();
         // The leader is our unreaped child, so its /proc entry exists even
         // if it already exited (a zombie).
-        let start_time = orphans::start_time(pgid).unwrap_or(0);
+        let start_time = started
+            .start_time
+            .or_else(|| orphans::start_time(pgid))
+            .unwrap_or(0);
         if let Err(e) = journal.record_unsynced(UndoEntry::KillJob { pgid, start_time }) {
             let _ = killpg(pgid, libc::SIGKILL);
-            let _ = child.wait().await;
+            let _ = proc.wait().await;
             return Err(e);
         }
         let (exit_tx, exit_rx) = watch::channel(None);
@@ -209,18 +251,27 @@ impl Jobs {
             .lock()
             .map_err(|_| WireError::internal("job table poisoned"))?
             .insert(id, job.clone());
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let timeout = spec.timeout_ms.map(Duration::from_millis);
         let span = tracing::info_span!("job", id, pgid);
         span.in_scope(|| tracing::info!(command = %spec.command, netns = ?spec.netns, "started"));
-        tokio::spawn(
-            supervise(
-                job, child, stdout, stderr, timeout, started, exit_tx, events,
-            )
-            .instrument(span),
-        );
-        Ok(id)
+        let sup = Supervisor {
+            job,
+            proc,
+            stdout: started.stdout,
+            stderr: started.stderr,
+            bufs: None,
+            deadline: spec
+                .timeout_ms
+                .map(|t| tokio::time::Instant::now() + Duration::from_millis(t)),
+            timeout: spec.timeout_ms.map(Duration::from_millis),
+            timed_out: false,
+            status: None,
+            drain_until: None,
+            started: t0,
+            exit_tx,
+            events,
+            done: false,
+        };
+        Ok((id, sup, span))
     }
 
     /// Waits up to `timeout` (forever if `None`) for job `id` to end and
@@ -293,7 +344,8 @@ impl Jobs {
             .cgroups
             .lock()
             .ok()
-            .and_then(|mut m| m.remove(&session));
+            .and_then(|mut m| m.remove(&session))
+            .map(|t| t.path);
         tracing::debug!(session, jobs = jobs.len(), cgroup = ?cg, "ending the session's jobs");
         if !jobs.is_empty() {
             errors.extend(self.end_jobs(&jobs, cg.as_deref()).await);
@@ -451,119 +503,203 @@ fn live_pgids() -> HashSet<i32> {
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn supervise(
+/// One job's supervision: its output pipes, its leader's exit, its
+/// timeout, all in one future. The state lives here, not in the future,
+/// so a supervision interrupted (the request running it dropped) can be
+/// resumed by another task ([`HandOff`]): every await in [`Supervisor::run`]
+/// is cancel-safe (pipe reads, the pidfd or tokio wait, timers), except
+/// that an event being sent to a session that is ending may be lost.
+struct Supervisor {
     job: Arc<Job>,
-    mut child: Child,
-    stdout: Option<tokio::process::ChildStdout>,
-    stderr: Option<tokio::process::ChildStderr>,
+    proc: Proc,
+    /// `None` once at end of file (or given up after the exit).
+    stdout: Option<Pipe>,
+    stderr: Option<Pipe>,
+    /// Read buffers for stdout and stderr, made at the first read.
+    bufs: Option<Box<[[u8; 16 * 1024]; 2]>>,
+    /// When to TERM the group (the job's timeout), then, once TERM was
+    /// sent, when to KILL it; `None`: no (more) deadline.
+    deadline: Option<tokio::time::Instant>,
     timeout: Option<Duration>,
+    timed_out: bool,
+    /// The leader's exit, once reaped.
+    status: Option<std::io::Result<std::process::ExitStatus>>,
+    /// After the exit, how long the pipes may stay open.
+    drain_until: Option<tokio::time::Instant>,
     started: Instant,
     exit_tx: watch::Sender<Option<JobExit>>,
     events: EventTx,
-) {
-    let mut pumps = Vec::new();
-    if let Some(s) = stdout {
-        pumps.push(tokio::spawn(pump(
-            s,
-            Stream::Stdout,
-            job.clone(),
-            events.clone(),
-        )));
-    }
-    if let Some(s) = stderr {
-        pumps.push(tokio::spawn(pump(
-            s,
-            Stream::Stderr,
-            job.clone(),
-            events.clone(),
-        )));
-    }
-    let mut timed_out = false;
-    let status = match timeout {
-        None => child.wait().await,
-        Some(t) => match tokio::time::timeout(t, child.wait()).await {
-            Ok(s) => s,
-            Err(_) => {
-                timed_out = true;
-                tracing::info!(timeout = ?t, "timed out; SIGTERM to the group");
-                let _ = killpg(job.pgid, libc::SIGTERM);
-                match tokio::time::timeout(KILL_GRACE, child.wait()).await {
-                    Ok(s) => {
-                        // The shell is gone; members that ignore TERM go now.
-                        let _ = killpg(job.pgid, libc::SIGKILL);
-                        s
-                    }
-                    Err(_) => {
-                        tracing::info!("still there after grace; SIGKILL to the group");
-                        let _ = killpg(job.pgid, libc::SIGKILL);
-                        child.wait().await
-                    }
-                }
-            }
-        },
-    };
-    let drain = async {
-        for p in pumps.iter_mut() {
-            let _ = p.await;
-        }
-    };
-    if tokio::time::timeout(DRAIN_AFTER_EXIT, drain).await.is_err() {
-        tracing::debug!("output still open after exit (a child holds it); not waiting");
-        for p in &pumps {
-            p.abort();
-        }
-    }
-    let (exit_code, signal) = match &status {
-        Ok(s) => {
-            use std::os::unix::process::ExitStatusExt;
-            (s.code(), s.signal())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot wait for job");
-            (None, None)
-        }
-    };
-    let exit = JobExit {
-        id: job.id,
-        exit_code,
-        signal,
-        timed_out,
-        duration: started.elapsed().as_secs_f64(),
-        stopped: match job.stopped.load(Ordering::Relaxed) {
-            0 => None,
-            s => Some(s),
-        },
-    };
-    tracing::info!(?exit_code, ?signal, timed_out, "finished");
-    exit_tx.send_replace(Some(exit.clone()));
-    let _ = events
-        .send(ToController::Event(Event::JobFinished(exit)))
-        .await;
+    /// The exit was published.
+    done: bool,
 }
 
-async fn pump<R: AsyncRead + Unpin>(mut r: R, stream: Stream, job: Arc<Job>, events: EventTx) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+enum Step {
+    Read(usize, std::io::Result<usize>),
+    Exited(std::io::Result<std::process::ExitStatus>),
+    Deadline,
+    DrainOver,
+}
+
+/// Reads from `pipe` into `buf`; never ready if the pipe is closed.
+async fn read_some(pipe: &mut Option<Pipe>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match pipe {
+        Some(p) => p.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Supervisor {
+    /// Supervises the job to its end and publishes its exit. May be
+    /// dropped and called again: it goes on where it was.
+    async fn run(&mut self) {
+        while !self.done {
+            if self.status.is_some() && self.stdout.is_none() && self.stderr.is_none() {
+                self.finish().await;
+                return;
+            }
+            let bufs = self
+                .bufs
+                .get_or_insert_with(|| Box::new([[0u8; 16 * 1024]; 2]));
+            let [out_buf, err_buf] = &mut **bufs;
+            let reaped = self.status.is_some();
+            let step = tokio::select! {
+                biased;
+                r = read_some(&mut self.stdout, out_buf) => Step::Read(0, r),
+                r = read_some(&mut self.stderr, err_buf) => Step::Read(1, r),
+                s = self.proc.wait(), if !reaped => Step::Exited(s),
+                _ = sleep_until(self.deadline), if !reaped => Step::Deadline,
+                _ = sleep_until(self.drain_until) => Step::DrainOver,
+            };
+            match step {
+                Step::Read(i, Ok(n)) if n > 0 => {
+                    let chunk = if i == 0 { &out_buf[..n] } else { &err_buf[..n] };
+                    let stream = if i == 0 {
+                        Stream::Stdout
+                    } else {
+                        Stream::Stderr
+                    };
+                    output(&self.job, &self.events, stream, chunk).await;
+                }
+                Step::Read(i, _) => {
+                    // End of file (or a read error: nothing more to get).
+                    if i == 0 {
+                        self.stdout = None;
+                    } else {
+                        self.stderr = None;
+                    }
+                }
+                Step::Exited(s) => {
+                    if self.timed_out {
+                        // The shell is gone; members that ignore TERM go now.
+                        let _ = killpg(self.job.pgid, libc::SIGKILL);
+                    }
+                    self.status = Some(s);
+                    self.drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                }
+                Step::Deadline if !self.timed_out => {
+                    self.timed_out = true;
+                    tracing::info!(timeout = ?self.timeout, "timed out; SIGTERM to the group");
+                    let _ = killpg(self.job.pgid, libc::SIGTERM);
+                    self.deadline = Some(tokio::time::Instant::now() + KILL_GRACE);
+                }
+                Step::Deadline => {
+                    tracing::info!("still there after grace; SIGKILL to the group");
+                    let _ = killpg(self.job.pgid, libc::SIGKILL);
+                    self.deadline = None;
+                }
+                Step::DrainOver => {
+                    tracing::debug!("output still open after exit (a child holds it); not waiting");
+                    self.stdout = None;
+                    self.stderr = None;
+                }
+            }
+        }
+    }
+
+    /// [`Supervisor::run`] on an owned supervisor (a task of its own).
+    async fn run_owned(mut self) {
+        self.run().await
+    }
+
+    /// Publishes the exit and sends `JobFinished`.
+    async fn finish(&mut self) {
+        self.bufs = None;
+        let (exit_code, signal) = match &self.status {
+            Some(Ok(s)) => {
+                use std::os::unix::process::ExitStatusExt;
+                (s.code(), s.signal())
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot wait for job");
+                (None, None)
+            }
+            None => (None, None),
         };
-        let added = match job.out.lock() {
-            Ok(mut o) => match stream {
-                Stream::Stdout => o.0.push(&buf[..n]),
-                Stream::Stderr => o.1.push(&buf[..n]),
+        let job = &self.job;
+        let exit = JobExit {
+            id: job.id,
+            exit_code,
+            signal,
+            timed_out: self.timed_out,
+            duration: self.started.elapsed().as_secs_f64(),
+            stopped: match job.stopped.load(Ordering::Relaxed) {
+                0 => None,
+                s => Some(s),
             },
-            Err(_) => return,
         };
-        if !added.is_empty() {
-            let _ = events
-                .send(ToController::Event(Event::JobOutput {
-                    id: job.id,
-                    stream,
-                    data: added,
-                }))
-                .await;
+        tracing::info!(?exit_code, ?signal, timed_out = self.timed_out, "finished");
+        self.exit_tx.send_replace(Some(exit.clone()));
+        self.done = true;
+        let _ = self
+            .events
+            .send(ToController::Event(Event::JobFinished(exit)))
+            .await;
+    }
+}
+
+/// Keeps `chunk` of `stream` in `job`'s output and streams what was kept.
+async fn output(job: &Job, events: &EventTx, stream: Stream, chunk: &[u8]) {
+    let added = match job.out.lock() {
+        Ok(mut o) => match stream {
+            Stream::Stdout => o.0.push(chunk),
+            Stream::Stderr => o.1.push(chunk),
+        },
+        Err(_) => return,
+    };
+    if !added.is_empty() {
+        let _ = events
+            .send(ToController::Event(Event::JobOutput {
+                id: job.id,
+                stream,
+                data: added,
+            }))
+            .await;
+    }
+}
+
+/// A supervisor run by a request: if the request is dropped before the
+/// job ended, a task of its own carries on (a job must never be left
+/// unwatched: its exit is what the session's teardown waits for).
+struct HandOff(Option<Supervisor>, tracing::Span);
+
+impl Drop for HandOff {
+    fn drop(&mut self) {
+        let Some(sup) = self.0.take() else { return };
+        if sup.done {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(sup.run_owned().instrument(self.1.clone()));
+            }
+            Err(_) => tracing::error!(pgid = sup.job.pgid, "job left unsupervised (no runtime)"),
         }
     }
 }

@@ -1,6 +1,11 @@
 //! Starting a job's process: `sh -c COMMAND` in its own process group with
-//! piped output, either from the runtime (the agent's own namespace) or
-//! from a long-lived OS thread that entered a named network namespace.
+//! piped output, in the session's cgroup, either from the runtime (the
+//! agent's own namespace) or from a long-lived OS thread that entered a
+//! named network namespace.
+//!
+//! The shell is started by [`super::clone3`] straight into the cgroup;
+//! where the kernel refuses that, by `posix_spawn` (tokio's `Command`) with
+//! the shell moving itself into the cgroup first ([`super::cgroup::wrap`]).
 //!
 //! A process inherits the network namespace of the *thread* that forks it.
 //! `setns` must never run on a tokio worker (they are reused for other
@@ -12,15 +17,20 @@
 //! pinning namespaces (at session end).
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use lnst_common::job::JobSpec;
 use lnst_common::WireError;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::oneshot;
+
+use super::clone3;
+use super::proc::Started;
 
 /// Builds the command for `spec` (not yet spawned).
 pub fn command(spec: &JobSpec) -> Result<Command, WireError> {
@@ -33,15 +43,7 @@ pub fn command(spec: &JobSpec) -> Result<Command, WireError> {
         .stderr(Stdio::piped())
         .kill_on_drop(false);
     if let Some(cwd) = &spec.cwd {
-        match std::fs::metadata(cwd) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(WireError::invalid(format!(
-                    "job cwd {cwd} is not a directory"
-                )))
-            }
-            Err(e) => return Err(WireError::not_found(format!("job cwd {cwd}: {e}"))),
-        }
+        check_cwd(cwd)?;
         cmd.current_dir(cwd);
     }
     // Modules run the agent's own helper tools (`"$LNST_AGENT_BIN" capture
@@ -55,6 +57,81 @@ pub fn command(spec: &JobSpec) -> Result<Command, WireError> {
     Ok(cmd)
 }
 
+fn check_cwd(cwd: &str) -> Result<(), WireError> {
+    match std::fs::metadata(cwd) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(WireError::invalid(format!(
+            "job cwd {cwd} is not a directory"
+        ))),
+        Err(e) => Err(WireError::not_found(format!("job cwd {cwd}: {e}"))),
+    }
+}
+
+/// Where a job's shell goes: its session's cgroup, by path (for the
+/// fallback's shell to write its pid to) and open (for `clone3`).
+#[derive(Clone)]
+pub struct CgroupTarget {
+    pub path: PathBuf,
+    pub dir: Arc<OwnedFd>,
+}
+
+/// How to start one job, made on the request's side and run on the thread
+/// whose network namespace the job gets.
+struct Launch {
+    /// `None` once `clone3` was refused on this host.
+    prepared: Option<clone3::Prepared>,
+    spec: JobSpec,
+    cgroup: Option<CgroupTarget>,
+}
+
+impl Launch {
+    fn new(spec: &JobSpec, cgroup: Option<CgroupTarget>) -> Result<Launch, WireError> {
+        if let Some(cwd) = &spec.cwd {
+            check_cwd(cwd)?;
+        }
+        let prepared = if clone3::usable() {
+            let exe = agent_exe().map(|e| (OsStr::new("LNST_AGENT_BIN"), e.as_os_str()));
+            let env = exe.into_iter().chain(
+                spec.env
+                    .iter()
+                    .map(|(k, v)| (OsStr::new(k.as_str()), OsStr::new(v.as_str()))),
+            );
+            Some(
+                clone3::Prepared::new("/bin/sh", &["-c", &spec.command], spec.cwd.as_deref(), env)
+                    .map_err(|e| WireError::invalid(format!("cannot start job: {e}")))?,
+            )
+        } else {
+            None
+        };
+        Ok(Launch {
+            prepared,
+            spec: spec.clone(),
+            cgroup,
+        })
+    }
+
+    /// Starts the job's shell on this thread (so in its network
+    /// namespace); inside the runtime's context.
+    fn run(self) -> std::io::Result<Started> {
+        if let Some(p) = &self.prepared {
+            let fd = self.cgroup.as_ref().map(|c| c.dir.as_raw_fd());
+            let (r, start_time) = clone3::timed(|| clone3::spawn(p, fd));
+            match r {
+                Ok(c) => return Started::from_clone3(c, start_time),
+                Err(clone3::Error::Io(e)) => return Err(e),
+                Err(clone3::Error::Unsupported) => {}
+            }
+        }
+        let mut spec = self.spec;
+        if let Some(cg) = &self.cgroup {
+            spec.command = super::cgroup::wrap(&cg.path, &spec.command);
+        }
+        let mut cmd = command(&spec).map_err(|e| std::io::Error::other(e.message))?;
+        let (r, start_time) = clone3::timed(|| cmd.spawn());
+        Started::from_child(r?, start_time)
+    }
+}
+
 /// This agent's executable, resolved once.
 fn agent_exe() -> Option<&'static std::path::Path> {
     static EXE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
@@ -62,6 +139,14 @@ fn agent_exe() -> Option<&'static std::path::Path> {
 }
 
 fn spawn_error(spec: &JobSpec, e: std::io::Error) -> WireError {
+    if e.raw_os_error() == Some(libc::ENODEV) {
+        // clone3 into a cgroup already removed: the request was abandoned
+        // and its session ended while the job was being started.
+        return WireError::os(format!(
+            "cannot start job `{}`: the session of this job has ended",
+            spec.command
+        ));
+    }
     WireError::os(format!("cannot start job `{}`: {e}", spec.command))
 }
 
@@ -75,17 +160,17 @@ pub fn netns_path(name: &str) -> PathBuf {
     }
 }
 
-type SpawnReq = (Command, oneshot::Sender<std::io::Result<Spawned>>);
+type SpawnReq = (Launch, oneshot::Sender<std::io::Result<Spawned>>);
 
 /// A child on its way from a namespace thread to the request that asked
 /// for it. If the request was abandoned (its session ended) before taking
 /// it, dropping this kills the job's group and reaps it: a job nobody
 /// journals or watches must not run, nor leave a zombie that keeps the
 /// session's cgroup busy.
-struct Spawned(Option<Child>);
+struct Spawned(Option<Started>);
 
 impl Spawned {
-    fn take(mut self) -> Child {
+    fn take(mut self) -> Started {
         // Invariant: only `take` empties it, and it consumes `self`.
         self.0.take().expect("Spawned holds its child until taken")
     }
@@ -93,17 +178,15 @@ impl Spawned {
 
 impl Drop for Spawned {
     fn drop(&mut self) {
-        let Some(mut child) = self.0.take() else {
+        let Some(mut started) = self.0.take() else {
             return;
         };
-        if let Some(pid) = child.id() {
-            // SAFETY: killpg has no memory-safety preconditions.
-            unsafe { libc::killpg(pid as i32, libc::SIGKILL) };
-        }
+        // SAFETY: killpg has no memory-safety preconditions.
+        unsafe { libc::killpg(started.proc.pid(), libc::SIGKILL) };
         tracing::info!("job spawned for a request that was abandoned; killed");
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                let _ = child.wait().await;
+                let _ = started.proc.wait().await;
             });
         }
     }
@@ -124,11 +207,16 @@ pub struct NetnsSpawners {
 }
 
 impl NetnsSpawners {
-    /// Spawns `spec` in `netns` (None: here, from the runtime).
-    pub async fn spawn(&self, spec: &JobSpec) -> Result<Child, WireError> {
-        let mut cmd = command(spec)?;
+    /// Spawns `spec` in `netns` (None: here, from the runtime), in
+    /// `cgroup` (None: the agent's own).
+    pub async fn spawn(
+        &self,
+        spec: &JobSpec,
+        cgroup: Option<CgroupTarget>,
+    ) -> Result<Started, WireError> {
+        let launch = Launch::new(spec, cgroup)?;
         let Some(ns) = &spec.netns else {
-            return cmd.spawn().map_err(|e| spawn_error(spec, e));
+            return launch.run().map_err(|e| spawn_error(spec, e));
         };
         let path = netns_path(ns);
         let meta = std::fs::metadata(&path).map_err(|e| {
@@ -151,7 +239,7 @@ impl NetnsSpawners {
                     v.insert(start_thread(ns, path.clone(), ns_id)?)
                 }
             };
-            if let Err(std::sync::mpsc::SendError((c, r))) = t.tx.send((cmd, reply_tx)) {
+            if let Err(std::sync::mpsc::SendError((c, r))) = t.tx.send((launch, reply_tx)) {
                 // The thread died (setns failed earlier); start a new one.
                 threads.remove(ns);
                 let t = start_thread(ns, path.clone(), ns_id)?;
@@ -214,10 +302,10 @@ fn start_thread(ns: &str, path: PathBuf, ns_id: (u64, u64)) -> Result<NetnsThrea
             }
             // Spawning registers the child's pipes with the runtime's reactor.
             let _rt = rt.enter();
-            while let Ok((mut cmd, reply)) = rx.recv() {
+            while let Ok((launch, reply)) = rx.recv() {
                 // A reply nobody receives any more is dropped here or with
                 // the channel: `Spawned` then ends the job.
-                let _ = reply.send(cmd.spawn().map(|c| Spawned(Some(c))));
+                let _ = reply.send(launch.run().map(|c| Spawned(Some(c))));
             }
         })
         .map_err(|e| WireError::os(format!("cannot start a thread for netns {ns}: {e}")))?;

@@ -398,3 +398,71 @@ async fn output_streams_before_exit() {
     assert!(rest.1.duration >= 2.0);
     c.close().await.unwrap();
 }
+
+/// Kernel release (major, minor) from `uname -r`.
+fn kernel() -> (u32, u32) {
+    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut it = r.trim().split(['.', '-']).map(|p| p.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_shell_is_born_in_its_session_cgroup_with_clean_signals() {
+    if !root() {
+        return;
+    }
+    let a = Agent::start();
+    let c = a.client().await;
+    let s = run(
+        &c,
+        JobSpec::shell(
+            "cat /proc/$$/cgroup; grep -E '^(SigIgn|SigBlk)' /proc/$$/status; tr '\\0' ' ' </proc/$$/cmdline",
+        ),
+    )
+    .await;
+    assert_eq!(s.exit.as_ref().unwrap().exit_code, Some(0), "{s:?}");
+    let out = String::from_utf8(s.stdout).unwrap();
+    // What posix_spawn through std gives too: the SIGPIPE the agent's
+    // runtime ignores is back to its default, nothing is blocked, and no
+    // handler of the agent's is left (it cannot be: exec resets them).
+    assert!(out.contains("SigBlk:\t0000000000000000\n"), "{out}");
+    let ign = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:\t"))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap();
+    assert_eq!(
+        ign & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE ignored: {out}"
+    );
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists()
+        || std::path::Path::new("/sys/fs/cgroup/cgroup.procs").exists();
+    if !unified {
+        eprintln!("SKIP (cgroup part): no cgroup2 mounted");
+        return c.close().await.unwrap();
+    }
+    let cg = out
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("");
+    assert!(
+        cg.contains(&format!("/lnst-{}-s", a.pid())),
+        "the job's shell is not in the session's cgroup: {out}"
+    );
+    if cfg!(target_arch = "x86_64") && kernel() >= (5, 7) {
+        // Created in the cgroup (clone3 CLONE_INTO_CGROUP): the shell runs
+        // the command as given, with no `echo 0 >cgroup.procs` before it.
+        let cmdline = out.lines().last().unwrap_or("");
+        assert!(
+            cmdline.starts_with("/bin/sh -c cat /proc/$$/cgroup;"),
+            "{cmdline}"
+        );
+    } else {
+        eprintln!(
+            "SKIP (clone3 part): kernel {:?} before 5.7 or not x86_64",
+            kernel()
+        );
+    }
+    c.close().await.unwrap();
+}

@@ -1,0 +1,577 @@
+//! Starting a job's shell with one `clone3` that does what the fallback
+//! needs three steps for: `CLONE_INTO_CGROUP` puts the child in the
+//! session's cgroup as it is created (no `echo 0 >cgroup.procs` in the
+//! shell, and no instant at which the job is outside its cgroup),
+//! `CLONE_CLEAR_SIGHAND` resets every handled signal to its default in the
+//! kernel (glibc's `posix_spawn` child asks about and resets each of the
+//! 64 signals itself: about 130 `rt_sigaction` calls, ~70 µs on this VM),
+//! and `CLONE_PIDFD` hands back the pidfd the supervisor waits on.
+//!
+//! Like `posix_spawn`, the child shares the agent's memory
+//! (`CLONE_VM | CLONE_VFORK`: no page tables are copied, the calling
+//! thread sleeps until the child has exec'd) and runs on a stack of its
+//! own, so the switch to it is a few lines of assembly (x86_64 only; other
+//! architectures use the fallback). Until `execve`, the child only makes
+//! system calls on data prepared by the parent: no allocation, no lock.
+//! The child gets what `std::process::Command` gives (and what the
+//! fallback gives): its own process group, `/dev/null` on stdin, the two
+//! pipes on stdout and stderr, `SIGPIPE` back to its default (the Rust
+//! runtime ignores it), an empty signal mask.
+//!
+//! Where the kernel refuses (`ENOSYS`: before 5.3; `EINVAL` or `E2BIG`:
+//! flags or argument size it does not know, before 5.7), [`spawn`] says
+//! [`Error::Unsupported`] once and for all, and jobs go through
+//! `posix_spawn` and the shell's own move into the cgroup
+//! ([`super::cgroup::wrap`]).
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Why [`spawn`] did not start the child.
+#[derive(Debug)]
+pub enum Error {
+    /// This kernel (or architecture) has no usable `clone3` with these
+    /// flags: use the fallback, now and for every later job.
+    Unsupported,
+    /// The child could not be started (a system call of the parent or the
+    /// child's `execve` failed).
+    Io(io::Error),
+}
+
+/// Set once `clone3` was refused: later jobs go straight to the fallback.
+static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`spawn`] is worth trying (no earlier refusal, x86_64).
+pub fn usable() -> bool {
+    cfg!(target_arch = "x86_64") && !UNSUPPORTED.load(Ordering::Relaxed)
+}
+
+/// Everything the child needs, built (and allocated) before the clone.
+pub struct Prepared {
+    path: CString,
+    /// Keeps the strings `argv_ptrs` and `envp_ptrs` point into.
+    _strings: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    cwd: Option<CString>,
+}
+
+// SAFETY: the raw pointers point into `_strings`, owned by the same value
+// and never modified; moving the value between threads moves them along.
+unsafe impl Send for Prepared {}
+
+fn cstring(what: &str, s: &[u8]) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("{what} contains a NUL byte"))
+}
+
+impl Prepared {
+    /// `program` with `args` (argv[0] = `program`), in `cwd`, with the
+    /// agent's environment plus `env` (later entries win).
+    pub fn new<'a>(
+        program: &str,
+        args: &[&str],
+        cwd: Option<&str>,
+        env: impl IntoIterator<Item = (&'a OsStr, &'a OsStr)>,
+    ) -> Result<Prepared, String> {
+        let path = cstring("program", program.as_bytes())?;
+        let mut strings = Vec::with_capacity(args.len() + 1);
+        strings.push(path.clone());
+        for a in args {
+            strings.push(cstring("command", a.as_bytes())?);
+        }
+        let argc = strings.len();
+        let mut vars: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
+        for (k, v) in env {
+            match vars.iter_mut().find(|(vk, _)| vk.as_os_str() == k) {
+                Some(slot) => slot.1 = v.to_os_string(),
+                None => vars.push((k.to_os_string(), v.to_os_string())),
+            }
+        }
+        for (k, v) in &vars {
+            if k.as_bytes().contains(&b'=') || k.is_empty() {
+                return Err(format!(
+                    "environment variable name {:?} is empty or contains '='",
+                    k
+                ));
+            }
+            let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
+            kv.extend_from_slice(k.as_bytes());
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            strings.push(cstring("environment", &kv)?);
+        }
+        let mut argv_ptrs: Vec<*const libc::c_char> =
+            strings[..argc].iter().map(|s| s.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<*const libc::c_char> =
+            strings[argc..].iter().map(|s| s.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        let cwd = cwd.map(|c| cstring("cwd", c.as_bytes())).transpose()?;
+        Ok(Prepared {
+            path,
+            _strings: strings,
+            argv_ptrs,
+            envp_ptrs,
+            cwd,
+        })
+    }
+}
+
+/// A started child: the leader of its own process group.
+pub struct Child {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    /// Read ends (non-blocking, close-on-exec) of the child's stdout and
+    /// stderr.
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Starts `p` in the cgroup open at `cgroup` (`None`: the agent's own).
+/// The calling thread's network namespace is the child's.
+pub fn spawn(p: &Prepared, cgroup: Option<RawFd>) -> Result<Child, Error> {
+    if !usable() {
+        return Err(Error::Unsupported);
+    }
+    imp::spawn(p, cgroup)
+}
+
+/// A pipe whose ends are both close-on-exec and above stderr (so the
+/// child's `dup2` onto 0, 1 and 2 never overwrites one it still needs);
+/// the read end (first) is non-blocking.
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let r = above_stdio(r)?;
+    let w = above_stdio(w)?;
+    // SAFETY: fcntl on a valid fd.
+    if unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((r, w))
+}
+
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: fcntl on a valid fd; the new fd is ours alone.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: n is a new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// `/dev/null` for the children's stdin, opened once (close-on-exec, above
+/// stderr).
+fn dev_null() -> io::Result<RawFd> {
+    static NULL: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    NULL.get_or_init(|| {
+        std::fs::File::open("/dev/null")
+            .ok()
+            .and_then(|f| above_stdio(f.into()).ok())
+    })
+    .as_ref()
+    .map(|f| f.as_raw_fd())
+    .ok_or_else(|| io::Error::other("cannot open /dev/null"))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use super::*;
+
+    const CLONE_VM: u64 = libc::CLONE_VM as u64;
+    const CLONE_VFORK: u64 = libc::CLONE_VFORK as u64;
+    const CLONE_PIDFD: u64 = libc::CLONE_PIDFD as u64;
+    /// Linux 5.5.
+    const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+    /// Linux 5.7.
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+    /// `struct clone_args` up to `cgroup` (`CLONE_ARGS_SIZE_VER2`).
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+
+    /// What the child reads (and, on failure, writes) in the shared memory.
+    #[repr(C)]
+    struct ChildArgs {
+        path: *const libc::c_char,
+        argv: *const *const libc::c_char,
+        envp: *const *const libc::c_char,
+        cwd: *const libc::c_char,
+        fds: [RawFd; 3],
+        /// errno of the child's failed step, 0 if it exec'd.
+        err: i32,
+    }
+
+    /// The child's stack: only system-call wrappers run on it.
+    const STACK: usize = 32 * 1024;
+
+    pub fn spawn(p: &Prepared, cgroup: Option<RawFd>) -> Result<Child, Error> {
+        let io = Error::Io;
+        let stdin = dev_null().map_err(io)?;
+        let (out_r, out_w) = pipe().map_err(io)?;
+        let (err_r, err_w) = pipe().map_err(io)?;
+        let mut args = ChildArgs {
+            path: p.path.as_ptr(),
+            argv: p.argv_ptrs.as_ptr(),
+            envp: p.envp_ptrs.as_ptr(),
+            cwd: p.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            fds: [stdin, out_w.as_raw_fd(), err_w.as_raw_fd()],
+            err: 0,
+        };
+        let mut stack = vec![0u128; STACK / 16];
+        let mut pidfd: RawFd = -1;
+        let mut flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+        if cgroup.is_some() {
+            flags |= CLONE_INTO_CGROUP;
+        }
+        let cl = CloneArgs {
+            flags,
+            pidfd: &mut pidfd as *mut RawFd as u64,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: stack.as_mut_ptr() as u64,
+            stack_size: STACK as u64,
+            cgroup: cgroup.unwrap_or(0) as u64,
+            ..Default::default()
+        };
+        let ret: i64;
+        // SAFETY: clone3 with CLONE_VM | CLONE_VFORK: this thread is
+        // suspended until the child has exec'd or exited, so `args`,
+        // `stack` and everything `p` points to stay alive and unmodified
+        // for as long as the child uses them. The child returns from the
+        // syscall on the top of `stack` (16-byte aligned: a Vec<u128>) and
+        // calls `child_main` at once, touching nothing of this frame;
+        // `child_main` never returns. In the parent only rax, rcx and r11
+        // change (the syscall ABI).
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                "test rax, rax",
+                "jnz 2f",
+                "xor ebp, ebp",
+                "mov rdi, r12",
+                "call r13",
+                "ud2",
+                "2:",
+                inlateout("rax") libc::SYS_clone3 => ret,
+                in("rdi") &cl as *const CloneArgs,
+                in("rsi") std::mem::size_of::<CloneArgs>(),
+                in("r12") &mut args as *mut ChildArgs,
+                in("r13") child_main as extern "C" fn(*mut ChildArgs) -> !,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        drop(out_w);
+        drop(err_w);
+        if ret < 0 {
+            let errno = (-ret) as i32;
+            if matches!(errno, libc::ENOSYS | libc::EINVAL | libc::E2BIG) {
+                UNSUPPORTED.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    error = %io::Error::from_raw_os_error(errno),
+                    "clone3 with CLONE_INTO_CGROUP refused; jobs start with posix_spawn"
+                );
+                return Err(Error::Unsupported);
+            }
+            return Err(Error::Io(io::Error::from_raw_os_error(errno)));
+        }
+        let pid = ret as i32;
+        // SAFETY: the kernel stored a new pidfd (CLONE_PIDFD); ours alone.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        // SAFETY: the child has exec'd or exited (CLONE_VFORK); it wrote
+        // `err` before that, if at all.
+        let err = unsafe { std::ptr::read_volatile(&args.err) };
+        if err != 0 {
+            // The child exited (127) without exec'ing: reap it.
+            // SAFETY: waitpid on our own child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            return Err(Error::Io(io::Error::from_raw_os_error(err)));
+        }
+        Ok(Child {
+            pid,
+            pidfd,
+            stdout: out_r,
+            stderr: err_r,
+        })
+    }
+
+    /// The child, on its own stack, in the agent's memory: system calls
+    /// only, then `execve`. Every handled signal is at its default already
+    /// (`CLONE_CLEAR_SIGHAND`), so no agent handler can run here.
+    extern "C" fn child_main(a: *mut ChildArgs) -> ! {
+        // SAFETY: `a` points to the parent's ChildArgs, alive while the
+        // parent is suspended (CLONE_VFORK); the calls are async-signal-safe
+        // libc wrappers on pointers the parent prepared.
+        unsafe {
+            let a = &mut *a;
+            let fail = |a: &mut ChildArgs| -> ! {
+                let e = *libc::__errno_location();
+                a.err = if e == 0 { libc::EINVAL } else { e };
+                libc::_exit(127)
+            };
+            if libc::setpgid(0, 0) != 0 {
+                fail(a);
+            }
+            for (target, fd) in a.fds.into_iter().enumerate() {
+                // Every source fd is above 2, so dup2 never overwrites
+                // one still to be copied, and it clears close-on-exec.
+                if libc::dup2(fd, target as RawFd) < 0 {
+                    fail(a);
+                }
+            }
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = libc::SIG_DFL;
+            if libc::sigaction(libc::SIGPIPE, &sa, std::ptr::null_mut()) != 0 {
+                fail(a);
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                fail(a);
+            }
+            if !a.cwd.is_null() && libc::chdir(a.cwd) != 0 {
+                fail(a);
+            }
+            libc::execve(a.path, a.argv, a.envp);
+            fail(a)
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp {
+    use super::*;
+
+    pub fn spawn(_: &Prepared, _: Option<RawFd>) -> Result<Child, Error> {
+        UNSUPPORTED.store(true, Ordering::Relaxed);
+        Err(Error::Unsupported)
+    }
+}
+
+/// `CLOCK_BOOTTIME` now, in clock ticks (`/proc/PID/stat`'s unit), if a
+/// tick is a whole number of nanoseconds.
+fn boot_ticks() -> Option<u64> {
+    static NS_PER_TICK: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let per = (*NS_PER_TICK.get_or_init(|| {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (hz > 0 && 1_000_000_000 % hz == 0).then(|| 1_000_000_000 / hz as u64)
+    }))?;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime with a valid pointer (vDSO, no system call).
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    Some((ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64) / per)
+}
+
+/// Runs `spawn` (which creates one process) and returns its result with
+/// the new process's start time (`/proc/PID/stat` field 22) when it can be
+/// known without reading `/proc`: the kernel stamps a process with
+/// `CLOCK_BOOTTIME` as it creates it, and `/proc` shows that stamp in
+/// clock ticks (10 ms), so if the clock reads the same tick just before and
+/// just after the spawn, that tick is the start time. `None` when the
+/// spawn straddled a tick (about one job in 30 here): read `/proc` then.
+pub fn timed<T>(spawn: impl FnOnce() -> T) -> (T, Option<u64>) {
+    let before = boot_ticks();
+    let r = spawn();
+    let after = boot_ticks();
+    let known = match (before, after) {
+        (Some(b), Some(a)) if a == b => Some(b),
+        _ => None,
+    };
+    (r, known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared(cmd: &str) -> Prepared {
+        Prepared::new("/bin/sh", &["-c", cmd], None, std::iter::empty()).unwrap()
+    }
+
+    fn read_all(fd: &OwnedFd) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: read into a valid buffer.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            match n {
+                0 => return out,
+                n if n > 0 => out.extend_from_slice(&buf[..n as usize]),
+                _ if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(1))
+                }
+                _ => return out,
+            }
+        }
+    }
+
+    fn reap(pid: i32) -> i32 {
+        let mut st = 0;
+        // SAFETY: waitpid on our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        st
+    }
+
+    #[test]
+    fn child_gets_pipes_group_env_and_default_sigpipe() {
+        if !usable() {
+            eprintln!("SKIP: no clone3 on this architecture");
+            return;
+        }
+        let p = Prepared::new(
+            "/bin/sh",
+            &[
+                "-c",
+                "echo out; echo err >&2; echo $LNST_T; cut -d' ' -f5 /proc/$$/stat; grep -E '^(SigIgn|SigBlk)' /proc/self/status; read x; echo read=$?",
+            ],
+            Some("/"),
+            [(OsStr::new("LNST_T"), OsStr::new("v=1"))],
+        )
+        .unwrap();
+        let c = match spawn(&p, None) {
+            Ok(c) => c,
+            Err(Error::Unsupported) => {
+                eprintln!("SKIP: this kernel refuses clone3 with these flags");
+                return;
+            }
+            Err(Error::Io(e)) => panic!("{e}"),
+        };
+        let out = String::from_utf8(read_all(&c.stdout)).unwrap();
+        let err = String::from_utf8(read_all(&c.stderr)).unwrap();
+        assert_eq!(reap(c.pid), 0);
+        let lines: Vec<&str> = out.lines().map(str::trim).collect();
+        assert_eq!(lines[0], "out");
+        assert_eq!(err, "err\n");
+        assert_eq!(lines[1], "v=1");
+        assert_eq!(lines[2], c.pid.to_string(), "own process group");
+        // The test harness ignores SIGPIPE (Rust runtime); the child must
+        // not, and must block nothing. (Signals ignored when the harness
+        // was started stay ignored, as with posix_spawn.)
+        assert_eq!(lines[3], "SigBlk:\t0000000000000000", "{out}");
+        let ign = u64::from_str_radix(lines[4].trim_start_matches("SigIgn:\t"), 16).unwrap();
+        assert_eq!(
+            ign & (1 << (libc::SIGPIPE - 1)),
+            0,
+            "SIGPIPE ignored: {out}"
+        );
+        // stdin is /dev/null: `read` meets EOF.
+        assert_eq!(lines[5], "read=1");
+    }
+
+    #[test]
+    fn exec_failure_is_an_error_and_reaped() {
+        if !usable() {
+            eprintln!("SKIP: no clone3 on this architecture");
+            return;
+        }
+        let p = Prepared::new("/nonexistent/lnst", &[], None, std::iter::empty()).unwrap();
+        match spawn(&p, None) {
+            Err(Error::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT)),
+            Err(Error::Unsupported) => eprintln!("SKIP: clone3 refused"),
+            Ok(c) => panic!("started {}", c.pid),
+        }
+        let p =
+            Prepared::new("/bin/sh", &[], Some("/nonexistent/dir"), std::iter::empty()).unwrap();
+        assert!(matches!(
+            spawn(&p, None),
+            Err(Error::Io(_)) | Err(Error::Unsupported)
+        ));
+    }
+
+    #[test]
+    fn nul_bytes_are_refused_before_spawning() {
+        assert!(Prepared::new("/bin/sh", &["-c", "a\0b"], None, std::iter::empty()).is_err());
+        assert!(Prepared::new(
+            "/bin/sh",
+            &[],
+            None,
+            [(OsStr::new("K"), OsStr::new("a\0b"))]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn start_time_without_proc_matches_proc() {
+        if !usable() {
+            eprintln!("SKIP: no clone3 on this architecture");
+            return;
+        }
+        let mut known = 0;
+        for _ in 0..50 {
+            let (c, t) = timed(|| spawn(&prepared("exit 3"), None));
+            let c = match c {
+                Ok(c) => c,
+                Err(Error::Unsupported) => return eprintln!("SKIP: clone3 refused"),
+                Err(Error::Io(e)) => panic!("{e}"),
+            };
+            // Still a zombie until reaped: its /proc entry is there.
+            let from_proc = crate::jobs::orphans::start_time(c.pid);
+            let st = reap(c.pid);
+            assert_eq!(st >> 8, 3);
+            if let Some(t) = t {
+                known += 1;
+                assert_eq!(Some(t), from_proc);
+            }
+        }
+        assert!(known >= 25, "only {known} of 50 start times known");
+    }
+
+    #[test]
+    fn prepared_env_overrides_and_adds() {
+        let p = Prepared::new(
+            "/bin/sh",
+            &["-c", "x"],
+            None,
+            [
+                (OsStr::new("PATH"), OsStr::new("/lnst")),
+                (OsStr::new("LNST_NEW"), OsStr::new("1")),
+            ],
+        )
+        .unwrap();
+        let env: Vec<String> = p.envp_ptrs[..p.envp_ptrs.len() - 1]
+            .iter()
+            // SAFETY: the pointers point into p's strings.
+            .map(|&s| {
+                unsafe { std::ffi::CStr::from_ptr(s) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(env.iter().filter(|e| e.starts_with("PATH=")).count(), 1);
+        assert!(env.contains(&"PATH=/lnst".to_string()));
+        assert!(env.contains(&"LNST_NEW=1".to_string()));
+        assert_eq!(p.argv_ptrs.len(), 4, "/bin/sh -c x NULL");
+    }
+}
