@@ -100,6 +100,12 @@ impl GuestSpec {
             // TCG guest fails it and panics ("IO-APIC + timer doesn't work").
             "tsc=reliable".into(),
             "no_timer_check".into(),
+            // A throwaway test guest that runs only the lab's own code:
+            // under TCG every retpoline, RSB fill and speculation barrier
+            // is emulated at full cost on each indirect call, syscall and
+            // context switch (the network stack and iperf3 pay it per
+            // packet), and protects nothing.
+            "mitigations=off".into(),
             format!("lnst.host={}", self.host),
             format!("lnst.agent={}", self.agent.display()),
         ];
