@@ -185,6 +185,18 @@ pub enum LabError {
 /// the drivers the lab has (a mapping error: exit 2).
 pub fn pool_for(req: &Requirements, kind: LabKind) -> Result<Pool, String> {
     for h in &req.hosts {
+        // The netns lab's hosts share this machine's init: asking for one
+        // is a VM lab request, refused here rather than matched and then
+        // failing in `h.service`.
+        if kind == LabKind::Netns {
+            if let Some(init) = h.params.get("init") {
+                return Err(format!(
+                    "host {}: init {init}: the netns lab's hosts are namespaces of this machine, with its init; \
+                     --lab vm boots a guest with init \"systemd\"",
+                    h.name
+                ));
+            }
+        }
         for n in &h.nics {
             kind.nic_driver(n.attrs.get("driver")).map_err(|e| {
                 format!("host {} nic {}: {e} ({} lab)", h.name, n.name, kind.name())
@@ -486,5 +498,14 @@ mod tests {
         let e = pool_for(&req(Some(json!("e1000e"))), LabKind::Netns).unwrap_err();
         assert!(e.contains("veth") && e.contains("--lab vm"), "{e}");
         assert!(pool_for(&req(Some(json!("veth"))), LabKind::Netns).is_ok());
+        // init: a VM lab host param; the netns lab refuses it
+        let mut r = req(None);
+        r.hosts[0].params.insert("init".into(), json!("systemd"));
+        let e = pool_for(&r, LabKind::Netns).unwrap_err();
+        assert!(
+            e.contains("host h1: init \"systemd\"") && e.contains("--lab vm"),
+            "{e}"
+        );
+        assert!(pool_for(&r, LabKind::Vm).is_ok());
     }
 }
