@@ -200,6 +200,19 @@ fn vm_round(
     Ok((d["s"].as_f64().ok_or("s")?, d["raw"].as_f64().ok_or("raw")?))
 }
 
+/// A result table: the recipe's `l` seconds against the commands' `r`.
+fn table(title: &str, commands: &str, l: f64, r: f64) {
+    println!("{title}");
+    println!("| recipe | {commands} | ratio |");
+    println!("| --- | --- | --- |");
+    println!(
+        "| {:.0} ms | {:.0} ms | {:.2}× (goal ≤ 1.5×) |",
+        l * 1e3,
+        r * 1e3,
+        l / r
+    );
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -254,14 +267,11 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let (r, l, w) = (median(r), median(l), median(w));
     println!("binaries: {}", bins.display());
-    println!("channels + {N} neighbours, median of {ROUNDS} interleaved rounds");
-    println!("| recipe | raw ethtool/ip loop | ratio |");
-    println!("| --- | --- | --- |");
-    println!(
-        "| {:.0} ms | {:.0} ms | {:.2}× (goal ≤ 1.5×) |",
-        l * 1e3,
-        r * 1e3,
-        l / r
+    table(
+        &format!("channels + {N} neighbours, median of {ROUNDS} interleaved rounds"),
+        "raw ethtool/ip loop",
+        l,
+        r,
     );
     println!(
         "whole `lnst-ctl run` (lab set-up, cleanup): {:.0} ms",
@@ -272,14 +282,11 @@ fn main() {
         None => {
             let (l, r) = (median(vm.0), median(vm.1));
             println!();
-            println!("VM lab, e1000e: coalesce + rings + {N} neighbours, median of {ROUNDS} runs (order alternating)");
-            println!("| recipe | ethtool/ip commands in the guest | ratio |");
-            println!("| --- | --- | --- |");
-            println!(
-                "| {:.0} ms | {:.0} ms | {:.2}× (goal ≤ 1.5×) |",
-                l * 1e3,
-                r * 1e3,
-                l / r
+            table(
+                &format!("VM lab, e1000e: coalesce + rings + {N} neighbours, median of {ROUNDS} runs (order alternating)"),
+                "ethtool/ip commands in the guest",
+                l,
+                r,
             );
         }
     }
