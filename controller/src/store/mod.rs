@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use crate::db::{DbTarget, PgError};
 use crate::report::series::{HistoryPoint, SeriesHistory, SeriesKey};
-use db::{blob_samples, Db, DbError, Val};
+use db::{blob_samples, Db, DbError, Row, Val};
 use env::Environment;
 use record::{NotARunDir, RunRecord};
 
@@ -221,6 +221,11 @@ impl Store {
             .map_err(|_| self.err(DbError::new("cannot read the schema version")))
     }
 
+    /// A query whose failure is a [`StoreError`] naming this store.
+    fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, StoreError> {
+        self.db.query(sql, params).map_err(|e| self.err(e))
+    }
+
     fn err(&self, e: DbError) -> StoreError {
         StoreError::Db {
             db: self.target.to_string(),
@@ -245,28 +250,24 @@ impl Store {
     pub fn runs(&mut self, recipe: Option<&str>, limit: usize) -> Result<Vec<RunInfo>, StoreError> {
         let lim = Val::I64(limit.min(i64::MAX as usize) as i64);
         let rows = match recipe {
-            Some(r) => self.db.query(
+            Some(r) => self.query(
                 &format!("SELECT {RUN_COLS} FROM runs WHERE recipe = ?1 ORDER BY started_unix DESC, id DESC LIMIT ?2"),
                 &[r.into(), lim],
             ),
-            None => self.db.query(
+            None => self.query(
                 &format!("SELECT {RUN_COLS} FROM runs ORDER BY started_unix DESC, id DESC LIMIT ?1"),
                 &[lim],
             ),
-        }
-        .map_err(|e| self.err(e))?;
+        }?;
         Ok(rows.iter().map(|r| run_info(r)).collect())
     }
 
     /// How many runs are recorded (of one recipe, or all).
     pub fn count_runs(&mut self, recipe: Option<&str>) -> Result<i64, StoreError> {
         let rows = match recipe {
-            Some(r) => self
-                .db
-                .query("SELECT COUNT(*) FROM runs WHERE recipe = ?1", &[r.into()]),
-            None => self.db.query("SELECT COUNT(*) FROM runs", &[]),
-        }
-        .map_err(|e| self.err(e))?;
+            Some(r) => self.query("SELECT COUNT(*) FROM runs WHERE recipe = ?1", &[r.into()]),
+            None => self.query("SELECT COUNT(*) FROM runs", &[]),
+        }?;
         Ok(rows.first().and_then(|r| r[0].i64()).unwrap_or(0))
     }
 
@@ -279,22 +280,21 @@ impl Store {
             .ok()
             .filter(|_| !Path::new(run).is_dir());
         let rows = match by_id {
-            Some(id) => self.db.query(
+            Some(id) => self.query(
                 &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
                 &[Val::I64(id)],
             ),
             None => {
                 let p = Path::new(run);
                 let canon = p.canonicalize().unwrap_or_else(|_| p.to_owned());
-                self.db.query(
+                self.query(
                     &format!(
                         "SELECT {RUN_COLS} FROM runs WHERE run_dir = ?1 ORDER BY id DESC LIMIT 1"
                     ),
                     &[canon.display().to_string().into()],
                 )
             }
-        }
-        .map_err(|e| self.err(e))?;
+        }?;
         rows.first()
             .map(|r| run_info(r))
             .ok_or_else(|| StoreError::NoSuchRun {
@@ -310,13 +310,10 @@ impl Store {
 
     /// Every result line of a run, in order.
     pub fn results(&mut self, run_id: i64) -> Result<Vec<ResultInfo>, StoreError> {
-        let rows = self
-            .db
-            .query(
+        let rows = self.query(
                 "SELECT idx, match_idx, host, job, descr, result, note, data FROM results WHERE run_id = ?1 ORDER BY idx",
                 &[Val::I64(run_id)],
-            )
-            .map_err(|e| self.err(e))?;
+            )?;
         Ok(rows
             .iter()
             .map(|r| ResultInfo {
@@ -334,16 +331,13 @@ impl Store {
 
     /// Every measurement of a run, in result order.
     pub fn measurements(&mut self, run_id: i64) -> Result<Vec<MeasurementInfo>, StoreError> {
-        let rows = self
-            .db
-            .query(
-                "SELECT m.result_idx, s.recipe, s.params, s.role, s.measurement, s.metric, s.unit,
+        let rows = self.query(
+            "SELECT m.result_idx, s.recipe, s.params, s.role, s.measurement, s.metric, s.unit,
                         m.mean, m.stddev, m.samples, m.valid, m.verdict, m.change_pct, m.baseline_n
                  FROM measurements m JOIN series s ON s.id = m.series_id
                  WHERE m.run_id = ?1 ORDER BY m.result_idx, s.metric",
-                &[Val::I64(run_id)],
-            )
-            .map_err(|e| self.err(e))?;
+            &[Val::I64(run_id)],
+        )?;
         Ok(rows
             .iter()
             .map(|r| MeasurementInfo {
@@ -379,13 +373,10 @@ impl Store {
 
     /// Each match's hosts' environments of a run, in match order.
     pub fn environments(&mut self, run_id: i64) -> Result<Vec<Environment>, StoreError> {
-        let rows = self
-            .db
-            .query(
+        let rows = self.query(
                 "SELECT e.match_idx, e.host, h.env FROM environments e JOIN host_envs h ON h.hash = e.env_hash WHERE e.run_id = ?1 ORDER BY e.match_idx",
                 &[Val::I64(run_id)],
-            )
-            .map_err(|e| self.err(e))?;
+            )?;
         let mut out: Vec<Environment> = Vec::new();
         for r in &rows {
             let (Some(mi), Some(env)) = (
@@ -407,15 +398,12 @@ impl Store {
     pub fn series(&mut self, recipe: Option<&str>) -> Result<Vec<(SeriesKey, String)>, StoreError> {
         let sql = "SELECT recipe, params, role, measurement, metric, unit FROM series";
         let rows = match recipe {
-            Some(r) => self.db.query(
+            Some(r) => self.query(
                 &format!("{sql} WHERE recipe = ?1 ORDER BY measurement, metric, role, params"),
                 &[r.into()],
             ),
-            None => self
-                .db
-                .query(&format!("{sql} ORDER BY recipe, measurement, metric"), &[]),
-        }
-        .map_err(|e| self.err(e))?;
+            None => self.query(&format!("{sql} ORDER BY recipe, measurement, metric"), &[]),
+        }?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -468,9 +456,7 @@ impl Store {
         } else {
             ""
         };
-        let rows = self
-            .db
-            .query(
+        let rows = self.query(
                 &format!(
                     "SELECT r.id, r.started, m.mean, m.samples, m.verdict, m.valid, s.unit
                      FROM series s JOIN measurements m ON m.series_id = s.id JOIN runs r ON r.id = m.run_id
@@ -478,8 +464,7 @@ impl Store {
                      ORDER BY r.started_unix DESC, r.id DESC LIMIT ?6"
                 ),
                 &args,
-            )
-            .map_err(|e| self.err(e))?;
+            )?;
         let unit = rows.first().map(|r| r[6].string()).unwrap_or_default();
         let mut points: Vec<(HistoryPoint, bool)> = rows
             .iter()
@@ -515,9 +500,7 @@ impl Store {
     /// Valid run means of a series, oldest first, the last `limit` (what
     /// `perf()` judges a new run against).
     pub fn valid_means(&mut self, key: &SeriesKey, limit: usize) -> Result<Vec<f64>, StoreError> {
-        let rows = self
-            .db
-            .query(
+        let rows = self.query(
                 "SELECT m.mean FROM series s JOIN measurements m ON m.series_id = s.id JOIN runs r ON r.id = m.run_id
                  WHERE s.recipe = ?1 AND s.params = ?2 AND s.role = ?3 AND s.measurement = ?4 AND s.metric = ?5
                    AND m.valid = 1
@@ -530,8 +513,7 @@ impl Store {
                     key.metric.clone().into(),
                     Val::I64(limit.min(i64::MAX as usize) as i64),
                 ],
-            )
-            .map_err(|e| self.err(e))?;
+            )?;
         Ok(rows.iter().rev().filter_map(|r| r[0].f64()).collect())
     }
 
@@ -542,16 +524,13 @@ impl Store {
         recipe: &str,
         limit: usize,
     ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
-        let rows = self
-            .db
-            .query(
+        let rows = self.query(
                 "SELECT x.descr, x.result FROM results x
                  JOIN (SELECT id, started_unix FROM runs WHERE recipe = ?1 ORDER BY started_unix DESC, id DESC LIMIT ?2) r
                    ON r.id = x.run_id
                  ORDER BY r.started_unix, r.id, x.idx",
                 &[recipe.into(), Val::I64(limit.min(i64::MAX as usize) as i64)],
-            )
-            .map_err(|e| self.err(e))?;
+            )?;
         let mut out: Vec<(String, Vec<String>)> = Vec::new();
         let mut index = std::collections::HashMap::new();
         for r in rows {
