@@ -195,7 +195,7 @@ pub fn exec(a: &str, b: &str, db: Option<&str>, json: bool) -> Result<ExitCode, 
             None
         }
         // No such file: a mistyped --db, or nothing recorded yet.
-        Err(e) if matches!(&target, DbTarget::Sqlite(p) if !p.exists()) => {
+        Err(e @ StoreError::NotCreated { .. }) => {
             return Err(Failure::new(ExitCode::Usage, anyhow!(e)))
         }
         Err(e) => return Err(Failure::new(ExitCode::Infra, anyhow!(e))),

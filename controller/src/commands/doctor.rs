@@ -541,7 +541,7 @@ fn results_store() -> Check {
             };
             check("results store", "results store", state, detail, None)
         }
-        Err(StoreError::Db { reason, .. }) if !target.is_postgres() && reason.contains("does not exist yet") => check(
+        Err(StoreError::NotCreated { .. }) => check(
             "results store",
             "results store",
             State::Ok,

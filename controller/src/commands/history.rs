@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::db::DbTarget;
 use crate::exit::{ExitCode, Failure};
 use crate::report::series::SeriesHistory;
-use crate::store::{RunInfo, Store};
+use crate::store::{RunInfo, Store, StoreError};
 
 /// A check that flipped: its description and verdicts, oldest first.
 #[derive(Debug, Clone, Serialize)]
@@ -76,12 +76,10 @@ pub fn exec(
     let target = DbTarget::resolve(db);
     // A missing file is a mistyped --db or no run recorded yet (exit 2),
     // not a new empty store made at that path.
-    let missing = matches!(&target, DbTarget::Sqlite(p) if !p.exists());
     let mut store = Store::open_existing(&target).map_err(|e| {
-        let code = if missing {
-            ExitCode::Usage
-        } else {
-            ExitCode::Infra
+        let code = match e {
+            StoreError::NotCreated { .. } => ExitCode::Usage,
+            _ => ExitCode::Infra,
         };
         Failure::new(code, anyhow!(e))
     })?;

@@ -45,6 +45,10 @@ pub enum StoreError {
     Postgres(#[from] PgError),
     #[error("results store {db}: {reason}")]
     Db { db: String, reason: String },
+    /// An SQLite store opened for reading that is not there: a mistyped
+    /// `--db`, or nothing recorded yet (reading commands exit 2 on it).
+    #[error("results store {db}: does not exist yet (the first `lnst-ctl run` creates it)")]
+    NotCreated { db: String },
     #[error("results store {db}: no run {run} (a run id as `lnst-ctl history` prints it, or a run directory)")]
     NoSuchRun { db: String, run: String },
     #[error(transparent)]
@@ -153,10 +157,7 @@ impl Store {
         let mut db: Box<dyn Db> = match target {
             DbTarget::Sqlite(p) => {
                 if !create && !p.exists() {
-                    return Err(StoreError::Db {
-                        db: shown,
-                        reason: "does not exist yet (the first `lnst-ctl run` creates it)".into(),
-                    });
+                    return Err(StoreError::NotCreated { db: shown });
                 }
                 Box::new(sqlite::Sqlite::open(p, create).map_err(|e| classify_sqlite(p, e))?)
             }
