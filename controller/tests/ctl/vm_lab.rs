@@ -231,6 +231,7 @@ fn vm_lab_netem_is_set_measured_and_removed() {
         "netem delay measured",
         "netem loss measured",
         "netem(()) gives back",
+        "guest sleep 2 took",
     ] {
         assert!(
             res.iter().any(|(d, _)| d.starts_with(want)),

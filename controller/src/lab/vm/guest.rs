@@ -109,7 +109,8 @@ pub fn is_dynamic_elf(b: &[u8]) -> bool {
     })
 }
 
-/// The `/init` script. `modules`: file names under `/m`, in load order.
+/// The `/init` script. `modules`: module names (files `/m/NAME.ko`), in
+/// load order.
 pub fn init_script(modules: &[String]) -> String {
     let mods = modules.join(" ");
     format!(
@@ -135,7 +136,11 @@ done
 # With lnst.verbose=1 (LNST_VM_AGENT_VERBOSE), each step's uptime.
 t() {{ [ -n "$V" ] && echo "lnst-init $($B cut -d' ' -f1 /proc/uptime) $*"; }}
 t start
-for m in {mods}; do $B insmod /m/$m || fail "insmod $m"; done
+REL=$($B uname -r)
+# One modprobe for all (an insmod each cost 15 execs): /m holds the
+# modules, in load order, with a modules.dep that lnst-ctl wrote.
+$B mkdir -p /lib/modules && $B ln -s /m /lib/modules/$REL
+[ -z "{mods}" ] || $B modprobe -a {mods} || fail "modprobe {mods}"
 t modules loaded
 $B mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose {ROOT_TAG} /host || fail "mount of the host root over 9p"
 $B mount -t tmpfs -o mode=0755 rw /rw
@@ -151,7 +156,6 @@ $B mount -t devpts devpts $R/dev/pts
 $B mount -t tmpfs shm $R/dev/shm
 $B mount -t tmpfs -o mode=0755 run $R/run
 $B mount -t cgroup2 cgroup2 $R/sys/fs/cgroup 2>/dev/null
-REL=$($B uname -r)
 if [ -n "$MODS" ]; then
   $B mkdir -p $R/lib/modules/$REL && $B mount --bind /host$MODS $R/lib/modules/$REL || fail "modules $MODS"
 fi
@@ -178,7 +182,6 @@ $B hostname "$HOST"
 echo "$HOST" > $R/etc/hostname
 : > $R/run/lnst-agent.toml
 [ -x "$R$AGENT" ] || fail "agent $AGENT not found in the host root"
-t starting the agent
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root NO_COLOR=1 LNST_HEARTBEAT_MS=1000,{SILENCE_MS}
 # lnst-ctl shell: an interactive shell on the shell console, started again
 # whenever it exits, with a prompt naming the host.
@@ -186,7 +189,7 @@ cat > $R/run/lnst-shell <<LNSTEOF
 export PS1='[lnst $HOST] # ' TERM=linux LNST_HOST='$HOST'
 cd /root 2>/dev/null || cd /
 while [ -c {SHELL_TTY} ]; do
-  setsid -w -c /bin/sh -i <{SHELL_TTY} >{SHELL_TTY} 2>&1
+  nice -n -19 setsid -w -c /bin/sh -i <{SHELL_TTY} >{SHELL_TTY} 2>&1
   echo "{SHELL_EXITED}" >{SHELL_TTY}
   sleep 1
 done
@@ -202,7 +205,13 @@ if [ "$INIT" = systemd ]; then
   t starting systemd
   exec $B switch_root $R {SYSTEMD} --unit=lnst.target --show-status=false --log-level=warning
 fi
-exec $B switch_root $R /bin/sh -c "/bin/sh /run/lnst-shell </dev/null >/dev/null 2>&1 & \"$AGENT\" --virtio-port /dev/virtio-ports/{PORT_NAME} --state-dir /run/lnst-agent --config /run/lnst-agent.toml $ARGS; echo o > /proc/sysrq-trigger"
+# The static busybox (already in memory) starts the shell loop and the
+# agent: a dynamic shell from the 9p root costs ~0.1 s of guest CPU before
+# the agent starts. The shell loop runs at nice 19 so that it does not
+# slow the agent's start (its interactive shells go back to nice 0).
+$B mkdir -p $R/run/lnst-init && $B cp /bin/busybox $R/run/lnst-init/busybox
+t starting the agent
+exec $B switch_root $R /run/lnst-init/busybox sh -c "/run/lnst-init/busybox nice -n 19 /bin/sh /run/lnst-shell </dev/null >/dev/null 2>&1 & \"$AGENT\" --virtio-port /dev/virtio-ports/{PORT_NAME} --state-dir /run/lnst-agent --config /run/lnst-agent.toml $ARGS; echo o > /proc/sysrq-trigger"
 "#
     )
 }
@@ -242,6 +251,14 @@ pub fn write_initramfs(
         files.push((format!("m/{name}"), 0o100644, bytes));
         names.push(name);
     }
+    // Each module without dependencies: `modprobe -a` gets them in load
+    // order already (resolved from the kernel's own modules.dep).
+    let dep: String = names.iter().map(|n| format!("{n}:\n")).collect();
+    files.push(("m/modules.dep".into(), 0o100644, dep.into_bytes()));
+    let names: Vec<String> = names
+        .iter()
+        .map(|n| n.trim_end_matches(".ko").to_string())
+        .collect();
     files.push(("init".into(), 0o100755, init_script(&names).into_bytes()));
     write_archive(out, &files)
 }
@@ -296,9 +313,9 @@ mod tests {
 
     #[test]
     fn init_script_loads_modules_in_order_and_starts_the_agent() {
-        let s = init_script(&["virtio.ko".into(), "9p.ko".into()]);
+        let s = init_script(&["virtio".into(), "9p".into()]);
         assert!(s.starts_with("#!/bin/busybox sh\n"));
-        assert!(s.contains("for m in virtio.ko 9p.ko; do"));
+        assert!(s.contains("$B modprobe -a virtio 9p ||"));
         assert!(s.contains("--virtio-port /dev/virtio-ports/lnst.agent"));
         assert!(s.contains("options bonding max_bonds=0"));
         // No Rust format braces leaked into the shell.

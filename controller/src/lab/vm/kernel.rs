@@ -60,6 +60,20 @@ pub struct Kernel {
     /// Where it came from, for messages: `Debian linux-image-… (cached in
     /// …)` or the path the user gave.
     pub source: String,
+    /// The kernel's timer frequency (`CONFIG_HZ`), when its build config
+    /// is at hand; it lets the guest skip calibrating the APIC timer.
+    pub hz: Option<u32>,
+}
+
+/// `CONFIG_HZ` from the first of `configs` (kernel build configs) that
+/// exists and sets it.
+pub fn config_hz(configs: &[PathBuf]) -> Option<u32> {
+    configs.iter().find_map(|c| {
+        fs::read_to_string(c).ok()?.lines().find_map(|l| {
+            l.strip_prefix("CONFIG_HZ=")
+                .and_then(|v| v.trim().parse().ok())
+        })
+    })
 }
 
 /// Why a kernel could not be resolved. Every message says what to do next.
@@ -525,6 +539,7 @@ fn kernel_of_entry(entry: &Path, m: &Marker) -> Option<Kernel> {
         return None;
     }
     Some(Kernel {
+        hz: config_hz(&[entry.join("boot").join(format!("config-{}", m.release))]),
         release: m.release.clone(),
         image,
         modules,
@@ -980,11 +995,15 @@ fn resolve_user(
         ImageKind::BzImage => user_vmlinux(&file, &data, &release, cache, progress)?,
     };
     let modules = user_modules(&tree, &release, progress)?;
+    // A build tree's .config, or a packaged kernel's config beside it.
+    let dir = file.parent().unwrap_or(&tree);
+    let hz = config_hz(&[tree.join(".config"), dir.join(format!("config-{release}"))]);
     Ok(Kernel {
         release,
         image,
         modules,
         source: file.display().to_string(),
+        hz,
     })
 }
 
@@ -1638,6 +1657,19 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn config_hz_reads_the_first_config_that_sets_it() {
+        let d = scratch("hz");
+        fs::write(d.join("a"), "# CONFIG_HZ_1000 is not set\nCONFIG_HZ_250=y\n").unwrap();
+        fs::write(d.join("b"), "CONFIG_HZ_250=y\nCONFIG_HZ=250\n").unwrap();
+        fs::write(d.join("c"), "CONFIG_HZ=1000\n").unwrap();
+        let p = |n: &str| d.join(n);
+        assert_eq!(config_hz(&[p("missing"), p("a"), p("b"), p("c")]), Some(250));
+        assert_eq!(config_hz(&[p("c"), p("b")]), Some(1000));
+        assert_eq!(config_hz(&[p("a"), p("missing")]), None);
+        let _ = fs::remove_dir_all(&d);
     }
 
     /// A minimal ELF64 x86_64 file: header, one PT_NOTE program header,

@@ -477,6 +477,7 @@ impl VmLab {
                 initrd: initrd.clone(),
                 agent: agent.clone(),
                 modules: lab.kernel.modules.clone(),
+                hz: lab.kernel.hz,
                 socket: socket.clone(),
                 shell: record.join(format!("{}.shell", h.name)),
                 nics: wiring.nics.get(&h.name).cloned().unwrap_or_default(),
