@@ -1662,11 +1662,18 @@ mod tests {
     #[test]
     fn config_hz_reads_the_first_config_that_sets_it() {
         let d = scratch("hz");
-        fs::write(d.join("a"), "# CONFIG_HZ_1000 is not set\nCONFIG_HZ_250=y\n").unwrap();
+        fs::write(
+            d.join("a"),
+            "# CONFIG_HZ_1000 is not set\nCONFIG_HZ_250=y\n",
+        )
+        .unwrap();
         fs::write(d.join("b"), "CONFIG_HZ_250=y\nCONFIG_HZ=250\n").unwrap();
         fs::write(d.join("c"), "CONFIG_HZ=1000\n").unwrap();
         let p = |n: &str| d.join(n);
-        assert_eq!(config_hz(&[p("missing"), p("a"), p("b"), p("c")]), Some(250));
+        assert_eq!(
+            config_hz(&[p("missing"), p("a"), p("b"), p("c")]),
+            Some(250)
+        );
         assert_eq!(config_hz(&[p("c"), p("b")]), Some(1000));
         assert_eq!(config_hz(&[p("a"), p("missing")]), None);
         let _ = fs::remove_dir_all(&d);
