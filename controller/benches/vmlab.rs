@@ -50,8 +50,9 @@ fn requirements(n: usize, nics: usize) -> Requirements {
 }
 
 /// One bare guest: the same kernel image, an initramfs of busybox and an
-/// `/init` that prints a marker; spawn to marker.
-fn bare_guest(image: &Path, dir: &Path) -> Duration {
+/// `/init` that prints a marker; spawn to marker, and qemu's CPU time
+/// (all threads, in clock ticks) at that moment.
+fn bare_guest(image: &Path, dir: &Path) -> (Duration, u64) {
     let initrd = dir.join("bare.cpio");
     let init = "#!/bin/busybox sh\necho LNST-BARE-INIT\necho o > /proc/sysrq-trigger\n/bin/busybox sleep 30\n";
     let files = vec![
@@ -100,7 +101,7 @@ fn bare_guest(image: &Path, dir: &Path) -> Duration {
     let mut seen = None;
     for line in BufReader::new(out).lines().map_while(Result::ok) {
         if line.contains("LNST-BARE-INIT") {
-            seen = Some(t.elapsed());
+            seen = Some((t.elapsed(), cpu_ticks(c.id())));
             break;
         }
     }
@@ -172,17 +173,28 @@ fn cpu_ticks(pid: u32) -> u64 {
             .unwrap_or(0)
 }
 
+/// qemu's CPU time per guest of a lab that is up (clock ticks, mean).
+fn cpu_per_guest(lab: &VmLab) -> u64 {
+    let pids = lab.qemu_pids();
+    pids.iter().map(|&p| cpu_ticks(p)).sum::<u64>() / pids.len().max(1) as u64
+}
+
 fn bench_bring_up(rt: &tokio::runtime::Runtime, agent: &Path, image: &Path) {
     let dir = TmpDir::new("up");
     let (mut bare, mut two, mut four) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bare_cpu, mut guest_cpu) = (Vec::new(), Vec::new());
     for round in 0..3 {
-        bare.push(bare_guest(image, &dir.0));
+        let (d, cpu) = bare_guest(image, &dir.0);
+        bare.push(d);
+        bare_cpu.push(cpu);
         let (d, lab, s) = lab_up(rt, agent, &dir.0, 2, 1);
         two.push(d);
+        guest_cpu.push(cpu_per_guest(&lab));
         close(rt, lab, s);
         if round < 2 {
             let (d, lab, s) = lab_up(rt, agent, &dir.0, 4, 1);
             four.push(d);
+            guest_cpu.push(cpu_per_guest(&lab));
             close(rt, lab, s);
         }
     }
@@ -194,6 +206,23 @@ fn bench_bring_up(rt: &tokio::runtime::Runtime, agent: &Path, image: &Path) {
         t2.as_secs_f64() / b.as_secs_f64(),
         secs(t4),
         t4.as_secs_f64() / b.as_secs_f64()
+    );
+    // The same in qemu's CPU time, which the machine's load moves far
+    // less than wall time: with N guests on C cores a lab cannot be up
+    // before about max(1, N/C) times one guest's CPU.
+    let tick = 1.0
+        / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as f64;
+    let median_ticks = |mut v: Vec<u64>| {
+        v.sort();
+        v[v.len() / 2] as f64 * tick
+    };
+    let (bc, gc) = (median_ticks(bare_cpu), median_ticks(guest_cpu));
+    println!(
+        "vmlab    qemu CPU: bare guest to /init {bc:.2} s | a lab guest to its agent connected {gc:.2} s ({:.2}x)",
+        gc / bc
     );
 }
 
