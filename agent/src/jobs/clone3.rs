@@ -128,6 +128,12 @@ pub struct Child {
     /// stderr.
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// Our copies of the write ends (close-on-exec). While they are open
+    /// the read ends never reach end of file: hold them until the child
+    /// has been reaped, so that its exit wakes its supervisor once (the
+    /// pidfd) and not a moment earlier too (the pipes hang up as the
+    /// exiting child closes its files, before it can be reaped).
+    pub writers: [OwnedFd; 2],
 }
 
 /// Starts `p` in the cgroup open at `cgroup` (`None`: the agent's own).
@@ -287,8 +293,6 @@ mod imp {
                 options(nostack),
             );
         }
-        drop(out_w);
-        drop(err_w);
         if ret < 0 {
             let errno = (-ret) as i32;
             if matches!(errno, libc::ENOSYS | libc::EINVAL | libc::E2BIG) {
@@ -318,6 +322,7 @@ mod imp {
             pidfd,
             stdout: out_r,
             stderr: err_r,
+            writers: [out_w, err_w],
         })
     }
 
@@ -468,6 +473,7 @@ mod tests {
             }
             Err(Error::Io(e)) => panic!("{e}"),
         };
+        drop(c.writers);
         let out = String::from_utf8(read_all(&c.stdout)).unwrap();
         let err = String::from_utf8(read_all(&c.stderr)).unwrap();
         assert_eq!(reap(c.pid), 0);

@@ -40,6 +40,7 @@ impl Started {
                 pid: c.pid,
                 fd,
                 status: None,
+                writers: Some(c.writers),
             },
             stdout: Some(Box::new(stdout)),
             stderr: Some(Box::new(stderr)),
@@ -82,6 +83,10 @@ pub enum Proc {
         fd: AsyncFd<OwnedFd>,
         /// Once reaped.
         status: Option<ExitStatus>,
+        /// The write ends of its output pipes ([`super::clone3::Child`]),
+        /// closed once it is reaped: its output then ends when what it
+        /// left running (if anything) closes them too.
+        writers: Option<[OwnedFd; 2]>,
     },
 }
 
@@ -97,8 +102,14 @@ impl Proc {
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         match self {
             Proc::Child { child, .. } => child.wait().await,
-            Proc::Pidfd { pid, fd, status } => loop {
+            Proc::Pidfd {
+                pid,
+                fd,
+                status,
+                writers,
+            } => loop {
                 if let Some(s) = *status {
+                    *writers = None;
                     return Ok(s);
                 }
                 if let Some(s) = try_reap(*pid)? {
