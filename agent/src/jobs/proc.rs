@@ -12,8 +12,14 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, Interest};
 
-/// A job's output stream (stdout or stderr).
-pub type Pipe = Box<dyn AsyncRead + Send + Unpin>;
+/// A job's output stream (stdout or stderr): read through the runtime,
+/// or straight from its fd once the job's shell is gone.
+pub type Pipe = Box<dyn PipeRead + Send + Unpin>;
+
+/// What a [`Pipe`] is: a non-blocking read end.
+pub trait PipeRead: AsyncRead + std::os::fd::AsRawFd {}
+
+impl<T: AsyncRead + std::os::fd::AsRawFd> PipeRead for T {}
 
 /// A job's shell, started and not yet reaped.
 pub struct Started {
