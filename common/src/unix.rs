@@ -59,7 +59,7 @@ impl AsyncRead for UnixConn {
             let mut guard = ready!(self.read.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
             let want = unfilled.len();
-            match guard.try_io(|s| (&*s.get_ref()).read(unfilled)) {
+            match guard.try_io(|s| s.get_ref().read(unfilled)) {
                 Ok(Ok(n)) => {
                     if n > 0 && n < want {
                         // A short read emptied the socket: the next read
@@ -86,7 +86,7 @@ impl AsyncWrite for UnixConn {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         loop {
-            match (&*this.read.get_ref()).write(data) {
+            match this.read.get_ref().write(data) {
                 Ok(n) => {
                     this.write = None;
                     return Poll::Ready(Ok(n));
