@@ -4,7 +4,8 @@
 //! Everything here is generic over `AsyncRead` / `AsyncWrite`, so the same
 //! code runs over a unix socket, plain TCP or an encrypted stream slotted in
 //! by the authentication layer. Messages are turned into bytes only by
-//! `lnst_common::codec`; each frame goes out in one write.
+//! `lnst_common::codec`; each frame goes out in one write, and frames
+//! queued together go out in one write between them.
 
 use lnst_common::codec::{self, CodecError, HEADER_LEN};
 use lnst_common::handshake::{Preamble, PreambleError, PREAMBLE_LEN};
@@ -128,19 +129,48 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// Writes frames, one write per frame.
+/// Writes frames: one write per frame, or one for several queued
+/// together ([`FrameWriter::queue`]).
 pub struct FrameWriter<W> {
     inner: W,
+    /// Frames encoded by [`FrameWriter::queue`] and not yet written.
+    queued: Vec<u8>,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(w: W) -> Self {
-        FrameWriter { inner: w }
+        FrameWriter {
+            inner: w,
+            queued: Vec::new(),
+        }
     }
 
-    /// Encodes and writes one message.
+    /// Encodes and writes one message (after any queued ones).
     pub async fn write<T: Serialize>(&mut self, msg: &T) -> Result<(), ConnError> {
+        self.queue(msg)?;
+        self.send_queued().await
+    }
+
+    /// Encodes one message behind those already queued; nothing is
+    /// written until [`FrameWriter::send_queued`].
+    pub fn queue<T: Serialize>(&mut self, msg: &T) -> Result<(), ConnError> {
         let buf = codec::encode_frame(msg)?;
+        if self.queued.is_empty() {
+            self.queued = buf;
+        } else {
+            self.queued.extend_from_slice(&buf);
+        }
+        Ok(())
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Writes every queued frame in one write.
+    pub async fn send_queued(&mut self) -> Result<(), ConnError> {
+        let buf = std::mem::take(&mut self.queued);
         self.inner.write_all(&buf).await?;
         self.inner.flush().await?;
         Ok(())

@@ -8,7 +8,8 @@
 //! its own task, under a timeout, so a stalled or garbage connection never
 //! delays the accept loop or other controllers. No protocol byte is read
 //! before the controller is accepted. Unix sockets are plain: their file
-//! mode (0600, root) is the protection. TCP streams get `TCP_NODELAY` (a
+//! mode (0600, root) is the protection (and they are polled for
+//! readability only: `lnst_common::unix`). TCP streams get `TCP_NODELAY` (a
 //! frame is one write; delaying it costs 40 ms). Connections that have not
 //! authenticated are capped and evicted oldest first ([`crate::limiter`]),
 //! and their failures are logged at a bounded rate.
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lnst_common::secure::{server_accept, ServerAuth};
+use lnst_common::unix::UnixConn;
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -99,9 +101,12 @@ pub async fn serve(
             _ = stop.wait_for(|s| *s) => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             r = accept_unix(unix.as_ref()) => match r {
-                Ok((s, peer)) => {
-                    conns.spawn(session::run(agent.clone(), s, peer, shutdown.clone()));
-                }
+                Ok((s, peer)) => match UnixConn::new(s) {
+                    Ok(s) => {
+                        conns.spawn(session::run(agent.clone(), s, peer, shutdown.clone()));
+                    }
+                    Err(e) => tracing::warn!(error = %e, %peer, "cannot register a unix connection"),
+                },
                 Err(e) => tracing::warn!(error = %e, "unix accept failed"),
             },
             Some((s, peer)) = tcp_rx.recv() => {

@@ -28,6 +28,10 @@ use crate::limiter::HANDSHAKE_WARNINGS;
 /// beyond this).
 const WRITE_QUEUE: usize = 1024;
 
+/// Frames already queued are written together, up to about this many
+/// bytes per write.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// Largest first frame (the Hello: a few dozen bytes of controller name):
 /// nothing larger is read before a peer has said who it is.
 const HELLO_MAX: usize = 64 * 1024;
@@ -230,7 +234,19 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             },
             _ = tick.tick() => ToController::Heartbeat,
         };
-        if let Err(e) = w.write(&msg).await {
+        // What is queued already goes in the same write (a waited job's
+        // `JobFinished` and its reply: the controller wakes once for both).
+        let mut next = Some(msg);
+        while let Some(m) = next.take() {
+            if let Err(e) = w.queue(&m) {
+                tracing::debug!(error = %e, "cannot encode a frame; writer stops");
+                return;
+            }
+            if w.queued() < WRITE_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if let Err(e) = w.send_queued().await {
             tracing::debug!(error = %e, "write failed; writer stops");
             return;
         }

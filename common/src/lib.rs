@@ -12,7 +12,9 @@
 //! - [`error`]: the error type that crosses the wire;
 //! - [`codec`]: frames, size limits and the bincode configuration;
 //! - [`secure`]: the TCP transport under the frames: keys, the Noise
-//!   handshake and the encrypted stream (or plain with `--insecure`).
+//!   handshake and the encrypted stream (or plain with `--insecure`);
+//! - [`unix`]: the unix-socket transport under the frames (the one piece
+//!   that needs tokio's reactor).
 
 pub mod codec;
 pub mod device;
@@ -23,6 +25,7 @@ pub mod host;
 pub mod job;
 pub mod proto;
 pub mod secure;
+pub mod unix;
 
 pub use error::{ErrorKind, WireError};
 pub use handshake::PROTOCOL_VERSION;

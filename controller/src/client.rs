@@ -256,6 +256,7 @@ impl AgentClient {
             AgentAddr::Unix(p) => {
                 let s = tokio::net::UnixStream::connect(p)
                     .await
+                    .and_then(lnst_common::unix::UnixConn::new)
                     .map_err(|e| conn_err(e.to_string()))?;
                 Self::handshake_as(host, s, Protection::UnixSocket, fence).await
             }

@@ -548,6 +548,23 @@ async fn read_some(pipe: &mut Option<Pipe>, buf: &mut [u8]) -> std::io::Result<u
     }
 }
 
+/// Reads from `pipe` straight from its fd, whatever the reactor last
+/// said about it: `None` if the pipe is closed or has nothing yet.
+fn read_now(pipe: &Option<Pipe>, buf: &mut [u8]) -> Option<std::io::Result<usize>> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&**pipe.as_ref()?);
+    // SAFETY: a read into a valid buffer from the pipe's own (non-blocking)
+    // fd, open for as long as `pipe` is.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n >= 0 {
+        return Some(Ok(n as usize));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => None,
+        _ => Some(Err(e)),
+    }
+}
+
 async fn sleep_until(t: Option<tokio::time::Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -602,6 +619,24 @@ impl Supervisor {
                     }
                     self.status = Some(s);
                     self.drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                    // The shell is reaped and our copies of the write ends
+                    // are closed (`Proc::wait`): what it wrote is in the
+                    // pipes, and so is their end unless something it
+                    // started holds them. Read it now rather than after
+                    // another turn of the reactor.
+                    for (pipe, buf, stream) in [
+                        (&mut self.stdout, &mut out_buf[..], Stream::Stdout),
+                        (&mut self.stderr, &mut err_buf[..], Stream::Stderr),
+                    ] {
+                        while let Some(r) = read_now(pipe, buf) {
+                            match r {
+                                Ok(n) if n > 0 => {
+                                    output(&self.job, &self.events, stream, &buf[..n]).await
+                                }
+                                _ => *pipe = None,
+                            }
+                        }
+                    }
                 }
                 Step::Deadline if !self.timed_out => {
                     self.timed_out = true;

@@ -12,8 +12,14 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, Interest};
 
-/// A job's output stream (stdout or stderr).
-pub type Pipe = Box<dyn AsyncRead + Send + Unpin>;
+/// A job's output stream (stdout or stderr): read through the runtime,
+/// or straight from its fd once the job's shell is gone.
+pub type Pipe = Box<dyn PipeRead + Send + Unpin>;
+
+/// What a [`Pipe`] is: a non-blocking read end.
+pub trait PipeRead: AsyncRead + std::os::fd::AsRawFd {}
+
+impl<T: AsyncRead + std::os::fd::AsRawFd> PipeRead for T {}
 
 /// A job's shell, started and not yet reaped.
 pub struct Started {
@@ -40,6 +46,7 @@ impl Started {
                 pid: c.pid,
                 fd,
                 status: None,
+                writers: Some(c.writers),
             },
             stdout: Some(Box::new(stdout)),
             stderr: Some(Box::new(stderr)),
@@ -82,6 +89,10 @@ pub enum Proc {
         fd: AsyncFd<OwnedFd>,
         /// Once reaped.
         status: Option<ExitStatus>,
+        /// The write ends of its output pipes ([`super::clone3::Child`]),
+        /// closed once it is reaped: its output then ends when what it
+        /// left running (if anything) closes them too.
+        writers: Option<[OwnedFd; 2]>,
     },
 }
 
@@ -97,8 +108,14 @@ impl Proc {
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         match self {
             Proc::Child { child, .. } => child.wait().await,
-            Proc::Pidfd { pid, fd, status } => loop {
+            Proc::Pidfd {
+                pid,
+                fd,
+                status,
+                writers,
+            } => loop {
                 if let Some(s) = *status {
+                    *writers = None;
                     return Ok(s);
                 }
                 if let Some(s) = try_reap(*pid)? {
