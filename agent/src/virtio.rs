@@ -171,18 +171,9 @@ impl AsyncRead for PortStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        loop {
-            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|inner| read_fd(inner.as_raw_fd(), unfilled)) {
-                Ok(Ok(n)) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
-                Err(_would_block) => continue,
-            }
-        }
+        lnst_common::unix::poll_read_fd(&self.fd, cx, buf, false, |fd: &OwnedFd, b| {
+            read_fd(fd.as_raw_fd(), b)
+        })
     }
 }
 

@@ -49,32 +49,47 @@ impl UnixConn {
     }
 }
 
+/// `AsyncRead::poll_read` for a non-blocking descriptor registered with
+/// the runtime for readability: `read` reads what is there now. With
+/// `short_read_empties` (a stream socket), a short read clears the
+/// readiness, so the next read waits for the next edge instead of costing
+/// a read that says "would block" (as tokio's own streams do). Shared by
+/// [`UnixConn`] and the agent's virtio-serial port.
+pub fn poll_read_fd<T>(
+    fd: &AsyncFd<T>,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+    short_read_empties: bool,
+    mut read: impl FnMut(&T, &mut [u8]) -> io::Result<usize>,
+) -> Poll<io::Result<()>>
+where
+    T: std::os::fd::AsRawFd,
+{
+    loop {
+        let mut guard = ready!(fd.poll_read_ready(cx))?;
+        let unfilled = buf.initialize_unfilled();
+        let want = unfilled.len();
+        match guard.try_io(|inner| read(inner.get_ref(), unfilled)) {
+            Ok(Ok(n)) => {
+                if short_read_empties && n > 0 && n < want {
+                    guard.clear_ready();
+                }
+                buf.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            Ok(Err(e)) => return Poll::Ready(Err(e)),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
 impl AsyncRead for UnixConn {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        loop {
-            let mut guard = ready!(self.read.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            let want = unfilled.len();
-            match guard.try_io(|s| s.get_ref().read(unfilled)) {
-                Ok(Ok(n)) => {
-                    if n > 0 && n < want {
-                        // A short read emptied the socket: the next read
-                        // waits for the next edge instead of costing a
-                        // read that says "would block" (as tokio's own
-                        // streams do).
-                        guard.clear_ready();
-                    }
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
-                Err(_would_block) => continue,
-            }
-        }
+        poll_read_fd(&self.read, cx, buf, true, |mut s: &UnixStream, b| s.read(b))
     }
 }
 
