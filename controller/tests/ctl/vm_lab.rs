@@ -264,9 +264,8 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
         .find(|p| p.is_file())
         .unwrap();
     std::os::unix::fs::symlink(ip, bin.join("ip")).unwrap();
-    let o = checked(vm_command(&t, &agent, &r, &[]).env("PATH", &bin));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(3), "{err}");
+    let (code, err) = checked(vm_command(&t, &agent, &r, &[]).env("PATH", &bin));
+    assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("apt-get install qemu-system-x86"), "{err}");
 
     // A host requirement asking for another kernel: exit 2, naming both.
@@ -274,9 +273,8 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
         "k.rhai",
         "let h1 = host(\"h1\", #{ kernel: \"2.6\" });\nfn test(m) {}\n",
     );
-    let o = checked(&mut vm_command(&t, &agent, &r2, &[]));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let (code, err) = checked(&mut vm_command(&t, &agent, &r2, &[]));
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("kernel \"2.6\"") && err.contains("h1"),
         "{err}"
@@ -286,9 +284,8 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
     // the console log in the run directory.
     let fake = t.write("fake-agent", "#!/bin/sh\nexec sleep 600\n");
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let o = checked(vm_command(&t, &fake, &r, &[]).env("LNST_VM_BOOT_TIMEOUT", "15"));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(3), "{err}");
+    let (code, err) = checked(vm_command(&t, &fake, &r, &[]).env("LNST_VM_BOOT_TIMEOUT", "15"));
+    assert_eq!(code, Some(3), "{err}");
     assert!(
         err.contains("no agent READY within 15 s") && err.contains("consoles are in"),
         "{err}"
@@ -297,9 +294,8 @@ fn vm_lab_faults_are_named_and_leave_nothing() {
     assert!(!consoles.is_empty(), "no console-*.log kept");
 
     // A guest whose agent exits at once: qemu powers off, named, exit 3.
-    let o = checked(&mut vm_command(&t, Path::new("/bin/false"), &r, &[]));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(3), "{err}");
+    let (code, err) = checked(&mut vm_command(&t, Path::new("/bin/false"), &r, &[]));
+    assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("exited before its agent was ready"), "{err}");
 
     assert_no_vm_namespaces_of_dead_runs();
@@ -321,9 +317,8 @@ fn vm_lab_bad_kernel_is_named() {
         ("/nonexistent/bzImage", "/nonexistent/bzImage"),
         ("/etc/hostname", "/etc/hostname"),
     ] {
-        let o = checked(vm_command(&t, &agent, &r, &[]).arg("--kernel").arg(k));
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{k}: {err}");
+        let (code, err) = checked(vm_command(&t, &agent, &r, &[]).arg("--kernel").arg(k));
+        assert_eq!(code, Some(2), "{k}: {err}");
         assert!(err.contains(want), "{k}: {err}");
     }
 }
@@ -342,7 +337,8 @@ fn glob_consoles(runs: &Path) -> Vec<PathBuf> {
 
 /// Runs a `lnst-ctl` command to the end; afterwards no lab record of
 /// that controller is left (other runs on the machine may have theirs).
-pub(crate) fn checked(c: &mut Command) -> std::process::Output {
+/// Returns its exit code and stderr.
+pub(crate) fn checked(c: &mut Command) -> (Option<i32>, String) {
     let child = c
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -362,7 +358,10 @@ pub(crate) fn checked(c: &mut Command) -> std::process::Output {
             e.path().display()
         );
     }
-    o
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn labs() -> Vec<String> {
@@ -473,6 +472,25 @@ fn vm_lab_killed_controller_takes_its_guests_and_lab_clean_removes_the_rest() {
         .unwrap();
     let (id, pids) = lab_of_vm(child.id());
     wait_for_session(&t);
+    // Every qemu thread runs as SCHED_BATCH (policy 3, field 41 of
+    // /proc/PID/task/TID/stat), as the lab starts them.
+    for p in &pids {
+        for task in std::fs::read_dir(format!("/proc/{p}/task"))
+            .unwrap()
+            .flatten()
+        {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let policy = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(38).map(str::to_string));
+            assert_eq!(
+                policy.as_deref(),
+                Some("3"),
+                "qemu {p} thread {:?}: {stat}",
+                task.file_name()
+            );
+        }
+    }
     child.kill().unwrap(); // SIGKILL: the controller cleans nothing
     child.wait().unwrap();
     // PR_SET_PDEATHSIG: every qemu dies with it.

@@ -169,9 +169,8 @@ fn vm_lab_nic_driver_chooses_the_model_and_others_are_refused() {
         "bad.rhai",
         "let h1 = host(\"h1\");\nh1.nic(\"eth0\", #{ driver: \"ixgbe\" });\nfn test(m) {}\n",
     );
-    let o = checked(&mut vm_command(&t, &agent, &bad, &[]));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let (code, err) = checked(&mut vm_command(&t, &agent, &bad, &[]));
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("host h1 nic eth0")
             && err.contains("\"ixgbe\"")
@@ -184,9 +183,8 @@ fn vm_lab_nic_driver_chooses_the_model_and_others_are_refused() {
         "e.rhai",
         "let h1 = host(\"h1\");\nh1.nic(\"eth0\", #{ driver: \"e1000e\" });\nfn test(m) {}\n",
     );
-    let o = checked(&mut lab_command(&t, &agent, &e1000e, &[]));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let (code, err) = checked(&mut lab_command(&t, &agent, &e1000e, &[]));
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("veth") && err.contains("--lab vm"), "{err}");
     // validate shows the model per NIC.
     let (code, out, err) = crate::run(&["validate", e1000e.to_str().unwrap(), "--lab", "vm"]);

@@ -40,9 +40,8 @@ fn vm_lab_systemd_guest_service_is_acted_on_and_restored() {
         "bad.rhai",
         "let h1 = host(\"h1\", #{ init: \"openrc\" });\nfn test(m) {}\n",
     );
-    let o = checked(&mut vm_command(&t, &agent, &bad, &[]));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let (code, err) = checked(&mut vm_command(&t, &agent, &bad, &[]));
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("host h1") && err.contains("\"openrc\"") && err.contains("systemd"),
         "{err}"
