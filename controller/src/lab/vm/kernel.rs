@@ -63,17 +63,60 @@ pub struct Kernel {
     /// The kernel's timer frequency (`CONFIG_HZ`), when its build config
     /// is at hand; it lets the guest skip calibrating the APIC timer.
     pub hz: Option<u32>,
+    /// The build config says `CONFIG_MODULE_SIG_FORCE=y`: the kernel loads
+    /// only modules it can verify, so they keep their signatures and the
+    /// guest loads its keyring ([`unsigned_module`]).
+    pub module_sig_force: bool,
 }
 
-/// `CONFIG_HZ` from the first of `configs` (kernel build configs) that
-/// exists and sets it.
-pub fn config_hz(configs: &[PathBuf]) -> Option<u32> {
+/// The value of `key` (`CONFIG_…`) in the first of `configs` (kernel build
+/// configs) that exists and sets it.
+fn config_value(configs: &[PathBuf], key: &str) -> Option<String> {
     configs.iter().find_map(|c| {
         fs::read_to_string(c).ok()?.lines().find_map(|l| {
-            l.strip_prefix("CONFIG_HZ=")
-                .and_then(|v| v.trim().parse().ok())
+            l.strip_prefix(key)
+                .and_then(|v| v.strip_prefix('='))
+                .map(|v| v.trim().to_string())
         })
     })
+}
+
+/// `CONFIG_HZ` from the first of `configs` that exists and sets it.
+pub fn config_hz(configs: &[PathBuf]) -> Option<u32> {
+    config_value(configs, "CONFIG_HZ")?.parse().ok()
+}
+
+/// Whether the first of `configs` that sets it has
+/// `CONFIG_MODULE_SIG_FORCE=y` (unknown: false).
+pub fn config_module_sig_force(configs: &[PathBuf]) -> bool {
+    config_value(configs, "CONFIG_MODULE_SIG_FORCE").as_deref() == Some("y")
+}
+
+/// The marker that ends a signed module (`scripts/sign-file`).
+const MODULE_SIG_MAGIC: &[u8] = b"~Module signature appended~\n";
+
+/// `ko` without its appended signature, if it has a well-formed one; else
+/// `ko` unchanged. The signature is the PKCS#7 blob, then a 12-byte
+/// `struct module_signature` whose last field is the blob's length (big
+/// endian), then [`MODULE_SIG_MAGIC`]. The guest's kernel has no keyring
+/// to check it against (`load_system_certificate_list` is not run), yet
+/// it still hashed each signed module it loaded: the early modules load
+/// 0.05 s faster under TCG without (0.21 -> 0.155 s, interleaved).
+pub fn unsigned_module(mut ko: Vec<u8>) -> Vec<u8> {
+    let Some(body) = ko.len().checked_sub(MODULE_SIG_MAGIC.len() + 12) else {
+        return ko;
+    };
+    if !ko.ends_with(MODULE_SIG_MAGIC) {
+        return ko;
+    }
+    let sig_len = u32::from_be_bytes([ko[body + 8], ko[body + 9], ko[body + 10], ko[body + 11]]);
+    match body.checked_sub(sig_len as usize) {
+        Some(end) if ko[..end].starts_with(b"\x7fELF") => {
+            ko.truncate(end);
+            ko
+        }
+        _ => ko,
+    }
 }
 
 /// Why a kernel could not be resolved. Every message says what to do next.
@@ -538,8 +581,10 @@ fn kernel_of_entry(entry: &Path, m: &Marker) -> Option<Kernel> {
     {
         return None;
     }
+    let config = [entry.join("boot").join(format!("config-{}", m.release))];
     Some(Kernel {
-        hz: config_hz(&[entry.join("boot").join(format!("config-{}", m.release))]),
+        hz: config_hz(&config),
+        module_sig_force: config_module_sig_force(&config),
         release: m.release.clone(),
         image,
         modules,
@@ -997,13 +1042,14 @@ fn resolve_user(
     let modules = user_modules(&tree, &release, progress)?;
     // A build tree's .config, or a packaged kernel's config beside it.
     let dir = file.parent().unwrap_or(&tree);
-    let hz = config_hz(&[tree.join(".config"), dir.join(format!("config-{release}"))]);
+    let config = [tree.join(".config"), dir.join(format!("config-{release}"))];
     Ok(Kernel {
         release,
         image,
         modules,
         source: file.display().to_string(),
-        hz,
+        hz: config_hz(&config),
+        module_sig_force: config_module_sig_force(&config),
     })
 }
 
@@ -1657,6 +1703,52 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn module_sig_force_is_read_from_the_config() {
+        let d = scratch("sigforce");
+        fs::write(
+            d.join("a"),
+            "CONFIG_MODULE_SIG=y\n# CONFIG_MODULE_SIG_FORCE is not set\n",
+        )
+        .unwrap();
+        fs::write(
+            d.join("b"),
+            "CONFIG_MODULE_SIG_FORCE=y\nCONFIG_MODULE_SIG_FORCE_X=n\n",
+        )
+        .unwrap();
+        assert!(!config_module_sig_force(&[d.join("a")]));
+        assert!(config_module_sig_force(&[d.join("missing"), d.join("b")]));
+        assert!(!config_module_sig_force(&[d.join("missing")]));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A module as `scripts/sign-file` leaves it: body, PKCS#7 blob,
+    /// `struct module_signature` (blob length last, big endian), marker.
+    fn signed(body: &[u8], sig: &[u8]) -> Vec<u8> {
+        let mut v = body.to_vec();
+        v.extend_from_slice(sig);
+        v.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        v.extend_from_slice(&(sig.len() as u32).to_be_bytes());
+        v.extend_from_slice(MODULE_SIG_MAGIC);
+        v
+    }
+
+    #[test]
+    fn unsigned_module_drops_a_well_formed_signature_only() {
+        let body = b"\x7fELF\x02 module text".repeat(20);
+        assert_eq!(unsigned_module(signed(&body, &[0x30; 600])), body);
+        // No signature, a length past the start, a body that is not ELF,
+        // a file shorter than the trailer: left as they are.
+        assert_eq!(unsigned_module(body.clone()), body);
+        let mut bad = signed(&body, &[0x30; 600]);
+        let n = bad.len() - MODULE_SIG_MAGIC.len() - 4;
+        bad[n..n + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(unsigned_module(bad.clone()), bad);
+        let not_elf = signed(b"garbage", &[1; 10]);
+        assert_eq!(unsigned_module(not_elf.clone()), not_elf);
+        assert_eq!(unsigned_module(MODULE_SIG_MAGIC.to_vec()), MODULE_SIG_MAGIC);
     }
 
     #[test]

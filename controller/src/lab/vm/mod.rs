@@ -454,8 +454,17 @@ impl VmLab {
             None => Ok(Vec::new()),
         }
         .and_then(|modules| {
-            guest::write_initramfs(&initrd, &modules, &kernel::read_module)
-                .map_err(|e| vm_err(e.to_string()))
+            let sig_force = lab.kernel.module_sig_force;
+            let read = |p: &Path| {
+                kernel::read_module(p).map(|ko| {
+                    if sig_force {
+                        ko
+                    } else {
+                        kernel::unsigned_module(ko)
+                    }
+                })
+            };
+            guest::write_initramfs(&initrd, &modules, &read).map_err(|e| vm_err(e.to_string()))
         });
         // Joined before any error returns: the namespace is in the record
         // either way, and teardown must not race its creation.
@@ -478,6 +487,7 @@ impl VmLab {
                 agent: agent.clone(),
                 modules: lab.kernel.modules.clone(),
                 hz: lab.kernel.hz,
+                module_sig_force: lab.kernel.module_sig_force,
                 socket: socket.clone(),
                 shell: record.join(format!("{}.shell", h.name)),
                 nics: wiring.nics.get(&h.name).cloned().unwrap_or_default(),
