@@ -5,8 +5,9 @@
 //! Bring-up: the kernel ([`kernel`]: Debian's, fetched and cached, or
 //! `--kernel`), one initramfs for the lab ([`guest`]: busybox, the early
 //! modules, `/init`), the lab namespace with a bridge per `net` label and a
-//! tap per NIC ([`links`]), then every guest's qemu at once ([`qemu`]),
-//! and a wait for each agent's `READY` on its console. Each guest runs
+//! tap per NIC ([`links`]), then the guests' qemu ([`qemu`]), a core's
+//! worth at a time, each awaited until its agent prints `READY` on its
+//! console ([`boot`]). Each guest runs
 //! `lnst-agent --virtio-port`; the controller reaches it through the unix
 //! socket qemu makes of that port, in the lab record (mode 0700), the way
 //! it reaches the netns lab's agents.
@@ -16,6 +17,7 @@
 //! dies with the controller (`PR_SET_PDEATHSIG`), and the record lets
 //! [`super::clean_stale`] remove the namespace and files after a kill -9.
 
+mod boot;
 pub mod guest;
 pub mod kernel;
 pub mod links;
@@ -38,13 +40,7 @@ use super::{
 };
 use crate::client::AgentAddr;
 use crate::mapper::Requirements;
-use qemu::{Accel, ConsoleEvent, Guest, GuestSpec};
-
-/// How long guests may take to boot to a ready agent, by default. TCG
-/// boots one in ~3 s and is CPU-bound (4 at once on 2 cores: ~6 s);
-/// the margin is for loaded CI machines. `LNST_VM_BOOT_TIMEOUT` (seconds)
-/// changes it.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+use qemu::{Accel, Guest, GuestSpec};
 
 /// A running VM lab.
 pub struct VmLab {
@@ -65,15 +61,6 @@ fn vm_err(s: impl Into<String>) -> LabError {
     LabError::Vm(s.into())
 }
 
-fn boot_timeout() -> Duration {
-    std::env::var("LNST_VM_BOOT_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| *s > 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(BOOT_TIMEOUT)
-}
-
 /// Prints kernel-cache progress on stderr: a line that rewrites itself on
 /// a terminal, and only the milestones otherwise.
 fn progress_printer() -> impl FnMut(&str) {
@@ -86,66 +73,6 @@ fn progress_printer() -> impl FnMut(&str) {
             }
         } else if !s.starts_with("downloaded") {
             eprintln!("lnst-ctl: {s}");
-        }
-    }
-}
-
-/// "waiting for N guests to boot" on stderr while they do (a TCG boot
-/// takes tens of seconds): on a terminal a line that rewrites itself each
-/// second with how many are up and the time so far, removed when all are
-/// up; otherwise one line at the start and one every 15 s.
-struct BootWait {
-    tty: bool,
-    n: usize,
-    what: String,
-    t0: Instant,
-    last: Option<Instant>,
-}
-
-impl BootWait {
-    fn new(n: usize, accel: &str, timeout: Duration) -> BootWait {
-        BootWait {
-            tty: std::io::stderr().is_terminal(),
-            n,
-            what: format!(
-                "waiting for {n} guest{} to boot ({accel}, up to {:.0} s)",
-                if n == 1 { "" } else { "s" },
-                timeout.as_secs_f64()
-            ),
-            t0: Instant::now(),
-            last: None,
-        }
-    }
-
-    fn show(&mut self, ready: usize) {
-        let every = if self.tty {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_secs(15)
-        };
-        if self.last.is_some_and(|l| l.elapsed() < every) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        let line = format!(
-            "lnst-ctl: {}: {ready}/{} up, {:.0} s",
-            self.what,
-            self.n,
-            self.t0.elapsed().as_secs_f64()
-        );
-        if self.tty {
-            eprint!("\r\x1b[2K{line}");
-        } else {
-            eprintln!("{line}");
-        }
-    }
-}
-
-impl Drop for BootWait {
-    /// The terminal line goes, whether the guests came up or not.
-    fn drop(&mut self) {
-        if self.tty && self.last.is_some() {
-            eprint!("\r\x1b[2K");
         }
     }
 }
@@ -473,10 +400,9 @@ impl VmLab {
             .unwrap_or_else(|_| Err(vm_err("the thread building the lab's wiring panicked")));
         made?;
         wired?;
-        // The guests, all at once.
-        let ns_path = Path::new("/run/netns").join(&netns);
-        let (tx, rx) = mpsc::channel();
-        let mut pids = String::new();
+        // The guests: specs first (a bad requirement starts nothing), then
+        // booted a core at a time ([`boot`]).
+        let mut pending = Vec::new();
         for h in &req.hosts {
             let socket = record.join(format!("{}.sock", h.name));
             let spec = GuestSpec {
@@ -496,64 +422,15 @@ impl VmLab {
                 systemd: boots_systemd(h)?,
             };
             let console = opts.run_dir.join(format!("console-{}.log", h.name));
-            let g = qemu::spawn(&spec, &ns_path, console, tx.clone()).map_err(|e| {
-                vm_err(format!(
-                    "cannot start {} for host {}: {e}",
-                    qemu::QEMU,
-                    h.name
-                ))
-            })?;
-            pids.push_str(&format!("{}\n", g.child.id()));
-            let _ = fs::write(record.join("agents"), &pids);
-            lab.guests.push(g);
+            pending.push(boot::Pending { spec, console });
             lab.addrs.insert(h.name.clone(), AgentAddr::Unix(socket));
         }
-        drop(tx);
-        let timeout = boot_timeout();
-        let deadline = Instant::now() + timeout;
-        let mut ready = 0;
-        let mut waiting = BootWait::new(lab.guests.len(), accel.name(), timeout);
-        while ready < lab.guests.len() {
-            waiting.show(ready);
-            let left = deadline.saturating_duration_since(Instant::now());
-            let console_of = |host: &str| opts.run_dir.join(format!("console-{host}.log"));
-            if opts.cancel.is_cancelled() {
-                return Err(LabError::Interrupted);
-            }
-            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
-                Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => continue,
-                Ok((_, ConsoleEvent::Ready)) => ready += 1,
-                Ok((host, ConsoleEvent::Failed(why))) => {
-                    let log = console_of(&host);
-                    return Err(vm_err(format!(
-                        "guest {host} failed to start: {why} (console: {})",
-                        log.display()
-                    )));
-                }
-                Ok((host, ConsoleEvent::Exited)) => {
-                    let log = console_of(&host);
-                    // Give the reader a moment to flush qemu's stderr.
-                    std::thread::sleep(Duration::from_millis(50));
-                    return Err(vm_err(format!(
-                        "qemu for host {host} exited before its agent was ready; the console ({}) ends with:\n{}",
-                        log.display(),
-                        qemu::console_tail(&log, 8)
-                    )));
-                }
-                Err(_) => {
-                    let slow: Vec<String> = lab.guests.iter().map(|g| g.host.clone()).collect();
-                    return Err(vm_err(format!(
-                        "no agent READY within {:.0} s (guests {}; accel {}); consoles are in {} \
-                         (LNST_VM_BOOT_TIMEOUT=SECONDS waits longer)",
-                        timeout.as_secs_f64(),
-                        slow.join(", "),
-                        accel.name(),
-                        opts.run_dir.display()
-                    )));
-                }
-            }
-        }
-        drop(waiting);
+        boot::boot(
+            &mut lab,
+            pending,
+            &Path::new("/run/netns").join(&netns),
+            opts,
+        )?;
         lab.build_time = t0.elapsed();
         tracing::info!(runid = %lab.runid, ms = lab.build_time.as_secs_f64() * 1e3, "vm lab up");
         Ok(lab)
