@@ -2,10 +2,11 @@
 //! agent's `READY` on its console.
 //!
 //! Under TCG a booting guest is CPU-bound, and more booting guests than
-//! cores slow each other down: four bare guests on two cores took 1.67–1.81 s
-//! of CPU each against 1.41–1.51 s two at a time (their translation caches
+//! cores slow each other down: four bare guests on two cores took 1.57–1.81 s
+//! of CPU each against 1.38–1.56 s two at a time (their translation caches
 //! evict each other and the host switches between them), so all four were
-//! at `/init` 8–14 % later than in two waves. Guests therefore start at most
+//! at `/init` up to 14 % later than in two waves (five rounds of six, three
+//! in each order). Guests therefore start at most
 //! one per core at a time ([`may_start`]), the next as soon as one is up;
 //! the last few (fewer than twice the cores) start together, which beats a
 //! last wave that leaves a core idle (three guests on two cores). Each
