@@ -170,7 +170,7 @@ fn main() -> ExitCode {
     // not part of the daemon's own command line.
     let raw: Vec<String> = std::env::args().skip(1).collect();
     match raw.first().map(String::as_str) {
-        Some("capture") => return exit_code(lnst_agent::tools::capture_main(&raw[1..])),
+        Some("capture") => return exit_code(lnst_agent::tools::exec_capture(&raw[1..])),
         Some("cpu-stat") => return exit_code(lnst_agent::tools::cpu_stat_main(&raw[1..])),
         _ => {}
     }

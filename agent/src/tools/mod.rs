@@ -1,12 +1,14 @@
-//! Helper programs built into the `lnst-agent` binary as hidden
+//! Helper programs reached through the `lnst-agent` binary as hidden
 //! subcommands, which the controller's test modules run as ordinary jobs.
 //!
 //! Data flow: a module (`packet_assert`, `cpu_stat` in the controller's
 //! `modules/`) renders a command line such as
 //! `"$LNST_AGENT_BIN" capture --iface eth0 --filter icmp`; the agent runs it
 //! like any job, with `LNST_AGENT_BIN` set to its own executable, so the
-//! binary re-enters here through [`capture_main`] or [`cpu_stat_main`]; the
-//! program prints JSON on stdout, which the module parses into `job.result`.
+//! binary re-enters here through [`cpu_stat_main`], or [`exec_capture`],
+//! which runs the `lnst-capture` program beside it ([`capture_main`]: only
+//! that binary links libpcap); the program prints JSON on stdout, which the
+//! module parses into `job.result`.
 //! Both programs stop cleanly (printing their result, exit 0) on SIGTERM or
 //! SIGINT, which is how a job's `kill()` ends them.
 
@@ -15,6 +17,31 @@ mod cpu_stat;
 
 pub use capture::capture_main;
 pub use cpu_stat::cpu_stat_main;
+
+/// The capture program's file name, beside `lnst-agent`.
+pub const CAPTURE_BIN: &str = "lnst-capture";
+
+/// `lnst-agent capture ARGS`: replaces this process with the
+/// [`CAPTURE_BIN`] beside the running executable. Returns only when that
+/// fails: 1, with the reason on stderr.
+pub fn exec_capture(args: &[String]) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe();
+    let bin = match exe.as_ref().ok().and_then(|e| e.parent()) {
+        Some(dir) => dir.join(CAPTURE_BIN),
+        None => {
+            eprintln!("lnst-agent capture: cannot find the agent's own executable: {exe:?}");
+            return 1;
+        }
+    };
+    let e = std::process::Command::new(&bin).args(args).exec();
+    eprintln!(
+        "lnst-agent capture: cannot run {}: {e}; {CAPTURE_BIN} is built with lnst-agent \
+         (cargo build) and installed beside it (README, \"Setting up an agent\")",
+        bin.display()
+    );
+    1
+}
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

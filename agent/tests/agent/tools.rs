@@ -287,3 +287,45 @@ fn cpu_stat_prints_plausible_samples() {
     let n = json_lines(&stdout, "{\"t\"").len();
     assert!((2..=6).contains(&n), "{n} samples: {stdout}");
 }
+
+/// `lnst-agent capture` runs `lnst-capture` from beside it, the only
+/// binary that links libpcap; a copy of the agent without it says what to
+/// install.
+#[test]
+fn agent_runs_capture_from_beside_it_and_links_no_libpcap() {
+    let agent = env!("CARGO_BIN_EXE_lnst-agent");
+    let capture = env!("CARGO_BIN_EXE_lnst-capture");
+    let ldd = |bin: &str| {
+        let o = Command::new("ldd").arg(bin).output().expect("ldd");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(!ldd(agent).contains("libpcap"), "{}", ldd(agent));
+    assert!(ldd(capture).contains("libpcap"), "{}", ldd(capture));
+    // Through the agent, lnst-capture parses the arguments (exit 2).
+    let o = Command::new(agent)
+        .args(["capture", "--bogus"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("usage: lnst-agent capture"), "{err}");
+    // An agent installed alone.
+    let dir = std::env::temp_dir().join(unique("lnst-capture-missing"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lone = dir.join("lnst-agent");
+    std::fs::copy(agent, &lone).unwrap();
+    let o = Command::new(&lone)
+        .args(["capture", "--iface", "lo"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot run {}",
+            dir.join("lnst-capture").display()
+        )) && err.contains("Setting up an agent"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
