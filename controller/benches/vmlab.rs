@@ -4,7 +4,9 @@
 //!
 //! - a 2-host (and a 4-host) lab built with agents connected, against one
 //!   bare qemu guest of the same kernel reaching its `/init` (a busybox
-//!   initramfs that prints a line and powers off), interleaved;
+//!   initramfs that prints a line and powers off), interleaved; and,
+//!   for comparison, the same bare guest started as the lab starts qemu
+//!   (without transparent huge pages);
 //! - each guest's RSS and idle CPU with a connected session;
 //! - TCP between two guests over the lab's taps and bridge (iperf3 through
 //!   `perf`), next to the same over a veth pair between two namespaces;
@@ -52,7 +54,7 @@ fn requirements(n: usize, nics: usize) -> Requirements {
 /// One bare guest: the same kernel image, an initramfs of busybox and an
 /// `/init` that prints a marker; spawn to marker, and qemu's CPU time
 /// (all threads, in clock ticks) at that moment.
-fn bare_guest(image: &Path, dir: &Path) -> (Duration, u64) {
+fn bare_guest(image: &Path, dir: &Path, thp: bool) -> (Duration, u64) {
     let initrd = dir.join("bare.cpio");
     let init = "#!/bin/busybox sh\necho LNST-BARE-INIT\necho o > /proc/sysrq-trigger\n/bin/busybox sleep 30\n";
     let files = vec![
@@ -66,37 +68,45 @@ fn bare_guest(image: &Path, dir: &Path) -> (Duration, u64) {
     ];
     guest::write_archive(&initrd, &files).expect("bare initramfs");
     let t = Instant::now();
-    let mut c = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "tcg,tb-size=64",
-            "-M",
-            "pc",
-            "-m",
-            "256",
-            "-smp",
-            "1",
-        ])
-        .args([
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-no-reboot",
-        ])
-        .args(["-serial", "stdio", "-kernel"])
-        .arg(image)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args([
-            "-append",
-            "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable no_timer_check",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("qemu");
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args([
+        "-accel",
+        "tcg,tb-size=64",
+        "-M",
+        "pc",
+        "-m",
+        "256",
+        "-smp",
+        "1",
+    ])
+    .args([
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+    .args(["-serial", "stdio", "-kernel"])
+    .arg(image)
+    .arg("-initrd")
+    .arg(&initrd)
+    .args([
+        "-append",
+        "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable no_timer_check",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    if !thp {
+        // SAFETY: one prctl between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+                Ok(())
+            });
+        }
+    }
+    let mut c = c.spawn().expect("qemu");
     let out = c.stdout.take().expect("stdout");
     let mut seen = None;
     for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -182,23 +192,22 @@ fn cpu_per_guest(lab: &VmLab) -> u64 {
 fn bench_bring_up(rt: &tokio::runtime::Runtime, agent: &Path, image: &Path) {
     let dir = TmpDir::new("up");
     let (mut bare, mut two, mut four) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut bare_cpu, mut guest_cpu) = (Vec::new(), Vec::new());
-    for round in 0..3 {
-        let (d, cpu) = bare_guest(image, &dir.0);
+    let (mut bare_cpu, mut guest_cpu, mut bare_nothp) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let (d, cpu) = bare_guest(image, &dir.0, true);
         bare.push(d);
         bare_cpu.push(cpu);
+        bare_nothp.push(bare_guest(image, &dir.0, false).0);
         let (d, lab, s) = lab_up(rt, agent, &dir.0, 2, 1);
         two.push(d);
         guest_cpu.push(cpu_per_guest(&lab));
         close(rt, lab, s);
-        if round < 2 {
-            let (d, lab, s) = lab_up(rt, agent, &dir.0, 4, 1);
-            four.push(d);
-            guest_cpu.push(cpu_per_guest(&lab));
-            close(rt, lab, s);
-        }
+        let (d, lab, s) = lab_up(rt, agent, &dir.0, 4, 1);
+        four.push(d);
+        guest_cpu.push(cpu_per_guest(&lab));
+        close(rt, lab, s);
     }
-    let (b, t2, t4) = (median(bare), median(two), median(four));
+    let (b, t2, t4, bn) = (median(bare), median(two), median(four), median(bare_nothp));
     println!(
         "vmlab    bare guest to /init: {} | 2-host lab + agents connected: {} ({:.2}x; goal <= 1.3x) | 4 hosts: {} ({:.2}x; goal <= 2.5x)",
         secs(b),
@@ -206,6 +215,14 @@ fn bench_bring_up(rt: &tokio::runtime::Runtime, agent: &Path, image: &Path) {
         t2.as_secs_f64() / b.as_secs_f64(),
         secs(t4),
         t4.as_secs_f64() / b.as_secs_f64()
+    );
+    // The lab runs qemu without transparent huge pages (qemu.rs): against a
+    // bare guest started the same way, for comparison.
+    println!(
+        "vmlab    bare guest to /init without THP, as the lab starts qemu: {} | 2-host {:.2}x | 4-host {:.2}x",
+        secs(bn),
+        t2.as_secs_f64() / bn.as_secs_f64(),
+        t4.as_secs_f64() / bn.as_secs_f64()
     );
     // The same in qemu's CPU time, which the machine's load moves far
     // less than wall time: with N guests on C cores a lab cannot be up
