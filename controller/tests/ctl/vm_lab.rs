@@ -595,3 +595,70 @@ fn vm_lab_suite_runs_two_labs_at_once() {
     }
     assert_no_vm_namespaces_of_dead_runs();
 }
+
+/// Four guests on a two-core machine boot two at a time: no third qemu
+/// before a first agent is READY (counted from outside: the lab's qemu
+/// processes in /proc against the READY lines in the consoles).
+#[test]
+fn vm_lab_boots_a_core_at_a_time() {
+    let Some(agent) = vm_ready("vm_lab_boots_a_core_at_a_time") else {
+        return;
+    };
+    let _g = lock();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let t = Tmp::new();
+    let r = t.write(
+        "four.rhai",
+        "for n in [\"h1\", \"h2\", \"h3\", \"h4\"] { host(n).nic(\"eth0\", #{ net: \"net1\" }); }\n\
+         fn test(m) { m.h1.run(\"true\"); m.h2.run(\"true\"); m.h3.run(\"true\"); m.h4.run(\"true\"); }\n",
+    );
+    let mut child = vm_command(&t, &agent, &r, &[]).spawn().unwrap();
+    let (id, _) = lab_of(child.id());
+    let needle = format!("lnst-{id}-");
+    let (mut most_before_ready, mut most) = (0, 0);
+    while child.try_wait().unwrap().is_none() {
+        let qemus = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd);
+                cmd.contains("qemu-system") && cmd.contains(&needle)
+            })
+            .count();
+        let ready = glob_consoles(&t.0.join("runs"))
+            .iter()
+            .filter(|c| {
+                std::fs::read_to_string(c)
+                    .unwrap_or_default()
+                    .contains("READY ")
+            })
+            .count();
+        most = most.max(qemus);
+        if ready == 0 {
+            most_before_ready = most_before_ready.max(qemus);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(most, 4, "all four guests ran");
+    if cores <= 2 {
+        assert!(
+            most_before_ready <= cores,
+            "{most_before_ready} guests booting at once on {cores} cores"
+        );
+        assert!(most_before_ready >= 1);
+    } else {
+        println!(
+            "note: {cores} cores: the four guests boot at once; staging is checked on <= 2 cores"
+        );
+    }
+    assert_no_qemu_of(&id);
+}
