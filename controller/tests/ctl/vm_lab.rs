@@ -473,8 +473,16 @@ fn vm_lab_killed_controller_takes_its_guests_and_lab_clean_removes_the_rest() {
     let (id, pids) = lab_of_vm(child.id());
     wait_for_session(&t);
     // Every qemu thread runs as SCHED_BATCH (policy 3, field 41 of
-    // /proc/PID/task/TID/stat), as the lab starts them.
+    // /proc/PID/task/TID/stat), as the lab starts them, and without
+    // transparent huge pages.
     for p in &pids {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap();
+        assert!(
+            status
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["THP_enabled:", "0"]),
+            "qemu {p} may use transparent huge pages: {status}"
+        );
         for task in std::fs::read_dir(format!("/proc/{p}/task"))
             .unwrap()
             .flatten()
