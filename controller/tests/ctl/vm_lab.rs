@@ -323,13 +323,16 @@ fn vm_lab_bad_kernel_is_named() {
     }
 }
 
+/// The guests' console logs anywhere under `runs` (a suite's run
+/// directories are one level further down).
 fn glob_consoles(runs: &Path) -> Vec<PathBuf> {
     let mut v = Vec::new();
-    for d in std::fs::read_dir(runs).into_iter().flatten().flatten() {
-        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
-            if f.file_name().to_string_lossy().starts_with("console-") {
-                v.push(f.path());
-            }
+    for e in std::fs::read_dir(runs).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            v.extend(glob_consoles(&p));
+        } else if e.file_name().to_string_lossy().starts_with("console-") {
+            v.push(p);
         }
     }
     v
@@ -566,11 +569,23 @@ fn vm_lab_suite_runs_two_labs_at_once() {
     let t = Tmp::new();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes/vm");
     let (a, b) = (dir.join("vlans.rhai"), dir.join("vrf.rhai"));
-    let out = lab_command(&t, &agent, &a, &[])
+    let mut child = lab_command(&t, &agent, &a, &[])
         .arg(&b)
         .args(["--lab", "vm", "--jobs", "2"])
-        .output()
+        .spawn()
         .unwrap();
+    // The two labs share the cores: on two, their four guests boot two at
+    // a time (counted from outside, as in vm_lab_boots_a_core_at_a_time).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (most, most_before_ready) = sample_boot(&mut child, &t.0.join("runs"));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(most, 4, "both labs' guests ran");
+    if cores <= 2 {
+        assert!(
+            most_before_ready <= cores,
+            "{most_before_ready} guests of two labs booting at once on {cores} cores"
+        );
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let v: Value = serde_json::from_str(&stdout)
@@ -622,32 +637,7 @@ fn vm_lab_boots_a_core_at_a_time() {
     );
     let mut child = vm_command(&t, &agent, &r, &[]).spawn().unwrap();
     let (id, _) = lab_of(child.id());
-    let needle = format!("lnst-{id}-");
-    let (mut most_before_ready, mut most) = (0, 0);
-    while child.try_wait().unwrap().is_none() {
-        let qemus = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-                let cmd = String::from_utf8_lossy(&cmd);
-                cmd.contains("qemu-system") && cmd.contains(&needle)
-            })
-            .count();
-        let ready = glob_consoles(&t.0.join("runs"))
-            .iter()
-            .filter(|c| {
-                std::fs::read_to_string(c)
-                    .unwrap_or_default()
-                    .contains("READY ")
-            })
-            .count();
-        most = most.max(qemus);
-        if ready == 0 {
-            most_before_ready = most_before_ready.max(qemus);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (most, most_before_ready) = sample_boot(&mut child, &t.0.join("runs"));
     let o = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
@@ -669,4 +659,37 @@ fn vm_lab_boots_a_core_at_a_time() {
         );
     }
     assert_no_qemu_of(&id);
+}
+
+/// Until `child` (an `lnst-ctl run`) exits: the most qemu processes it had
+/// at once, and the most before any console under `runs` said READY.
+fn sample_boot(child: &mut std::process::Child, runs: &Path) -> (usize, usize) {
+    let ppid = format!("PPid:\t{}", child.id());
+    let (mut most, mut most_before_ready) = (0, 0);
+    while child.try_wait().unwrap().is_none() {
+        let qemus = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+                String::from_utf8_lossy(&cmd).contains("qemu-system")
+                    && status.lines().any(|l| l == ppid)
+            })
+            .count();
+        let ready = glob_consoles(runs)
+            .iter()
+            .filter(|c| {
+                std::fs::read_to_string(c)
+                    .unwrap_or_default()
+                    .contains("READY ")
+            })
+            .count();
+        most = most.max(qemus);
+        if ready == 0 {
+            most_before_ready = most_before_ready.max(qemus);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (most, most_before_ready)
 }

@@ -9,13 +9,16 @@
 //! in each order). Guests therefore start at most
 //! one per core at a time ([`may_start`]), the next as soon as one is up;
 //! the last few (fewer than twice the cores) start together, which beats a
-//! last wave that leaves a core idle (three guests on two cores). Each
-//! guest's boot timeout counts from its own start.
+//! last wave that leaves a core idle (three guests on two cores). The
+//! count is per process ([`BOOTING`]): the labs of a suite run with
+//! `--jobs N` share the cores too. Each guest's boot timeout counts from
+//! its own start.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +48,34 @@ pub fn may_start(booting: usize, pending: usize, cores: usize) -> bool {
     pending > 0 && (booting < cores.max(1) || booting + pending < 2 * cores.max(1))
 }
 
+/// Guests booting in this process, whatever lab they belong to.
+static BOOTING: AtomicUsize = AtomicUsize::new(0);
+
+/// One lab's booting guests (host -> when it started), counted in
+/// [`BOOTING`] until they are up or the lab gives up on them.
+#[derive(Default)]
+struct Booting(BTreeMap<String, Instant>);
+
+impl Booting {
+    fn started(&mut self, host: String) {
+        if self.0.insert(host, Instant::now()).is_none() {
+            BOOTING.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn up(&mut self, host: &str) {
+        if self.0.remove(host).is_some() {
+            BOOTING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Booting {
+    /// A lab that stops waiting (error, Ctrl-C) no longer holds cores.
+    fn drop(&mut self) {
+        BOOTING.fetch_sub(self.0.len(), Ordering::SeqCst);
+    }
+}
+
 /// A guest not started yet.
 pub(super) struct Pending {
     pub spec: GuestSpec,
@@ -66,14 +97,13 @@ pub(super) fn boot(
     let timeout = boot_timeout();
     let mut pending = std::collections::VecDeque::from(pending);
     let (tx, rx) = mpsc::channel();
-    // Booting guests: host -> when it started.
-    let mut booting: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut booting = Booting::default();
     let mut pids = String::new();
     let mut ready = 0;
     let mut waiting = BootWait::new(total, lab.accel.name(), timeout);
     let console_of = |host: &str| opts.run_dir.join(format!("console-{host}.log"));
     while ready < total {
-        while may_start(booting.len(), pending.len(), cores) {
+        while may_start(BOOTING.load(Ordering::SeqCst), pending.len(), cores) {
             let Some(p) = pending.pop_front() else { break };
             let host = p.spec.host.clone();
             let g = qemu::spawn(&p.spec, ns, p.console, tx.clone())
@@ -81,18 +111,23 @@ pub(super) fn boot(
             pids.push_str(&format!("{}\n", g.child.id()));
             let _ = fs::write(lab.record.join("agents"), &pids);
             lab.guests.push(g);
-            booting.insert(host, Instant::now());
+            booting.started(host);
         }
         waiting.show(ready);
         if opts.cancel.is_cancelled() {
             return Err(LabError::Interrupted);
         }
-        let oldest = booting.values().min().copied().unwrap_or_else(Instant::now);
+        let oldest = booting
+            .0
+            .values()
+            .min()
+            .copied()
+            .unwrap_or_else(Instant::now);
         let left = (oldest + timeout).saturating_duration_since(Instant::now());
         match rx.recv_timeout(left.min(Duration::from_millis(100))) {
             Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => continue,
             Ok((host, ConsoleEvent::Ready)) => {
-                booting.remove(&host);
+                booting.up(&host);
                 ready += 1;
             }
             Ok((host, ConsoleEvent::Failed(why))) => {
@@ -112,7 +147,7 @@ pub(super) fn boot(
                 )));
             }
             Err(_) => {
-                let slow: Vec<&str> = booting.keys().map(String::as_str).collect();
+                let slow: Vec<&str> = booting.0.keys().map(String::as_str).collect();
                 return Err(vm_err(format!(
                     "no agent READY within {:.0} s (guests {}; accel {}); consoles are in {} \
                      (LNST_VM_BOOT_TIMEOUT=SECONDS waits longer)",
@@ -189,7 +224,28 @@ impl Drop for BootWait {
 
 #[cfg(test)]
 mod tests {
-    use super::may_start;
+    use super::{may_start, Booting, BOOTING};
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn booting_guests_are_counted_per_process_until_up_or_given_up() {
+        let base = BOOTING.load(Ordering::SeqCst);
+        let mut a = Booting::default();
+        a.started("h1".into());
+        a.started("h1".into());
+        a.started("h2".into());
+        let mut b = Booting::default();
+        b.started("h1".into());
+        assert_eq!(BOOTING.load(Ordering::SeqCst), base + 3);
+        a.up("h1");
+        a.up("h1");
+        a.up("nobody");
+        assert_eq!(BOOTING.load(Ordering::SeqCst), base + 2);
+        drop(a);
+        assert_eq!(BOOTING.load(Ordering::SeqCst), base + 1);
+        drop(b);
+        assert_eq!(BOOTING.load(Ordering::SeqCst), base);
+    }
 
     /// How many guests start, wave by wave, when each wave's guests all
     /// come up before the next starts.
