@@ -10,7 +10,7 @@
 //! one per core at a time ([`may_start`]), the next as soon as one is up;
 //! the last few (fewer than twice the cores) start together, which beats a
 //! last wave that leaves a core idle (three guests on two cores). The
-//! count is per process ([`BOOTING`]): the labs of a suite run with
+//! count is per process ([`Totals`]): the labs of a suite run with
 //! `--jobs N` share the cores too. Each guest's boot timeout counts from
 //! its own start.
 
@@ -18,8 +18,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::qemu::{self, ConsoleEvent, GuestSpec};
@@ -48,31 +47,80 @@ pub fn may_start(booting: usize, pending: usize, cores: usize) -> bool {
     pending > 0 && (booting < cores.max(1) || booting + pending < 2 * cores.max(1))
 }
 
-/// Guests booting in this process, whatever lab they belong to.
-static BOOTING: AtomicUsize = AtomicUsize::new(0);
+/// The guests of every lab in this process: how many boot, how many wait
+/// to start. [`may_start`] decides on these totals, so the labs of a suite
+/// share the cores as one lab would.
+#[derive(Debug, Default, PartialEq)]
+struct Totals {
+    booting: usize,
+    pending: usize,
+}
 
-/// One lab's booting guests (host -> when it started), counted in
-/// [`BOOTING`] until they are up or the lab gives up on them.
-#[derive(Default)]
-struct Booting(BTreeMap<String, Instant>);
+static TOTALS: Mutex<Totals> = Mutex::new(Totals {
+    booting: 0,
+    pending: 0,
+});
+
+fn totals() -> std::sync::MutexGuard<'static, Totals> {
+    TOTALS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One lab's part of [`TOTALS`]: its guests not started yet, and those
+/// booting (host -> when it started), until they are up or the lab gives
+/// up on them (dropped: on an error or Ctrl-C).
+struct Booting {
+    unstarted: usize,
+    booting: BTreeMap<String, Instant>,
+}
 
 impl Booting {
-    fn started(&mut self, host: String) {
-        if self.0.insert(host, Instant::now()).is_none() {
-            BOOTING.fetch_add(1, Ordering::SeqCst);
+    fn new(guests: usize) -> Booting {
+        totals().pending += guests;
+        Booting {
+            unstarted: guests,
+            booting: BTreeMap::new(),
         }
     }
+
+    /// Takes a place for this lab's next guest if [`may_start`] allows one
+    /// (decided and taken under one lock).
+    fn admit(&mut self, cores: usize) -> bool {
+        if self.unstarted == 0 {
+            return false;
+        }
+        let mut t = totals();
+        if !may_start(t.booting, t.pending, cores) {
+            return false;
+        }
+        t.booting += 1;
+        t.pending -= 1;
+        self.unstarted -= 1;
+        true
+    }
+
+    /// The admitted guest started as `host`.
+    fn started(&mut self, host: String) {
+        self.booting.insert(host, Instant::now());
+    }
+
+    /// The admitted guest did not start: its place goes back.
+    fn failed(&mut self) {
+        totals().booting -= 1;
+    }
+
+    /// `host`'s agent is ready.
     fn up(&mut self, host: &str) {
-        if self.0.remove(host).is_some() {
-            BOOTING.fetch_sub(1, Ordering::SeqCst);
+        if self.booting.remove(host).is_some() {
+            totals().booting -= 1;
         }
     }
 }
 
 impl Drop for Booting {
-    /// A lab that stops waiting (error, Ctrl-C) no longer holds cores.
     fn drop(&mut self) {
-        BOOTING.fetch_sub(self.0.len(), Ordering::SeqCst);
+        let mut t = totals();
+        t.booting -= self.booting.len();
+        t.pending -= self.unstarted;
     }
 }
 
@@ -97,17 +145,28 @@ pub(super) fn boot(
     let timeout = boot_timeout();
     let mut pending = std::collections::VecDeque::from(pending);
     let (tx, rx) = mpsc::channel();
-    let mut booting = Booting::default();
+    let mut booting = Booting::new(pending.len());
     let mut pids = String::new();
     let mut ready = 0;
     let mut waiting = BootWait::new(total, lab.accel.name(), timeout);
     let console_of = |host: &str| opts.run_dir.join(format!("console-{host}.log"));
     while ready < total {
-        while may_start(BOOTING.load(Ordering::SeqCst), pending.len(), cores) {
-            let Some(p) = pending.pop_front() else { break };
+        while booting.admit(cores) {
+            let Some(p) = pending.pop_front() else {
+                booting.failed();
+                break;
+            };
             let host = p.spec.host.clone();
-            let g = qemu::spawn(&p.spec, ns, p.console, tx.clone())
-                .map_err(|e| vm_err(format!("cannot start {} for host {host}: {e}", qemu::QEMU)))?;
+            let g = match qemu::spawn(&p.spec, ns, p.console, tx.clone()) {
+                Ok(g) => g,
+                Err(e) => {
+                    booting.failed();
+                    return Err(vm_err(format!(
+                        "cannot start {} for host {host}: {e}",
+                        qemu::QEMU
+                    )));
+                }
+            };
             pids.push_str(&format!("{}\n", g.child.id()));
             let _ = fs::write(lab.record.join("agents"), &pids);
             lab.guests.push(g);
@@ -118,7 +177,7 @@ pub(super) fn boot(
             return Err(LabError::Interrupted);
         }
         let oldest = booting
-            .0
+            .booting
             .values()
             .min()
             .copied()
@@ -147,7 +206,7 @@ pub(super) fn boot(
                 )));
             }
             Err(_) => {
-                let slow: Vec<&str> = booting.0.keys().map(String::as_str).collect();
+                let slow: Vec<&str> = booting.booting.keys().map(String::as_str).collect();
                 return Err(vm_err(format!(
                     "no agent READY within {:.0} s (guests {}; accel {}); consoles are in {} \
                      (LNST_VM_BOOT_TIMEOUT=SECONDS waits longer)",
@@ -224,27 +283,44 @@ impl Drop for BootWait {
 
 #[cfg(test)]
 mod tests {
-    use super::{may_start, Booting, BOOTING};
-    use std::sync::atomic::Ordering;
+    use super::{may_start, totals, Booting};
 
     #[test]
-    fn booting_guests_are_counted_per_process_until_up_or_given_up() {
-        let base = BOOTING.load(Ordering::SeqCst);
-        let mut a = Booting::default();
+    fn two_labs_share_the_cores_as_one_lab_would() {
+        // The only test that touches the process-wide totals.
+        let base = {
+            let t = totals();
+            (t.booting, t.pending)
+        };
+        let now = || {
+            let t = totals();
+            (t.booting - base.0, t.pending - base.1)
+        };
+        // Two labs of two guests on two cores (nothing else booting).
+        let (mut a, mut b) = (Booting::new(2), Booting::new(2));
+        assert_eq!(now(), (0, 4));
+        assert!(a.admit(2 + base.0));
         a.started("h1".into());
-        a.started("h1".into());
-        a.started("h2".into());
-        let mut b = Booting::default();
+        assert!(b.admit(2 + base.0));
         b.started("h1".into());
-        assert_eq!(BOOTING.load(Ordering::SeqCst), base + 3);
+        // Four left in all: neither lab's second guest may start yet,
+        // though each lab alone would count 2 + 1 < 4.
+        assert!(!a.admit(2 + base.0) && !b.admit(2 + base.0));
+        assert_eq!(now(), (2, 2));
+        // One up: the last three start together.
         a.up("h1");
         a.up("h1");
-        a.up("nobody");
-        assert_eq!(BOOTING.load(Ordering::SeqCst), base + 2);
+        assert!(a.admit(2 + base.0) && b.admit(2 + base.0));
+        assert!(!a.admit(2 + base.0), "a has nothing left");
+        assert_eq!(now(), (3, 0));
+        // A guest that fails to start gives its place back; a lab dropped
+        // on an error gives back what it held.
+        a.failed();
+        assert_eq!(now(), (2, 0));
         drop(a);
-        assert_eq!(BOOTING.load(Ordering::SeqCst), base + 1);
+        b.started("h2".into());
         drop(b);
-        assert_eq!(BOOTING.load(Ordering::SeqCst), base);
+        assert_eq!(now(), (0, 0));
     }
 
     /// How many guests start, wave by wave, when each wave's guests all
