@@ -551,17 +551,10 @@ async fn read_some(pipe: &mut Option<Pipe>, buf: &mut [u8]) -> std::io::Result<u
 /// Reads from `pipe` straight from its fd, whatever the reactor last
 /// said about it: `None` if the pipe is closed or has nothing yet.
 fn read_now(pipe: &Option<Pipe>, buf: &mut [u8]) -> Option<std::io::Result<usize>> {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&**pipe.as_ref()?);
-    // SAFETY: a read into a valid buffer from the pipe's own (non-blocking)
-    // fd, open for as long as `pipe` is.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n >= 0 {
-        return Some(Ok(n as usize));
-    }
-    let e = std::io::Error::last_os_error();
-    match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => None,
-        _ => Some(Err(e)),
+    match nix::unistd::read(&**pipe.as_ref()?, buf) {
+        Ok(n) => Some(Ok(n)),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => None,
+        Err(e) => Some(Err(e.into())),
     }
 }
 

@@ -17,9 +17,9 @@ use tokio::io::{AsyncRead, Interest};
 pub type Pipe = Box<dyn PipeRead + Send + Unpin>;
 
 /// What a [`Pipe`] is: a non-blocking read end.
-pub trait PipeRead: AsyncRead + std::os::fd::AsRawFd {}
+pub trait PipeRead: AsyncRead + std::os::fd::AsFd {}
 
-impl<T: AsyncRead + std::os::fd::AsRawFd> PipeRead for T {}
+impl<T: AsyncRead + std::os::fd::AsFd> PipeRead for T {}
 
 /// A job's shell, started and not yet reaped.
 pub struct Started {
