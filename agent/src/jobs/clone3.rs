@@ -69,6 +69,15 @@ fn cstring(what: &str, s: &[u8]) -> Result<CString, String> {
     CString::new(s).map_err(|_| format!("{what} contains a NUL byte"))
 }
 
+/// `NAME=value`, as `execve` takes it.
+fn env_entry(k: &OsStr, v: &OsStr) -> Vec<u8> {
+    let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
+    kv.extend_from_slice(k.as_bytes());
+    kv.push(b'=');
+    kv.extend_from_slice(v.as_bytes());
+    kv
+}
+
 /// The agent's own environment as `NAME=value` strings, each with the
 /// length of its name, built once: every job's environment starts from it
 /// (36 variables here: building them per job was ~10 µs of each job's
@@ -77,13 +86,7 @@ fn agent_env() -> &'static [(usize, CString)] {
     static ENV: std::sync::OnceLock<Vec<(usize, CString)>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         std::env::vars_os()
-            .filter_map(|(k, v)| {
-                let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
-                kv.extend_from_slice(k.as_bytes());
-                kv.push(b'=');
-                kv.extend_from_slice(v.as_bytes());
-                Some((k.len(), CString::new(kv).ok()?))
-            })
+            .filter_map(|(k, v)| Some((k.len(), CString::new(env_entry(&k, &v)).ok()?)))
             .collect()
     })
 }
@@ -118,11 +121,7 @@ impl Prepared {
             }
         }
         for (k, v) in &extra {
-            let mut kv = Vec::with_capacity(k.len() + v.len() + 1);
-            kv.extend_from_slice(k.as_bytes());
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            strings.push(cstring("environment", &kv)?);
+            strings.push(cstring("environment", &env_entry(k, v))?);
         }
         let mut argv_ptrs: Vec<*const libc::c_char> =
             strings[..argc].iter().map(|s| s.as_ptr()).collect();
