@@ -52,12 +52,17 @@ pub fn usable() -> bool {
 /// Everything the child needs, built (and allocated) before the clone.
 pub struct Prepared {
     path: CString,
-    /// Keeps the strings `argv_ptrs` and `envp_ptrs` point into (those not
-    /// in [`agent_env`]).
+    /// Keeps the strings `argv_ptrs`, `envp_ptrs` and the direct ones
+    /// point into (those not in [`agent_env`]).
     _strings: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
     cwd: Option<CString>,
+    /// A simple command's candidate paths ([`super::simple`]), tried in
+    /// order with `direct_argv` before `path` and `argv_ptrs` (the shell);
+    /// null-terminated, just the null when there are none.
+    direct_paths: Vec<*const libc::c_char>,
+    direct_argv: Vec<*const libc::c_char>,
 }
 
 // SAFETY: the raw pointers point into `_strings`, owned by the same value
@@ -92,6 +97,67 @@ fn agent_env() -> &'static [(usize, CString)] {
 }
 
 impl Prepared {
+    /// A job's `sh -c COMMAND`, in `cwd`, with the agent's environment plus
+    /// `env` (later entries win). A simple command ([`super::simple`]) is
+    /// prepared to be exec'd directly, with `PWD` set as the shell would
+    /// set it; the shell stays the fallback.
+    pub fn job<'a>(
+        command: &str,
+        cwd: Option<&str>,
+        env: impl IntoIterator<Item = (&'a OsStr, &'a OsStr)>,
+    ) -> Result<Prepared, String> {
+        let env: Vec<(&OsStr, &OsStr)> = env.into_iter().collect();
+        let words = super::simple::words(command);
+        let var = |name: &str| -> Option<&OsStr> {
+            match env.iter().rev().find(|(k, _)| *k == OsStr::new(name)) {
+                Some((_, v)) => Some(*v),
+                None => agent_env().iter().find_map(|(n, kv)| {
+                    let kv = kv.as_bytes();
+                    (&kv[..*n] == name.as_bytes()).then(|| OsStr::from_bytes(&kv[*n + 1..]))
+                }),
+            }
+        };
+        let direct = match (words, cwd, super::simple::agent_pwd(), var("PATH")) {
+            (Some(w), None, Some(pwd), Some(path))
+                if !env.iter().any(|(k, _)| *k == OsStr::new("PWD")) =>
+            {
+                Some((w, pwd, path))
+            }
+            _ => None,
+        };
+        let Some((words, pwd, path)) = direct else {
+            return Prepared::new("/bin/sh", &["-c", command], cwd, env);
+        };
+        let candidates = super::simple::candidates(words[0], path);
+        let env = env.into_iter().chain([(OsStr::new("PWD"), pwd)]);
+        let mut p = Prepared::new("/bin/sh", &["-c", command], cwd, env)?;
+        // The shell passes on only variables whose names it could hold.
+        p.envp_ptrs.retain(|&kv| {
+            // SAFETY: every non-null pointer in envp_ptrs points to a
+            // NUL-terminated string owned by `p` or by `agent_env`.
+            kv.is_null()
+                || super::simple::shell_name(unsafe { std::ffi::CStr::from_ptr(kv) }.to_bytes())
+        });
+        // A CString's bytes stay where they are when the Vec holding it
+        // grows: the pointers taken below stay valid.
+        let (at, n) = (p._strings.len(), candidates.len());
+        for c in candidates {
+            p._strings.push(cstring("command", &c)?);
+        }
+        for w in &words {
+            p._strings.push(cstring("command", w.as_bytes())?);
+        }
+        let ptrs = |s: &[CString]| -> Vec<*const libc::c_char> {
+            s.iter()
+                .map(|s| s.as_ptr())
+                .chain([std::ptr::null()])
+                .collect()
+        };
+        p.direct_paths = ptrs(&p._strings[at..at + n]);
+        p.direct_argv = ptrs(&p._strings[at + n..]);
+        Ok(p)
+    }
+
     /// `program` with `args` (argv[0] = `program`), in `cwd`, with the
     /// agent's environment plus `env` (later entries win).
     pub fn new<'a>(
@@ -146,6 +212,8 @@ impl Prepared {
             argv_ptrs,
             envp_ptrs,
             cwd,
+            direct_paths: vec![std::ptr::null()],
+            direct_argv: vec![std::ptr::null()],
         })
     }
 }
@@ -254,6 +322,9 @@ mod imp {
     /// What the child reads (and, on failure, writes) in the shared memory.
     #[repr(C)]
     struct ChildArgs {
+        /// Tried first with `direct_argv`, as long as each is absent.
+        direct_paths: *const *const libc::c_char,
+        direct_argv: *const *const libc::c_char,
         path: *const libc::c_char,
         argv: *const *const libc::c_char,
         envp: *const *const libc::c_char,
@@ -279,6 +350,8 @@ mod imp {
         let (out_r, out_w) = pipe().map_err(io)?;
         let (err_r, err_w) = pipe().map_err(io)?;
         let mut args = ChildArgs {
+            direct_paths: p.direct_paths.as_ptr(),
+            direct_argv: p.direct_argv.as_ptr(),
             path: p.path.as_ptr(),
             argv: p.argv_ptrs.as_ptr(),
             envp: p.envp_ptrs.as_ptr(),
@@ -404,6 +477,17 @@ mod imp {
             }
             if !a.cwd.is_null() && libc::chdir(a.cwd) != 0 {
                 fail(a);
+            }
+            // A simple command's candidates: on to the next only while
+            // they are absent; any other refusal (a script without `#!`,
+            // no permission) is the shell's to handle and report.
+            let mut c = a.direct_paths;
+            while !(*c).is_null() {
+                libc::execve(*c, a.direct_argv, a.envp);
+                if !matches!(*libc::__errno_location(), libc::ENOENT | libc::ENOTDIR) {
+                    break;
+                }
+                c = c.add(1);
             }
             libc::execve(a.path, a.argv, a.envp);
             fail(a)
@@ -621,5 +705,127 @@ mod tests {
         assert!(env.contains(&"PATH=/lnst".to_string()));
         assert!(env.contains(&"LNST_NEW=1".to_string()));
         assert_eq!(p.argv_ptrs.len(), 4, "/bin/sh -c x NULL");
+    }
+
+    /// A directory of files (name, text, mode) under the temp dir, removed
+    /// on drop.
+    struct Bin(std::path::PathBuf);
+
+    impl Bin {
+        fn new(tag: &str, files: &[(&str, &str, u32)]) -> Bin {
+            use std::os::unix::fs::PermissionsExt;
+            let d = std::env::temp_dir().join(format!("lnst-simple-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            for (name, text, mode) in files {
+                let f = d.join(name);
+                std::fs::write(&f, text).unwrap();
+                std::fs::set_permissions(&f, std::fs::Permissions::from_mode(*mode)).unwrap();
+            }
+            Bin(d)
+        }
+    }
+
+    impl Drop for Bin {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Runs `p` to its end: (exit status, stdout, stderr).
+    fn run(p: &Prepared) -> Option<(i32, String, String)> {
+        let c = match spawn(p, None) {
+            Ok(c) => c,
+            Err(Error::Unsupported) => return None,
+            Err(Error::Io(e)) => panic!("{e}"),
+        };
+        drop(c.writers);
+        let out = String::from_utf8(read_all(&c.stdout)).unwrap();
+        let err = String::from_utf8(read_all(&c.stderr)).unwrap();
+        Some((reap(c.pid), out, err))
+    }
+
+    fn path_env(dirs: &str) -> [(&OsStr, &OsStr); 1] {
+        [(OsStr::new("PATH"), OsStr::new(dirs))]
+    }
+
+    #[test]
+    fn simple_command_runs_without_the_shell() {
+        if !usable() {
+            return eprintln!("SKIP: no clone3 on this architecture");
+        }
+        let b = Bin::new(
+            "direct",
+            &[("lnst-args", "#!/bin/sh\necho \"$*|$PWD\"\n", 0o755)],
+        );
+        let path = format!("/nonexistent-lnst:{}", b.0.display());
+        let mut p = Prepared::job("lnst-args  a=1\t-b ", None, path_env(&path)).unwrap();
+        assert_eq!(p.direct_paths.len(), 3, "two candidates and the null");
+        assert_eq!(p.direct_argv.len(), 4, "three words and the null");
+        // No shell to fall back on: only the direct exec can start it.
+        p.path = CString::new("/nonexistent-lnst/sh").unwrap();
+        let Some((st, out, err)) = run(&p) else {
+            return eprintln!("SKIP: clone3 refused");
+        };
+        let pwd = super::super::simple::agent_pwd().unwrap().to_string_lossy();
+        assert_eq!(
+            (st, out, err),
+            (0, format!("a=1 -b|{pwd}\n"), String::new())
+        );
+    }
+
+    #[test]
+    fn the_shell_takes_what_direct_exec_cannot() {
+        if !usable() {
+            return eprintln!("SKIP: no clone3 on this architecture");
+        }
+        // d1: not executable, and a script without `#!`; d2: the real one.
+        let d1 = Bin::new(
+            "d1",
+            &[
+                ("lnst-t", "#!/bin/sh\necho d1\n", 0o644),
+                ("lnst-nobang", "echo nobang $((1+1))\n", 0o755),
+            ],
+        );
+        let d2 = Bin::new("d2", &[("lnst-t", "#!/bin/sh\necho d2\n", 0o755)]);
+        let path = format!("{}:{}", d1.0.display(), d2.0.display());
+        let cases = [
+            // EACCES on the first: the shell goes on to the second.
+            ("lnst-t", (0, "d2\n", "")),
+            // ENOEXEC: the shell runs it as a script.
+            ("lnst-nobang", (0, "nobang 2\n", "")),
+            // Not found anywhere: the shell's message and 127.
+            ("lnst-missing x", (127, "", "lnst-missing: not found")),
+        ];
+        for (cmd, (code, out, err)) in cases {
+            let p = Prepared::job(cmd, None, path_env(&path)).unwrap();
+            assert!(p.direct_paths.len() > 1, "{cmd}: prepared for direct exec");
+            let Some((st, o, e)) = run(&p) else {
+                return eprintln!("SKIP: clone3 refused");
+            };
+            assert_eq!((st >> 8, o.as_str()), (code, out), "{cmd}");
+            assert!(
+                e.contains(err) && (err.is_empty() == e.is_empty()),
+                "{cmd}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn shell_jobs_are_not_prepared_for_direct_exec() {
+        let direct = |cmd: &str, cwd: Option<&str>, env: &[(&str, &str)]| {
+            let env = env.iter().map(|(k, v)| (OsStr::new(*k), OsStr::new(*v)));
+            Prepared::job(cmd, cwd, env).unwrap().direct_paths.len() > 1
+        };
+        assert!(direct("ip link", None, &[("PATH", "/usr/sbin:/usr/bin")]));
+        assert!(!direct("ip link | cat", None, &[("PATH", "/usr/bin")]));
+        assert!(!direct("echo hi", None, &[("PATH", "/usr/bin")]));
+        // The shell works PWD out from a working directory or a PWD given.
+        assert!(!direct("ip link", Some("/"), &[("PATH", "/usr/bin")]));
+        assert!(!direct(
+            "ip link",
+            None,
+            &[("PATH", "/usr/bin"), ("PWD", "/")]
+        ));
     }
 }

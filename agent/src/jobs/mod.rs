@@ -1,7 +1,7 @@
 //! Jobs: shell commands the controller runs on this host.
 //!
 //! [`Jobs::start`] spawns `sh -c COMMAND` in its own process group
-//! ([`spawn`]), then one supervisor per job ([`Supervisor`]) pumps stdout
+//! ([`spawn`]; a simple command is exec'd without the shell, [`simple`]), then one supervisor per job ([`Supervisor`]) pumps stdout
 //! and stderr into bounded buffers ([`output`]) while streaming them as
 //! `Event::JobOutput`, enforces the timeout (TERM to the group, KILL after
 //! [`KILL_GRACE`]), and on exit publishes the [`JobExit`] and sends
@@ -21,6 +21,7 @@ pub mod clone3;
 pub mod orphans;
 pub mod output;
 pub mod proc;
+pub mod simple;
 pub mod spawn;
 
 use std::collections::{HashMap, HashSet};

@@ -97,7 +97,7 @@ impl Launch {
                     .map(|(k, v)| (OsStr::new(k.as_str()), OsStr::new(v.as_str()))),
             );
             Some(
-                clone3::Prepared::new("/bin/sh", &["-c", &spec.command], spec.cwd.as_deref(), env)
+                clone3::Prepared::job(&spec.command, spec.cwd.as_deref(), env)
                     .map_err(|e| WireError::invalid(format!("cannot start job: {e}")))?,
             )
         } else {

@@ -57,6 +57,54 @@ async fn exit_code_exact_output_env_cwd() {
     c.close().await.unwrap();
 }
 
+/// A simple command is exec'd without the shell (`jobs::simple`); the same
+/// command with a `;` goes through `sh -c`. What the job sees and what it
+/// reports must not tell them apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_commands_get_what_the_shell_would_give() {
+    let a = Agent::start();
+    let c = a.client().await;
+    let sorted = |b: Vec<u8>| {
+        let mut l: Vec<String> = String::from_utf8(b)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        l.sort();
+        l
+    };
+    for env in [vec![], vec![("LNST_T".to_string(), "a b".to_string())]] {
+        let mut direct = JobSpec::shell("env");
+        direct.env = env.clone();
+        let mut shell = JobSpec::shell("env;");
+        shell.env = env;
+        let (d, s) = (run(&c, direct).await, run(&c, shell).await);
+        let (d, s) = (sorted(d.stdout), sorted(s.stdout));
+        assert_eq!(d, s, "the environment differs");
+        assert!(d.iter().any(|l| l.starts_with("PWD=/")), "{d:?}");
+        assert!(d.iter().any(|l| l.starts_with("LNST_AGENT_BIN=")), "{d:?}");
+    }
+    for cmd in [
+        "false",
+        "lnst-missing-tool --x",
+        "ls -d /nonexistent-lnst",
+        "/nonexistent-lnst/tool",
+        "/etc/hostname",
+        "sh -c false",
+    ] {
+        let d = run(&c, JobSpec::shell(cmd)).await;
+        let s = run(&c, JobSpec::shell(format!("{cmd};"))).await;
+        let (de, se) = (d.exit.unwrap(), s.exit.unwrap());
+        assert_eq!(
+            (de.exit_code, de.signal, &d.stdout, &d.stderr),
+            (se.exit_code, se.signal, &s.stdout, &s.stderr),
+            "{cmd}"
+        );
+        assert_ne!(de.exit_code, Some(0), "{cmd}");
+    }
+    c.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_ids_unknown_ids_and_unknown_netns() {
     let a = Agent::start();
