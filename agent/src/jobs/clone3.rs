@@ -83,15 +83,31 @@ fn env_entry(k: &OsStr, v: &OsStr) -> Vec<u8> {
     kv
 }
 
-/// The agent's own environment as `NAME=value` strings, each with the
-/// length of its name, built once: every job's environment starts from it
-/// (36 variables here: building them per job was ~10 µs of each job's
-/// start). The agent never changes its environment after it starts.
-fn agent_env() -> &'static [(usize, CString)] {
-    static ENV: std::sync::OnceLock<Vec<(usize, CString)>> = std::sync::OnceLock::new();
+/// One variable of the agent's environment, as `execve` takes it.
+struct EnvEntry {
+    /// The length of its name.
+    name_len: usize,
+    /// `NAME=value`.
+    kv: CString,
+    /// Whether the shell would pass it on ([`super::simple::shell_name`]).
+    shell_name: bool,
+}
+
+/// The agent's own environment, built once: every job's environment starts
+/// from it (36 variables here: building them per job was ~10 µs of each
+/// job's start). The agent never changes its environment after it starts.
+fn agent_env() -> &'static [EnvEntry] {
+    static ENV: std::sync::OnceLock<Vec<EnvEntry>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.len(), CString::new(env_entry(&k, &v)).ok()?)))
+            .filter_map(|(k, v)| {
+                let kv = CString::new(env_entry(&k, &v)).ok()?;
+                Some(EnvEntry {
+                    name_len: k.len(),
+                    shell_name: super::simple::shell_name(kv.as_bytes()),
+                    kv,
+                })
+            })
             .collect()
     })
 }
@@ -107,37 +123,29 @@ impl Prepared {
         env: impl IntoIterator<Item = (&'a OsStr, &'a OsStr)>,
     ) -> Result<Prepared, String> {
         let env: Vec<(&OsStr, &OsStr)> = env.into_iter().collect();
-        let words = super::simple::words(command);
         let var = |name: &str| -> Option<&OsStr> {
             match env.iter().rev().find(|(k, _)| *k == OsStr::new(name)) {
                 Some((_, v)) => Some(*v),
-                None => agent_env().iter().find_map(|(n, kv)| {
-                    let kv = kv.as_bytes();
-                    (&kv[..*n] == name.as_bytes()).then(|| OsStr::from_bytes(&kv[*n + 1..]))
+                None => agent_env().iter().find_map(|e| {
+                    let (kv, n) = (e.kv.as_bytes(), e.name_len);
+                    (&kv[..n] == name.as_bytes()).then(|| OsStr::from_bytes(&kv[n + 1..]))
                 }),
             }
         };
-        let direct = match (words, cwd, super::simple::agent_pwd(), var("PATH")) {
-            (Some(w), None, Some(pwd), Some(path))
-                if !env.iter().any(|(k, _)| *k == OsStr::new("PWD")) =>
-            {
-                Some((w, pwd, path))
-            }
-            _ => None,
-        };
-        let Some((words, pwd, path)) = direct else {
+        let own_pwd = cwd.is_some() || env.iter().any(|(k, _)| *k == OsStr::new("PWD"));
+        let direct = super::simple::words(command)
+            .filter(|_| !own_pwd)
+            .and_then(|words| {
+                let pwd = super::simple::agent_pwd()?;
+                let candidates = super::simple::candidates(words[0], var("PATH")?)?;
+                Some((words, pwd, candidates))
+            });
+        let Some((words, pwd, candidates)) = direct else {
             return Prepared::new("/bin/sh", &["-c", command], cwd, env);
         };
-        let candidates = super::simple::candidates(words[0], path);
         let env = env.into_iter().chain([(OsStr::new("PWD"), pwd)]);
-        let mut p = Prepared::new("/bin/sh", &["-c", command], cwd, env)?;
         // The shell passes on only variables whose names it could hold.
-        p.envp_ptrs.retain(|&kv| {
-            // SAFETY: every non-null pointer in envp_ptrs points to a
-            // NUL-terminated string owned by `p` or by `agent_env`.
-            kv.is_null()
-                || super::simple::shell_name(unsafe { std::ffi::CStr::from_ptr(kv) }.to_bytes())
-        });
+        let mut p = Prepared::build("/bin/sh", &["-c", command], cwd, env, true)?;
         // A CString's bytes stay where they are when the Vec holding it
         // grows: the pointers taken below stay valid.
         let (at, n) = (p._strings.len(), candidates.len());
@@ -165,6 +173,18 @@ impl Prepared {
         args: &[&str],
         cwd: Option<&str>,
         env: impl IntoIterator<Item = (&'a OsStr, &'a OsStr)>,
+    ) -> Result<Prepared, String> {
+        Prepared::build(program, args, cwd, env, false)
+    }
+
+    /// [`Prepared::new`]; with `shell_names`, only the variables the shell
+    /// would pass on.
+    fn build<'a>(
+        program: &str,
+        args: &[&str],
+        cwd: Option<&str>,
+        env: impl IntoIterator<Item = (&'a OsStr, &'a OsStr)>,
+        shell_names: bool,
     ) -> Result<Prepared, String> {
         let path = cstring("program", program.as_bytes())?;
         let mut strings = Vec::with_capacity(args.len() + 1);
@@ -197,13 +217,19 @@ impl Prepared {
             Vec::with_capacity(base.len() + extra.len() + 1);
         envp_ptrs.extend(
             base.iter()
-                .filter(|(n, kv)| {
-                    let name = &kv.as_bytes()[..*n];
-                    !extra.iter().any(|(k, _)| k.as_bytes() == name)
+                .filter(|e| {
+                    let name = &e.kv.as_bytes()[..e.name_len];
+                    (e.shell_name || !shell_names)
+                        && !extra.iter().any(|(k, _)| k.as_bytes() == name)
                 })
-                .map(|(_, kv)| kv.as_ptr()),
+                .map(|e| e.kv.as_ptr()),
         );
-        envp_ptrs.extend(strings[argc..].iter().map(|s| s.as_ptr()));
+        envp_ptrs.extend(
+            strings[argc..]
+                .iter()
+                .filter(|kv| !shell_names || super::simple::shell_name(kv.as_bytes()))
+                .map(|s| s.as_ptr()),
+        );
         envp_ptrs.push(std::ptr::null());
         let cwd = cwd.map(|c| cstring("cwd", c.as_bytes())).transpose()?;
         Ok(Prepared {

@@ -16,7 +16,9 @@
 //!   ([`SHELL_WORDS`]: `cd`, `echo`, `exec`, `if`, ...) or an assignment
 //!   (`A=1 cmd`);
 //! - a job with a working directory of its own or a `PWD` in its
-//!   environment (the shell would work out `PWD` from them), or no `PATH`;
+//!   environment (the shell would work out `PWD` from them), no `PATH`, or
+//!   one of more than 64 directories (a request may carry 128 KiB of
+//!   colons: no allocation grows with them);
 //! - a command word not found on `PATH`, or found but refused by `execve`
 //!   for any reason but absence (`EACCES`, `ENOEXEC`: a script without
 //!   `#!`): then the child execs `sh -c COMMAND` after all, and the shell
@@ -136,15 +138,26 @@ pub fn words(command: &str) -> Option<Vec<&str>> {
     Some(words)
 }
 
+/// Most directories of `PATH` a direct exec looks through; a longer
+/// `PATH` is left to the shell (a request may carry 128 KiB of colons).
+const PATH_DIRS_MAX: usize = 64;
+/// `PATH_MAX` with its NUL: no longer path can be exec'd.
+const PATH_MAX: usize = 4096;
+
 /// Where the shell would look for `program`, in its order: `program`
 /// itself if it names a path, else each directory of `path` (an empty one
-/// is the working directory).
-pub fn candidates(program: &str, path: &OsStr) -> Vec<Vec<u8>> {
+/// is the working directory). `None`, to leave it to the shell, if that
+/// is more than [`PATH_DIRS_MAX`] directories or a path too long to exec.
+pub fn candidates(program: &str, path: &OsStr) -> Option<Vec<Vec<u8>>> {
     if program.contains('/') {
-        return vec![program.as_bytes().to_vec()];
+        return (program.len() < PATH_MAX).then(|| vec![program.as_bytes().to_vec()]);
     }
-    path.as_bytes()
-        .split(|&b| b == b':')
+    let dirs: Vec<&[u8]> = path.as_bytes().split(|&b| b == b':').collect();
+    if dirs.len() > PATH_DIRS_MAX || dirs.iter().any(|d| d.len() + 1 + program.len() >= PATH_MAX) {
+        return None;
+    }
+    let candidates = dirs
+        .into_iter()
         .map(|dir| {
             let dir = if dir.is_empty() { &b"."[..] } else { dir };
             let mut p = Vec::with_capacity(dir.len() + 1 + program.len());
@@ -153,7 +166,8 @@ pub fn candidates(program: &str, path: &OsStr) -> Vec<Vec<u8>> {
             p.extend_from_slice(program.as_bytes());
             p
         })
-        .collect()
+        .collect();
+    Some(candidates)
 }
 
 /// Whether the `NAME=value` entry `kv` has a name the shell can hold as a
@@ -279,15 +293,32 @@ mod tests {
     fn candidates_follow_path_in_order() {
         assert_eq!(
             candidates("ip", OsStr::new("/usr/sbin:/usr/bin")),
-            vec![b"/usr/sbin/ip".to_vec(), b"/usr/bin/ip".to_vec()]
+            Some(vec![b"/usr/sbin/ip".to_vec(), b"/usr/bin/ip".to_vec()])
         );
         assert_eq!(
             candidates("ip", OsStr::new(":/bin:")),
-            vec![b"./ip".to_vec(), b"/bin/ip".to_vec(), b"./ip".to_vec()]
+            Some(vec![
+                b"./ip".to_vec(),
+                b"/bin/ip".to_vec(),
+                b"./ip".to_vec()
+            ])
         );
         assert_eq!(
             candidates("./tool", OsStr::new("/usr/bin")),
-            vec![b"./tool".to_vec()]
+            Some(vec![b"./tool".to_vec()])
         );
+    }
+
+    #[test]
+    fn hostile_paths_are_left_to_the_shell() {
+        // 128 KiB of colons would be 131 072 candidates.
+        assert_eq!(candidates("ip", OsStr::new(&":".repeat(128 * 1024))), None);
+        let long = "a".repeat(5000);
+        assert_eq!(candidates(&long, OsStr::new("/usr/bin")), None);
+        assert_eq!(
+            candidates(&format!("/{long}"), OsStr::new("/usr/bin")),
+            None
+        );
+        assert!(candidates("ip", OsStr::new(&":".repeat(63))).is_some());
     }
 }

@@ -205,7 +205,7 @@ pub const API: &[ApiItem] = &[
     item("Host.NAME = Host", "`h.ns1 = h.netns(\"ns1\")` (LNST's habit): keeps the namespace object as a member; `h.ns1` returns it."),
     item("Host.netns_name -> string|()", "A namespace object's kernel name (as `ip netns list` shows it, `lnst-<agent>-s<session>-NAME`), for shell jobs: `ip netns exec ${ns.netns_name} ..`; () for a host itself."),
     item("Host.devices -> array", "Every device now on the host (`ip link show`)."),
-    item("Host.run(command: string) -> Job", "Runs `sh -c command` on the host; a result line. Foreground: waits (timeout 60 s)."),
+    item("Host.run(command: string) -> Job", "Runs `command` on the host as `sh -c` would (a simple command is exec'd directly); a result line. Foreground: waits (timeout 60 s)."),
     item("Host.run(command: string, opts: map) -> Job", "Options: bg (bool), timeout (seconds, foreground), expect_fail (bool), cwd (string), env (map), json (parse stdout into job.result), desc (string), netns (name), undo (a shell command journaled as with `h.defer` before the job starts; runs in the job's namespace)."),
     item("Host.run(module: Module) -> Job", "Runs a test module (see below); background modules (servers, captures) start in the background and return once ready."),
     item("Host.run(module: Module, opts: map) -> Job", "Same with run options (desc, timeout, netns, ..)."),
