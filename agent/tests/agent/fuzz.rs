@@ -172,6 +172,15 @@ fn requests(dir: &str, ns: &str, r: u64) -> Vec<Request> {
         spec.timeout_ms = Some(u64::MAX);
         spec.wait = true;
         out.push(Request::JobStart(spec));
+        // The string as the command, with hostile PATHs: the agent's own
+        // PATH search (a simple command is exec'd without the shell).
+        for path in [s.clone(), ":".repeat(100_000)] {
+            let mut spec = JobSpec::shell(s.clone());
+            spec.env = vec![("PATH".into(), path)];
+            spec.timeout_ms = Some(5_000);
+            spec.wait = true;
+            out.push(Request::JobStart(spec));
+        }
     }
     for &n in &nums32 {
         out.push(Request::SetMtu {
