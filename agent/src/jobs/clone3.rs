@@ -1,5 +1,6 @@
-//! Starting a job's shell with one `clone3` that does what the fallback
-//! needs three steps for: `CLONE_INTO_CGROUP` puts the child in the
+//! Starting a job's shell (or a simple command itself, without the shell:
+//! [`super::simple`]) with one `clone3` that does what the fallback needs
+//! three steps for: `CLONE_INTO_CGROUP` puts the child in the
 //! session's cgroup as it is created (no `echo 0 >cgroup.procs` in the
 //! shell, and no instant at which the job is outside its cgroup),
 //! `CLONE_CLEAR_SIGHAND` resets every handled signal to its default in the

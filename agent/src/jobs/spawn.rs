@@ -3,9 +3,10 @@
 //! agent's own namespace) or from a long-lived OS thread that entered a
 //! named network namespace.
 //!
-//! The shell is started by [`super::clone3`] straight into the cgroup;
-//! where the kernel refuses that, by `posix_spawn` (tokio's `Command`) with
-//! the shell moving itself into the cgroup first ([`super::cgroup::wrap`]).
+//! The shell is started by [`super::clone3`] straight into the cgroup (a
+//! simple command is exec'd without it, [`super::simple`]); where the
+//! kernel refuses that, by `posix_spawn` (tokio's `Command`) with the shell
+//! moving itself into the cgroup first ([`super::cgroup::wrap`]).
 //!
 //! A process inherits the network namespace of the *thread* that forks it.
 //! `setns` must never run on a tokio worker (they are reused for other
