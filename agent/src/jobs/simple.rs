@@ -26,6 +26,10 @@
 //!
 //! `true` and `false` are builtins in dash and bash but are exec'd here:
 //! `/usr/bin/true` and the builtin have the same effect.
+//!
+//! Only jobs started by [`super::clone3`] take this path; where the kernel
+//! refuses `clone3`, the `posix_spawn` fallback runs every job in the
+//! shell.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
