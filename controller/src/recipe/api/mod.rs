@@ -258,7 +258,7 @@ pub const API: &[ApiItem] = &[
     item("Job.wait(timeout: float|int) -> bool", "Waits up to timeout seconds; returns whether it finished."),
     item("Job.kill()", "SIGTERM to the job's process group, then waits for it; the job passes."),
     item("Job.kill(signal: string)", "Same with a signal name (\"SIGINT\", \"KILL\", ..)."),
-    item("Job.wait_output(regex: string, timeout: float|int) -> bool", "Waits until stdout matches regex (e.g. a server is ready); returns whether it did."),
+    item("Job.wait_output(regex: string, timeout: float|int) -> bool", "Waits until stdout matches regex (e.g. a server is ready); returns whether it did. A program writing into a pipe may hold its output back until it exits: `iperf3 --forceflush`, or `stdbuf -oL CMD` for stdio programs."),
     item("Device.name -> string", "Interface name (`ip link show DEV`)."),
     item("Device.ifindex -> int", "Interface index."),
     item("Device.kind -> string", "Link kind, \"\" for a physical NIC."),
