@@ -225,6 +225,12 @@ if [ "$INIT" = systemd ]; then
   printf '[Unit]\nDescription=lnst VM lab guest\nRequires=lnst-agent.service lnst-shell.service\n' > $D/lnst.target
   printf '[Unit]\nDefaultDependencies=no\n[Service]\nEnvironment=PATH=%s HOME=%s NO_COLOR=1 LNST_HEARTBEAT_MS=%s\nExecStart=%s --virtio-port /dev/virtio-ports/{PORT_NAME} --state-dir /run/lnst-agent --config /run/lnst-agent.toml %s\nExecStopPost=/bin/sh -c "echo o > /proc/sysrq-trigger"\nStandardOutput=tty\nStandardError=tty\nTTYPath=/dev/console\nDelegate=yes\n' "$PATH" "$HOME" "$LNST_HEARTBEAT_MS" "$AGENT" "$ARGS" > $D/lnst-agent.service
   printf '[Unit]\nDefaultDependencies=no\n[Service]\nExecStart=/bin/sh /run/lnst-shell\nStandardOutput=null\nStandardError=null\n' > $D/lnst-shell.service
+  # The guest's /tmp is the host's (read-only under the overlay). tmp.conf's
+  # `D /tmp` would have systemd-tmpfiles-setup, which sysinit.target (so
+  # any unit with default dependencies) pulls in, walk all of it over 9p
+  # to hide it: 33 s of a 44 s sysinit.target with a build tree there.
+  # /tmp stays as /init's guests have it.
+  mkdir -p $R/run/tmpfiles.d && printf 'd /tmp 1777 root root -\n' > $R/run/tmpfiles.d/tmp.conf
   t starting systemd
   exec switch_root $R {SYSTEMD} --unit=lnst.target --show-status=false --log-level=warning
 fi
