@@ -175,6 +175,66 @@ impl Device {
     }
 }
 
+impl Device {
+    /// The master as a device (same namespace), so `dev.master.name`,
+    /// `dev.master == h.br0` and `dev.master == "br0"` all read naturally;
+    /// `()` without one.
+    fn master_of(&self, i: &DeviceInfo) -> Dynamic {
+        match &i.master {
+            Some(name) => Dynamic::from(Device::new(
+                self.0.client.clone(),
+                Rc::clone(&self.0.core),
+                self.dev().netns,
+                name.clone(),
+            )),
+            None => Dynamic::UNIT,
+        }
+    }
+
+    /// `ethtool -k DEV`, by the long and the short names.
+    fn features(&self) -> R<Map> {
+        match self
+            .0
+            .core
+            .request(&self.0.client, Request::Features { dev: self.dev() })?
+        {
+            Response::Features(f) => Ok(f
+                .into_iter()
+                .map(|(k, v)| (k.into(), Dynamic::from(v)))
+                .collect()),
+            other => err(format!(
+                "agent {}: unexpected reply {other:?} to Features",
+                self.host()
+            )),
+        }
+    }
+
+    /// `dev.info()`: every attribute of RECIPES.md §6 in one map, the
+    /// values as the properties give them, from one fresh read of the
+    /// device and one of its features.
+    fn info_map(&self) -> R<Map> {
+        let i = self.fetch()?;
+        let ips: Array = i.ips.iter().cloned().map(Dynamic::from).collect();
+        let host = Host::of_device(&self.0.core, &self.0.client, &self.dev().netns)?;
+        let entries: [(&str, Dynamic); 13] = [
+            ("name", self.0.dref_name().into()),
+            ("ifindex", (i.ifindex as i64).into()),
+            ("kind", i.kind.clone().into()),
+            ("driver", i.driver.clone().into()),
+            ("mac", i.mac.clone().into()),
+            ("mtu", (i.mtu as i64).into()),
+            ("state", if i.up { "up" } else { "down" }.into()),
+            ("carrier", i.carrier.into()),
+            ("ips", ips.into()),
+            ("master", self.master_of(&i)),
+            ("stats", stats_map(&i).into()),
+            ("features", self.features()?.into()),
+            ("host", Dynamic::from(host)),
+        ];
+        Ok(entries.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+}
+
 fn stats_map(i: &DeviceInfo) -> Map {
     let s = &i.stats;
     [
@@ -356,17 +416,7 @@ pub fn register(engine: &mut Engine) {
         Ok(d.info()?.ips.into_iter().map(Dynamic::from).collect())
     });
     engine.register_get("master", |d: &mut Device| -> R<Dynamic> {
-        // The master as a device (same namespace), so `dev.master.name`,
-        // `dev.master == h.br0` and `dev.master == "br0"` all read naturally.
-        Ok(match d.info()?.master {
-            Some(name) => Dynamic::from(Device::new(
-                d.0.client.clone(),
-                Rc::clone(&d.0.core),
-                d.dev().netns,
-                name,
-            )),
-            None => Dynamic::UNIT,
-        })
+        Ok(d.master_of(&d.info()?))
     });
     engine.register_get("host", |d: &mut Device| -> R<Host> {
         Host::of_device(&d.0.core, &d.0.client, &d.dev().netns)
@@ -396,22 +446,8 @@ pub fn register(engine: &mut Engine) {
     engine.register_get("stats", |d: &mut Device| -> R<Map> {
         Ok(stats_map(&d.fetch()?))
     });
-    engine.register_get("features", |d: &mut Device| -> R<Map> {
-        match d
-            .0
-            .core
-            .request(&d.0.client, Request::Features { dev: d.dev() })?
-        {
-            Response::Features(f) => Ok(f
-                .into_iter()
-                .map(|(k, v)| (k.into(), Dynamic::from(v)))
-                .collect()),
-            other => err(format!(
-                "agent {}: unexpected reply {other:?} to Features",
-                d.host()
-            )),
-        }
-    });
+    engine.register_get("features", |d: &mut Device| d.features());
+    engine.register_fn("info", |d: &mut Device| d.info_map());
     engine.register_fn("up", |d: &mut Device| {
         d.change(Request::SetState {
             dev: d.dev(),

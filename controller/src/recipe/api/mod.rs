@@ -272,6 +272,7 @@ pub const API: &[ApiItem] = &[
     item("Device.stats -> map", "rx/tx bytes, packets, dropped, errors (`ip -s link`), refreshed on each read."),
     item("Device.features -> map", "ethtool features (`ethtool -k DEV`), readable by the `ethtool -k` names and by the `ethtool -K` short names alike (`features.gro`)."),
     item("Device.host -> Host", "The host or namespace object the device is on (after move_to, the namespace); hosts compare with == (same agent, same namespace)."),
+    item("Device.info() -> map", "Every attribute above in one map (name, ifindex, kind, driver, mac, mtu, state, carrier, ips, master, stats, features, host), the values as the properties give them, read fresh."),
     item("Device.up()", "`ip link set DEV up`."),
     item("Device.down()", "`ip link set DEV down`."),
     item("Device.ip_add(cidr: string)", "`ip addr add CIDR dev DEV`; an IPv6 address is usable when it returns (duplicate address detection done; a duplicate is an error and the address is removed). On a device that is down DAD runs when it comes up."),
