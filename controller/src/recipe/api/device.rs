@@ -173,9 +173,7 @@ impl Device {
             other => err(format!("agent {}: unexpected reply {other:?}", self.host())),
         }
     }
-}
 
-impl Device {
     /// The master as a device (same namespace), so `dev.master.name`,
     /// `dev.master == h.br0` and `dev.master == "br0"` all read naturally;
     /// `()` without one.
