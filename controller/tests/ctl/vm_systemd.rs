@@ -6,8 +6,8 @@
 //! the console by a deferred command that runs last in the undo: both
 //! units are as before. A unit with default dependencies starts too, and
 //! the /tmp its sysinit.target finds is kept (the host's, over 9p). A
-//! guest without systemd gets an error saying so,
-//! and an unknown `init` is refused before any guest starts.
+//! guest without systemd gets an error saying so, and an unknown `init` is
+//! refused before any guest starts.
 
 use std::path::PathBuf;
 
