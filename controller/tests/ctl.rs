@@ -837,6 +837,14 @@ fn spec_conformance_recipe() {
         "{err}"
     );
     assert!(results.len() >= 50, "{} results", results.len());
+    // A device or host in result data is the text print shows.
+    let data = &results
+        .iter()
+        .find(|r| r["desc"] == "objects as result data")
+        .expect("objects as result data")["data"];
+    assert_eq!(data["dev"], "Device(eth0 on h1)", "{data}");
+    assert_eq!(data["host"], "Host(h1 on h1)", "{data}");
+    assert_eq!(data["master"], Value::Null, "{data}");
     assert_eq!(code, 1);
     assert!(!Path::new("/tmp/lnst-conformance-copy").exists());
     assert!(

@@ -4,6 +4,10 @@
 use rhai::{Array, Dynamic, Map};
 use serde_json::Value;
 
+use super::api::device::Device;
+use super::api::host::Host;
+use super::api::job::Job;
+
 /// JSON → Rhai.
 pub fn to_dynamic(v: &Value) -> Dynamic {
     match v {
@@ -23,7 +27,8 @@ pub fn to_dynamic(v: &Value) -> Dynamic {
     }
 }
 
-/// Rhai → JSON; custom types become their type name as text.
+/// Rhai → JSON; a host, device or job becomes the text `print` shows
+/// (`Device(eth0 on h1)`), other custom types their type name.
 pub fn to_json(d: &Dynamic) -> Value {
     let d = &d.flatten_clone();
     if d.is_unit() {
@@ -44,6 +49,12 @@ pub fn to_json(d: &Dynamic) -> Value {
     } else if d.is_map() {
         let m = d.clone().cast::<Map>();
         Value::Object(m.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect())
+    } else if let Some(x) = d.read_lock::<Device>() {
+        Value::String(x.to_string())
+    } else if let Some(x) = d.read_lock::<Host>() {
+        Value::String(x.to_string())
+    } else if let Some(x) = d.read_lock::<Job>() {
+        Value::String(x.to_string())
     } else {
         Value::String(d.to_string())
     }

@@ -45,6 +45,13 @@ pub struct Created {
     pub link: Option<String>,
 }
 
+/// `Device(NAME on HOST)`: what `print`, `${dev}` and result data show.
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Device({} on {})", self.0.dref_name(), self.host())
+    }
+}
+
 impl Device {
     pub fn new(client: AgentClient, core: Rc<Core>, netns: Option<String>, name: String) -> Device {
         Device(Rc::new(DevInner {
@@ -550,7 +557,5 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("destroy", |d: &mut Device| {
         d.change(Request::Destroy { dev: d.dev() })
     });
-    engine.register_fn("to_string", |d: &mut Device| {
-        format!("Device({} on {})", d.0.dref_name(), d.host())
-    });
+    engine.register_fn("to_string", |d: &mut Device| d.to_string());
 }

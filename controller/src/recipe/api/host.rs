@@ -39,6 +39,13 @@ pub struct HostInner {
     pub members: RefCell<BTreeMap<String, Host>>,
 }
 
+/// `Host(NAME on MACHINE)`: what `print`, `${h}` and result data show.
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Host({} on {})", self.0.name, self.0.machine)
+    }
+}
+
 impl Host {
     /// A host with its matched NICs: `nics` maps recipe name → real name.
     pub fn new(
@@ -660,7 +667,5 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("run", |h: &mut Host, cmd: &str, opts: Map| {
         job::run_shell(h, cmd, opts)
     });
-    engine.register_fn("to_string", |h: &mut Host| {
-        format!("Host({} on {})", h.0.name, h.0.machine)
-    });
+    engine.register_fn("to_string", |h: &mut Host| h.to_string());
 }

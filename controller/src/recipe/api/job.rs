@@ -332,6 +332,13 @@ fn text_of(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `Job(ID on HOST)`: what `print`, `${job}` and result data show.
+impl std::fmt::Display for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Job({} on {})", self.id(), self.0.host.0.name)
+    }
+}
+
 impl Job {
     fn core(&self) -> &Rc<Core> {
         &self.0.host.0.core
@@ -748,9 +755,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("wait_output", |j: &mut Job, re: &str, t: Dynamic| {
         j.wait_output(re, t)
     });
-    engine.register_fn("to_string", |j: &mut Job| {
-        format!("Job({} on {})", j.id(), j.0.host.0.name)
-    });
+    engine.register_fn("to_string", |j: &mut Job| j.to_string());
     let _ = to_json;
 }
 
