@@ -247,6 +247,17 @@ fn syntax_error_names_file_line_col() {
     assert!(err.contains("syn.rhai:2:"), "{err}");
     let (code, _, err) = run(&["validate", r.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
+    // A misspelt function: its file:line, and where the API is listed.
+    let r = t.write(
+        "typo.rhai",
+        "let h1 = host(\"h1\");\nh1.nic_typo(\"eth0\");\nfn test(m) {}\n",
+    );
+    let (code, _, err) = run(&["validate", r.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("typo.rhai:2:") && err.contains("nic_typo") && err.contains("lnst-ctl api"),
+        "{err}"
+    );
 }
 
 fn pool(t: &Tmp) -> PathBuf {

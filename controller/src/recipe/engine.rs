@@ -224,6 +224,11 @@ pub fn eval_error(names: &Names, e: &EvalAltResult) -> String {
             .into_string()
             .unwrap_or_else(|_| "interrupted".to_string()),
         EvalAltResult::ErrorParsing(t, _) => format!("syntax error: {t}"),
+        // Rhai's "Function not found: foo ()", with where to look.
+        EvalAltResult::ErrorFunctionNotFound(sig, _) => format!(
+            "Function not found: {sig}: neither the recipe nor the recipe API has it \
+             (`lnst-ctl api` lists every function, device kind and module)"
+        ),
         EvalAltResult::ErrorModuleNotFound(path, _) => format!(
             "import {path:?}: no module file {}",
             names.module_file(path).display()
