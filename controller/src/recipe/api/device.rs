@@ -546,8 +546,18 @@ pub fn register(engine: &mut Engine) {
             )),
         }
     });
-    engine.register_fn("move_to", |d: &mut Device, ns: &str| {
-        d.move_to(Some(ns.to_string()))
+    engine.register_fn("move_to", |d: &mut Device, ns: &str| -> R<()> {
+        // A namespace this run made, by the name the recipe gave it; else
+        // one `ip netns` lists.
+        let here = Host::of_device(&d.0.core, &d.0.client, &d.dev().netns)?;
+        match here.netns_named(ns) {
+            Some(h) => {
+                d.move_to(h.0.netns.clone())?;
+                h.0.nics.borrow_mut().insert(d.0.dref_name(), d.clone());
+                Ok(())
+            }
+            None => d.move_to(Some(ns.to_string())),
+        }
     });
     engine.register_fn("move_to", |d: &mut Device, ns: Host| -> R<()> {
         d.move_to(ns.0.netns.clone())?;

@@ -254,9 +254,50 @@ impl Host {
         self.0.core.request(&self.0.client, req)
     }
 
+    /// The namespace a recipe means by `name` on this host's agent: one
+    /// this run made with `h.netns(name)` (whose kernel name is
+    /// `lnst-<agent>-s<session>-NAME`) as its object, else `None`: then
+    /// `name` is taken as `ip netns` lists it (made by a job, or before
+    /// the run).
+    pub fn netns_named(&self, name: &str) -> Option<Host> {
+        let agent = self.0.client.host();
+        let hosts = self.0.core.hosts.borrow();
+        hosts
+            .iter()
+            .filter(|h| h.0.client.host() == agent && h.0.netns.is_some())
+            .find(|h| {
+                h.0.name
+                    .rsplit_once('/')
+                    .is_some_and(|(_, short)| short == name)
+            })
+            .cloned()
+    }
+
+    /// [`Host::netns_named`]'s kernel name, or `name` as it is.
+    pub fn netns_kernel_name(&self, name: &str) -> String {
+        self.netns_named(name)
+            .and_then(|h| h.0.netns.clone())
+            .unwrap_or_else(|| name.to_string())
+    }
+
     /// `ip link add NAME type KIND ...`; registers the device (and a veth
     /// peer) under its name.
-    pub fn create(&mut self, name: &str, spec: DevSpec) -> R<Device> {
+    pub fn create(&mut self, name: &str, mut spec: DevSpec) -> R<Device> {
+        // `veth(#{ peer_netns: "ns1" })`: a namespace of this run by the
+        // name the recipe gave it.
+        if let (
+            lnst_common::device::DeviceSpec::Veth {
+                peer_netns: Some(n),
+                ..
+            },
+            None,
+        ) = (&mut spec.spec, &spec.peer_host)
+        {
+            if let Some(h) = self.netns_named(n) {
+                *n = h.0.netns.clone().unwrap_or_default();
+                spec.peer_host = Some(h);
+            }
+        }
         let known = self.0.nics.borrow().get(name).map(|d| d.0.dref_name());
         if let Some(kernel_name) = known {
             // A name whose device is gone (`dev.destroy()`, an `ip link

@@ -265,7 +265,10 @@ pub fn run_job(
     });
     let spec = JobSpec {
         command,
-        netns: opts.netns.clone().or_else(|| h.0.netns.clone()),
+        netns: match &opts.netns {
+            Some(n) => Some(h.netns_kernel_name(n)),
+            None => h.0.netns.clone(),
+        },
         cwd: opts.cwd.clone(),
         env: opts.env.clone(),
         timeout_ms: if opts.bg {

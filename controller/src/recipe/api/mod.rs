@@ -206,7 +206,7 @@ pub const API: &[ApiItem] = &[
     item("Host.netns_name -> string|()", "A namespace object's kernel name (as `ip netns list` shows it, `lnst-<agent>-s<session>-NAME`), for shell jobs: `ip netns exec ${ns.netns_name} ..`; () for a host itself."),
     item("Host.devices -> array", "Every device now on the host (`ip link show`)."),
     item("Host.run(command: string) -> Job", "Runs `command` on the host as `sh -c` would (a simple command is exec'd directly); a result line. Foreground: waits (timeout 60 s)."),
-    item("Host.run(command: string, opts: map) -> Job", "Options: bg (bool), timeout (seconds, foreground), expect_fail (bool), cwd (string), env (map), json (parse stdout into job.result), desc (string), netns (name), undo (a shell command journaled as with `h.defer` before the job starts; runs in the job's namespace)."),
+    item("Host.run(command: string, opts: map) -> Job", "Options: bg (bool), timeout (seconds, foreground), expect_fail (bool), cwd (string), env (map), json (parse stdout into job.result), desc (string), netns (a namespace object, the name given to `h.netns(..)`, or a name as `ip netns` lists it), undo (a shell command journaled as with `h.defer` before the job starts; runs in the job's namespace)."),
     item("Host.run(module: Module) -> Job", "Runs a test module (see below); background modules (servers, captures) start in the background and return once ready."),
     item("Host.run(module: Module, opts: map) -> Job", "Same with run options (desc, timeout, netns, ..)."),
     item("ping(opts: map) -> Module", "#{ dst, count, interval, size, iface, max_loss, timeout, ttl } (iface: a name or a device such as m.h1.eth0); result #{ sent, received, loss, rtt_min, rtt_avg, rtt_max, rtt_mdev }; passes when loss <= max_loss (default 0)."),
@@ -231,7 +231,7 @@ pub const API: &[ApiItem] = &[
     item("Host.send_file(local: string, remote: string)", "Copies a local file to the host."),
     item("Host.recv_file(remote: string, local: string)", "Copies a file from the host."),
     item("Host.defer(command: string)", "A shell command (`sh -c`, in the host's or namespace's netns) the agent runs when the run's changes are undone, in reverse order with them, also after a crash of the controller or the agent; killed after 30 s. For what has no API: tc, nft, xfrm, files a job made."),
-    item("veth(opts: map) -> DeviceSpec", "#{ peer, peer_netns }: the pair; the peer is h.PEER (or ns.PEER)."),
+    item("veth(opts: map) -> DeviceSpec", "#{ peer, peer_netns }: the pair; the peer is h.PEER (or ns.PEER); peer_netns is a namespace object, the name given to `h.netns(..)`, or a name as `ip netns` lists it."),
     item("bridge(opts: map) -> DeviceSpec", "#{ stp, vlan_filtering }"),
     item("bond(opts: map) -> DeviceSpec", "Every option of `ip link add type bond`: #{ mode, miimon, updelay, downdelay, peer_notify_delay, use_carrier, arp_interval, arp_validate, arp_all_targets, arp_ip_target (array or \"A,B\"), ns_ip6_target, arp_missed_max, primary, primary_reselect, fail_over_mac, xmit_hash_policy, resend_igmp, num_grat_arp / num_unsol_na, all_slaves_active, min_links, lp_interval, packets_per_slave, tlb_dynamic_lb, lacp_rate, lacp_active, ad_select, ad_user_port_key, ad_actor_sys_prio, ad_actor_system, coupled_control, broadcast_neigh }; a wrong value names the accepted ones. Ports join with dev.master = bond (an up port is taken down for the change and brought back up)."),
     item("team(opts: map) -> DeviceSpec", "#{ runner, link_watch }: runner activebackup (default), roundrobin, loadbalance, broadcast, lacp, random; link_watch ethtool (default), arp_ping, nsna_ping, or a map with name and teamd options. The agent starts teamd for it and stops it after the run; ports join with dev.master = team."),
@@ -286,7 +286,7 @@ pub const API: &[ApiItem] = &[
     item("Device.pause -> map", "`ethtool -a DEV`: autoneg, rx, tx (bools); set by assigning a map (`ethtool -A`); restored after the run."),
     item("Device.netem(opts: map|())", "`tc qdisc replace dev DEV root netem ..` with #{ delay, jitter (ms), loss, duplicate, reorder, corrupt (percent), rate (bits per second) }; `dev.netem(())` removes it (`tc qdisc del dev DEV root`). The root qdisc of before is back after the run. Needs a kernel with sch_netem (the VM lab's)."),
     item("Device.wait_carrier(timeout: float|int) -> bool", "Waits until the device has carrier."),
-    item("Device.move_to(netns: Host|string)", "`ip link set DEV netns NS`: NS is a namespace object from `h.netns(..)` (the device then is `ns.NAME`) or a namespace name as `ip netns` lists it."),
+    item("Device.move_to(netns: Host|string)", "`ip link set DEV netns NS`: NS is a namespace object from `h.netns(..)` (the device then is `ns.NAME`) the name given to `h.netns(..)` (the same), or a namespace name as `ip netns` lists it."),
     item("Device.destroy()", "`ip link del DEV`."),
 ];
 
