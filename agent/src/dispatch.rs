@@ -218,7 +218,7 @@ fn netns_named(req: &Request) -> Vec<Option<&str>> {
             netns,
             spec: DeviceSpec::Veth { peer_netns, .. },
             ..
-        } => vec![netns.as_deref(), peer_netns.as_deref()],
+        } => vec![netns.as_deref(), peer_netns.as_deref().or(netns.as_deref())],
         Request::Devices { netns }
         | Request::Create { netns, .. }
         | Request::SysctlGet { netns, .. }

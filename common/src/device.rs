@@ -54,7 +54,8 @@ pub struct LinkStats {
 /// A soft device to create: `ip link add NAME type KIND ...`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DeviceSpec {
-    /// `type veth peer name PEER [netns NS]`
+    /// `type veth peer name PEER [netns NS]`; without `peer_netns` the peer
+    /// is in the device's namespace, as with `ip link add`.
     Veth {
         peer: String,
         peer_netns: Option<String>,

@@ -75,30 +75,29 @@ pub async fn create(
     }
     let mut peer_file = None;
     if let DeviceSpec::Veth { peer, peer_netns } = spec {
-        let pconn = nets.conn(peer_netns.as_deref()).await?;
+        // As `ip link add NAME type veth peer name PEER [netns NS]`: without
+        // a namespace of its own the peer is where the device is.
+        let peer_ns = peer_netns.as_deref().or(netns);
+        let pconn = nets.conn(peer_ns).await?;
         let pref = DevRef {
-            netns: peer_netns.clone(),
+            netns: peer_ns.map(str::to_string),
             name: peer.clone(),
         };
-        if get_link(&pconn, &pref).await.is_ok() || (peer_netns.as_deref() == netns && peer == name)
-        {
+        if get_link(&pconn, &pref).await.is_ok() || (peer_ns == netns && peer == name) {
             return Err(WireError::new(
                 ErrorKind::AlreadyExists,
                 format!(
                     "cannot create veth {name}: its peer name {peer} is taken in {}",
-                    ns_label(peer_netns.as_deref())
+                    ns_label(peer_ns)
                 ),
             ));
         }
-        if peer_netns.as_deref() != netns {
-            let path = match peer_netns {
-                Some(n) => super::nsthread::netns_path(n),
-                None => "/proc/self/ns/net".to_string(),
-            };
+        if let (Some(n), false) = (peer_ns, peer_ns == netns) {
+            let path = super::nsthread::netns_path(n);
             peer_file = Some(std::fs::File::open(&path).map_err(|e| {
                 WireError::not_found(format!(
                     "veth {name}: peer {}: {path}: {e}",
-                    ns_label(peer_netns.as_deref())
+                    ns_label(peer_ns)
                 ))
             })?);
         }

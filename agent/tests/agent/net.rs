@@ -376,6 +376,26 @@ async fn every_kind_is_created_or_reported_unsupported() {
     assert_eq!(i.kind, "veth");
     assert_eq!(link(&ns, "v0")["linkinfo"]["info_kind"], "veth");
     assert_eq!(link(&peer_ns, "v1")["linkinfo"]["info_kind"], "veth");
+    // Without a peer namespace the peer is where the device is, as with
+    // `ip link add`: not in the agent's own namespace.
+    net::create(
+        &nets,
+        &rec,
+        ns.name(),
+        "w0",
+        &DeviceSpec::Veth {
+            peer: "w1".into(),
+            peer_netns: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(link(&ns, "w1")["linkinfo"]["info_kind"], "veth");
+    let here = std::process::Command::new("ip")
+        .args(["link", "show", "w1"])
+        .output()
+        .unwrap();
+    assert!(!here.status.success(), "w1 is in the agent's namespace");
     let e = net::create(&nets, &rec, ns.name(), "v0", &DeviceSpec::Dummy)
         .await
         .unwrap_err();
