@@ -741,9 +741,9 @@ pub fn register(engine: &mut Engine) {
             None => j.0.started.elapsed().as_secs_f64(),
         })
     });
-    engine.register_fn("wait", |j: &mut Job| -> R<()> {
-        j.wait_for(None).map(|_| ())
-    });
+    // Returns whether it finished, like `wait(timeout)` (always true here),
+    // so `m.check(j.wait(), ..)` reads as it should.
+    engine.register_fn("wait", |j: &mut Job| -> R<bool> { j.wait_for(None) });
     engine.register_fn("wait", |j: &mut Job, t: Dynamic| -> R<bool> {
         let t = seconds(t)?;
         j.wait_for(Some(t))

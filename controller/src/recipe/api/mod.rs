@@ -254,7 +254,7 @@ pub const API: &[ApiItem] = &[
     item("Job.stderr -> string", "Standard error (when finished)."),
     item("Job.result -> value", "Parsed JSON stdout (`json: true`) or a module's result; () otherwise."),
     item("Job.duration -> float", "Seconds from start to end (or until now)."),
-    item("Job.wait()", "Waits until the job ends."),
+    item("Job.wait() -> bool", "Waits until the job ends; returns true (it finished), as wait(timeout) would."),
     item("Job.wait(timeout: float|int) -> bool", "Waits up to timeout seconds; returns whether it finished."),
     item("Job.kill()", "SIGTERM to the job's process group, then waits for it; the job passes."),
     item("Job.kill(signal: string)", "Same with a signal name (\"SIGINT\", \"KILL\", ..)."),
