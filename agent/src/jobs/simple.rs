@@ -6,7 +6,7 @@
 //! one up in `PATH`, export `PWD` and exec it (dash and bash exec the last
 //! command of `-c` in place of themselves), so the job's process, its
 //! arguments, its environment and its exit are the same either way; only
-//! the shell's own start (~55 µs of the ~800 µs a `true` job takes on this
+//! the shell's own start (~55 µs of the 600–900 µs a `true` job takes on this
 //! VM) is saved. Anything the shell would do differently goes through it
 //! as before:
 //!
