@@ -258,7 +258,9 @@ impl Host {
     /// this run made with `h.netns(name)` (whose kernel name is
     /// `lnst-<agent>-s<session>-NAME`) as its object, else `None`: then
     /// `name` is taken as `ip netns` lists it (made by a job, or before
-    /// the run).
+    /// the run). At most one matches: the kernel name has no nesting, so
+    /// a second `netns(name)` on the same agent, even from a namespace
+    /// object, is refused as existing.
     pub fn netns_named(&self, name: &str) -> Option<Host> {
         let agent = self.0.client.host();
         let hosts = self.0.core.hosts.borrow();
